@@ -1,0 +1,281 @@
+"""The ``ssdiff`` command line: parses options, reports progress, maps errors to exit codes.
+
+Every command calls one library function; nothing here computes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+import warnings
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ssdiff_cli import __version__
+from ssdiff_cli.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_MISREGISTERED,
+    EXIT_MODEL,
+    EXIT_OUTPUT,
+    EXIT_RUNTIME,
+    SsdiffError,
+)
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 2 usage error; "
+    f"{EXIT_BAD_INPUT} bad input (missing/unreadable file, CRS or grid mismatch, sensor mismatch); "
+    f"{EXIT_MISREGISTERED} misregistration refused (see --force); "
+    f"{EXIT_OUTPUT} output not writable or exists (see --overwrite); "
+    f"{EXIT_MODEL} model does not fit the input; "
+    f"{EXIT_RUNTIME} runtime failure; {EXIT_INTERRUPTED} interrupted."
+)
+
+app = typer.Typer(
+    name="ssdiff",
+    help="Pansharpen whole satellite scenes with SSDiff or classical fusion.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stderr = Console(stderr=True)
+_state = {"verbose": False, "quiet": False}
+
+
+class Extent(str, Enum):
+    """Output extent on the PAN grid."""
+
+    intersection = "intersection"
+    union = "union"
+
+
+class Device(str, Enum):
+    """Where the model runs."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    """Arithmetic precision of the model."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+# Shared options, defined once so a flag means the same in every command.
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or warnings.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary to stdout.")]
+SensorOpt = Annotated[
+    str | None, typer.Option("--sensor", help="Sensor preset; overrides detection.")
+]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker threads.")]
+TileOpt = Annotated[int, typer.Option("--tile-size", min=64, help="Tile core size (PAN px).")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Model device.")]
+PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision.")]
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Tracebacks on errors.")] = False,
+) -> None:
+    """Pansharpen whole satellite scenes."""
+    _state["verbose"] = verbose
+    if version:
+        typer.echo(f"ssdiff {__version__}")
+        raise typer.Exit()
+
+
+def _warn(message: str) -> None:
+    if not _state["quiet"]:
+        stderr.print(f"[yellow]ssdiff: warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _reporting(quiet: bool = False):
+    """Turn library errors into one-line messages and exit codes; warnings into one line."""
+    _state["quiet"] = quiet
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        _warn(str(message))
+
+    old = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.filterwarnings("ignore", module="rasterio")
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*matmul.*")
+            yield
+    except SsdiffError as exc:
+        stderr.print(f"[red]ssdiff: error:[/] {exc}", highlight=False, soft_wrap=True)
+        if _state["verbose"]:
+            traceback.print_exc()
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        stderr.print("[red]ssdiff: interrupted[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug or an environment failure: say so, one line
+        stderr.print(
+            f"[red]ssdiff: runtime failure:[/] {type(exc).__name__}: {exc}",
+            highlight=False, soft_wrap=True,
+        )
+        if _state["verbose"]:
+            traceback.print_exc()
+        else:
+            stderr.print("(run with -v for the traceback)")
+        raise typer.Exit(EXIT_RUNTIME) from None
+    finally:
+        warnings.showwarning = old
+
+
+@contextmanager
+def _progress_bar(enabled: bool, label: str):
+    """A rich progress bar on stderr when it is a terminal; yields a ``progress`` callback."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("tiles  {task.fields[mps]:.2f} MP/s"), TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(label, total=None, mps=0.0)
+        import time
+
+        start = time.perf_counter()
+
+        def update(done: int, total: int, pixels: int) -> None:
+            rate = pixels / 1e6 / max(time.perf_counter() - start, 1e-6)
+            bar.update(task, completed=done, total=total, mps=rate)
+
+        yield update
+
+
+def _print_json(data: dict) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@app.command()
+def sharpen(
+    pan: Annotated[Path, typer.Argument(help="Panchromatic raster.", show_default=False)],
+    ms: Annotated[
+        list[Path],
+        typer.Argument(help="Multispectral raster, or one single-band file per band.",
+                       show_default=False),
+    ],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output COG, or - for stdout.")],
+    method: Annotated[str, typer.Option(
+        "--method", "-m", help="ssdiff, brovey, gsa, mtf-glp, mtf-glp-fs or upsample.")] = "mtf-glp",
+    sensor: SensorOpt = None,
+    extent: Annotated[Extent, typer.Option(help="Output extent on the PAN grid.")] = Extent.intersection,
+    tile_size: TileOpt = 1024,
+    overlap: Annotated[int | None, typer.Option(
+        "--overlap", min=0, help="Blend width between tiles (PAN px); default: the method's.")] = None,
+    workers: WorkersOpt = 1,
+    dtype: Annotated[str | None, typer.Option(help="Output data type (default: the MS type).")] = None,
+    weights: Annotated[list[float] | None, typer.Option(
+        "--weight", "-w", help="Brovey pseudo-PAN weight, once per band (as gdal_pansharpen -w).")] = None,
+    force: Annotated[bool, typer.Option(help="Fuse even when misregistration is refused.")] = False,
+    warn_px: Annotated[float, typer.Option(help="Warn above this PAN/MS shift (PAN px).")] = 0.5,
+    refuse_px: Annotated[float, typer.Option(help="Refuse above this shift (PAN px).")] = 2.0,
+    check_only: Annotated[bool, typer.Option(help="Print the co-registration report and exit.")] = False,
+    compress: Annotated[str, typer.Option(help="COG compression: deflate, lzw, zstd, none.")] = "deflate",
+    quicklook: Annotated[Path | None, typer.Option(
+        help="Also write a true-colour PNG of the result.")] = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Pansharpen PAN + MS into a Cloud-Optimized GeoTIFF on the PAN grid."""
+    with _reporting(quiet):
+        from ssdiff_cli.pipeline import SharpenOptions
+        from ssdiff_cli.pipeline import sharpen as run_sharpen
+
+        options = SharpenOptions(
+            method=method, sensor=sensor, extent=extent.value, tile_size=tile_size,
+            overlap=overlap, workers=workers, dtype=dtype, overwrite=overwrite, force=force,
+            warn_px=warn_px, refuse_px=refuse_px, check_only=check_only, compress=compress,
+            method_options={"weights": weights} if weights else {},
+            quicklook=str(quicklook) if quicklook else None,
+        )
+        if json_out and output == "-" and not check_only:
+            raise typer.BadParameter("--json and -o - both want stdout; choose one")
+        with _progress_bar(not quiet, f"sharpen {method}") as progress:
+            report = run_sharpen(pan, ms, output, options, progress=progress)
+        _finish(report, json_out, quiet, check_only)
+
+
+def _finish(report, json_out: bool, quiet: bool, check_only: bool) -> None:
+    if json_out:
+        _print_json(report.to_dict())
+    elif check_only:
+        typer.echo(report.shift["summary"])
+        typer.echo(f"verdict: {report.shift['verdict']}")
+    elif not quiet:
+        stderr.print(
+            f"wrote {report.output}: {report.grid['width']}x{report.grid['height']} px, "
+            f"{report.method['name']}, {report.tiles} tiles, {report.seconds:.1f} s "
+            f"({report.megapixels_per_second:.2f} MP/s)",
+            highlight=False,
+        )
+    if check_only and report.shift["verdict"] == "refuse":
+        raise typer.Exit(EXIT_MISREGISTERED)
+
+
+@app.command()
+def info(
+    pan: Annotated[Path, typer.Argument(help="Panchromatic raster.", show_default=False)],
+    ms: Annotated[list[Path], typer.Argument(help="Multispectral raster(s).", show_default=False)],
+    sensor: SensorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the detected sensor (and why), the grids, and the measured PAN/MS shift."""
+    with _reporting():
+        from ssdiff_cli.pipeline import SharpenOptions
+        from ssdiff_cli.pipeline import sharpen as run_sharpen
+
+        report = run_sharpen(pan, ms, "-", SharpenOptions(sensor=sensor, check_only=True))
+        if json_out:
+            _print_json(report.to_dict())
+            return
+        lines = [
+            f"sensor:  {report.sensor['name']}  ({report.sensor['source']})",
+            f"         {report.sensor['reason']}",
+            f"bits:    {report.sensor['bit_depth']}",
+            f"ratio:   {report.ratio}",
+            f"grid:    {report.grid['width']}x{report.grid['height']} PAN px, "
+            f"CRS {report.grid['crs']}",
+            f"shift:   {report.shift['summary']}  -> {report.shift['verdict']}",
+        ]
+        lines += [f"note:    {n}" for n in report.notes]
+        typer.echo("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    app(args=argv, prog_name="ssdiff")
+

@@ -1,0 +1,72 @@
+"""One exception hierarchy for the whole library.
+
+Every error a user can cause is an :class:`SsdiffError` subclass carrying the process exit code
+the CLI uses for it, so the CLI needs one handler and the codes are documented in one place.
+"""
+
+from __future__ import annotations
+
+#: Exit codes, documented in ``ssdiff --help`` and README.md.
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_MISREGISTERED = 4
+EXIT_OUTPUT = 5
+EXIT_MODEL = 6
+EXIT_RUNTIME = 10
+EXIT_INTERRUPTED = 130
+
+
+class SsdiffError(Exception):
+    """Base of every error the library raises on purpose; ``exit_code`` is the CLI's exit code."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class BadInputError(SsdiffError, ValueError):
+    """An input file is missing, unreadable, or inconsistent with the other inputs or options."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class GridMismatchError(BadInputError):
+    """PAN and MS grids cannot be related: CRS differs, ratio not whole, extents disjoint."""
+
+
+class SensorMismatchError(BadInputError):
+    """The inputs contradict the sensor preset (band count, ratio)."""
+
+
+class MisregistrationError(SsdiffError):
+    """The measured PAN/MS shift is above the refusal threshold (override with ``--force``)."""
+
+    exit_code = EXIT_MISREGISTERED
+
+
+class OutputError(SsdiffError, OSError):
+    """The output cannot be written: it exists without ``--overwrite``, or its folder is not
+    writable."""
+
+    exit_code = EXIT_OUTPUT
+
+
+class ModelError(SsdiffError, ValueError):
+    """A checkpoint is missing, corrupt, or does not fit the input (bands, ratio, architecture)."""
+
+    exit_code = EXIT_MODEL
+
+
+class SsdiffWarning(UserWarning):
+    """Base of the library's warnings."""
+
+
+class NotGeoreferencedWarning(SsdiffWarning):
+    """The pair carries no georeferencing; grids are assumed aligned at the upper-left corner."""
+
+
+class MisregistrationWarning(SsdiffWarning):
+    """The measured PAN/MS shift is above the warning threshold."""
+
+
+class NodataWarning(SsdiffWarning):
+    """Something about the validity masks the user should know."""

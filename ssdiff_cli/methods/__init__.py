@@ -1,0 +1,38 @@
+"""Fusion methods and their registry (``--method`` names)."""
+
+from __future__ import annotations
+
+from ssdiff_cli.errors import BadInputError
+from ssdiff_cli.methods.base import FusionMethod, SceneContext
+from ssdiff_cli.methods.classical import GSA, MTFGLP, Brovey, Upsample
+
+CLASSICAL = ("brovey", "gsa", "mtf-glp", "mtf-glp-fs", "upsample")
+
+
+def get_method(name: str, **options) -> FusionMethod:
+    """A fresh, unprepared method by its ``--method`` name.
+
+    ``options`` go to the method's constructor (``weights`` for Brovey; ``model``, ``steps``,
+    ``seed``, ``device``... for ``ssdiff``).
+    """
+    key = name.strip().lower().replace("_", "-")
+    if key == "brovey":
+        return Brovey(weights=options.get("weights"))
+    if key == "gsa":
+        return GSA()
+    if key in ("mtf-glp", "mtf-glp-hpm"):
+        return MTFGLP("hpm")
+    if key == "mtf-glp-fs":
+        return MTFGLP("fs")
+    if key == "upsample":
+        return Upsample()
+    if key == "ssdiff":
+        from ssdiff_cli.methods.ssdiff import SSDiffMethod
+
+        return SSDiffMethod(**{k: v for k, v in options.items() if k != "weights"})
+    raise BadInputError(
+        f"unknown method {name!r}; choose one of: ssdiff, " + ", ".join(CLASSICAL)
+    )
+
+
+__all__ = ["CLASSICAL", "FusionMethod", "SceneContext", "get_method"]

@@ -1,0 +1,177 @@
+"""Classical fusion methods: weighted Brovey, adaptive Gram-Schmidt, MTF-matched GLP.
+
+They are the fast mode of the tool and the yardstick for the model. Scene-wide coefficients
+(regressions, equalisation statistics, injection gains) come from the decimated whole-scene
+sample in :meth:`prepare`, so every tile uses the same ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ssdiff_cli import filters
+from ssdiff_cli.methods.base import FusionMethod, SceneContext
+from ssdiff_cli.scene import TileData
+
+_EPS = 1e-6
+
+
+def _valid_pixels(ctx: SceneContext) -> tuple[np.ndarray, np.ndarray]:
+    """PAN (n,) and MS (C, n) values of the valid sample pixels."""
+    s = ctx.sample
+    if not s.valid.any():
+        raise ValueError("the scene has no pixel where both PAN and MS are valid")
+    return s.pan[s.valid].astype(np.float64), s.ms[:, s.valid].astype(np.float64)
+
+
+class Brovey(FusionMethod):
+    """Weighted Brovey transform as GDAL's ``gdal_pansharpen.py`` computes it.
+
+    ``pseudo = sum_i w_i * MS_i`` and ``F_i = MS_i * PAN / pseudo`` (0 where ``pseudo`` is 0),
+    with the MS brought onto the PAN grid by cubic resampling. Weights default to the sensor's
+    pseudo-PAN weights; pass GDAL's ``-w`` values to reproduce its output.
+    """
+
+    name = "brovey"
+
+    def __init__(self, weights: list[float] | None = None):
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+
+    def prepare(self, ctx: SceneContext) -> None:
+        """Choose the weights: given ones, else the sensor's, else equal weights."""
+        bands = ctx.scene.bands
+        if self.weights is None:
+            preset = getattr(ctx.sensor, "pan_weights", None)
+            w = np.asarray(preset if preset is not None else [1.0 / bands] * bands, np.float32)
+            self.weights = w if w.sum() > 0 else np.full(bands, 1.0 / bands, np.float32)
+        if len(self.weights) != bands:
+            raise ValueError(f"{len(self.weights)} Brovey weights given for {bands} MS bands")
+
+    def fuse(self, tile: TileData) -> np.ndarray:
+        """``MS_i * PAN / pseudo`` per pixel."""
+        pseudo = np.tensordot(self.weights, tile.lms, axes=1)
+        factor = np.divide(tile.pan, pseudo, out=np.zeros_like(pseudo), where=pseudo != 0)
+        return tile.lms * factor
+
+    def describe(self) -> dict:
+        """Name and weights."""
+        return {"name": self.name, "weights": [round(float(w), 6) for w in self.weights]}
+
+
+class GSA(FusionMethod):
+    """Adaptive Gram-Schmidt (GSA, Aiazzi et al. 2007).
+
+    The intensity ``I = a0 + sum_i a_i MS_i`` is the least-squares fit of the PAN degraded to the
+    MS scale on the MS bands (so ``I`` is in PAN units); the injection gains are
+    ``g_i = cov(MS_i, I) / var(I)``; ``F_i = MS_i + g_i (PAN - I)``. Both are fitted once per
+    scene on the decimated scene sample.
+    """
+
+    name = "gsa"
+
+    def prepare(self, ctx: SceneContext) -> None:
+        """Fit the intensity regression and the injection gains on the scene sample."""
+        pan, ms = _valid_pixels(ctx)
+        design = np.vstack([ms, np.ones_like(pan)]).T
+        coef, *_ = np.linalg.lstsq(design, pan, rcond=None)
+        self.alpha = coef[:-1].astype(np.float32)
+        self.alpha0 = np.float32(coef[-1])
+        intensity = design @ coef
+        var = intensity.var()
+        cov = ((ms - ms.mean(axis=1, keepdims=True)) * (intensity - intensity.mean())).mean(axis=1)
+        self.gains = (cov / max(var, _EPS)).astype(np.float32)
+
+    def fuse(self, tile: TileData) -> np.ndarray:
+        """``MS_i + g_i (PAN - I)`` per pixel."""
+        intensity = np.tensordot(self.alpha, tile.lms, axes=1) + self.alpha0
+        detail = tile.pan - intensity
+        return tile.lms + self.gains[:, None, None] * detail
+
+    def describe(self) -> dict:
+        """Name, regression weights and gains."""
+        return {
+            "name": self.name,
+            "alpha": [round(float(a), 6) for a in self.alpha],
+            "gains": [round(float(g), 6) for g in self.gains],
+        }
+
+
+class MTFGLP(FusionMethod):
+    """MTF-matched generalized Laplacian pyramid (Aiazzi et al. 2006).
+
+    For each band the PAN is low-passed with a Gaussian matched to that band's MTF gain at
+    Nyquist, decimated by the ratio and interpolated back (cubic), giving ``PAN_LP_i``; the PAN is
+    equalised to the band (mean and standard deviation on the scene sample). Injection:
+
+    - ``hpm`` (default): ``F_i = MS_i * PAN_i / PAN_LP_i`` (high-pass modulation);
+    - ``fs``: ``F_i = MS_i + g_i (PAN_i - PAN_LP_i)`` with ``g_i`` the regression of ``MS_i`` on
+      the degraded PAN over the scene (full-scale regression gains).
+    """
+
+    name = "mtf-glp"
+
+    def __init__(self, injection: str = "hpm"):
+        if injection not in ("hpm", "fs"):
+            raise ValueError(f"MTF-GLP injection must be 'hpm' or 'fs', not {injection!r}")
+        self.injection = injection
+
+    def prepare(self, ctx: SceneContext) -> None:
+        """Equalisation statistics, MTF gains and (FS) injection gains from the sample."""
+        self.ratio = ctx.scene.ratio
+        gnyq = getattr(ctx.sensor, "ms_gnyq", None)
+        bands = ctx.scene.bands
+        self.gnyq = np.asarray(gnyq if gnyq is not None and len(gnyq) == bands else [0.3] * bands)
+        pan, ms = _valid_pixels(ctx)
+        self.pan_mean = np.float32(pan.mean())
+        pan_std = max(pan.std(), _EPS)
+        ms_mean = ms.mean(axis=1)
+        # Equalised PAN for band i: (PAN - mean_P) * scale_i + mean_i.
+        self.scale = (ms.std(axis=1) / pan_std).astype(np.float32)
+        self.ms_mean = ms_mean.astype(np.float32)
+        pan_eq = (pan - pan.mean())[None] * self.scale[:, None] + ms_mean[:, None]
+        cov = ((ms - ms_mean[:, None]) * (pan_eq - pan_eq.mean(axis=1, keepdims=True))).mean(1)
+        self.gains = (cov / np.maximum(pan_eq.var(axis=1), _EPS)).astype(np.float32)
+        # Halo: the MTF filter's support plus the cubic interpolator's, plus the hole fill.
+        self.align = self.ratio
+        self.halo = filters.support(self.ratio) + 3 * self.ratio + 12
+
+    def fuse(self, tile: TileData) -> np.ndarray:
+        """Detail injection per band, sharing PAN low-passes between bands of equal gain."""
+        r = self.ratio
+        out = np.empty_like(tile.lms)
+        cache: dict[float, np.ndarray] = {}
+        for i, g in enumerate(self.gnyq):
+            key = round(float(g), 6)
+            if key not in cache:
+                cache[key] = filters.upsample_cubic(filters.degrade(tile.pan, key, r), r)
+            pan_lp = cache[key]
+            pan_eq = (tile.pan - self.pan_mean) * self.scale[i] + self.ms_mean[i]
+            lp_eq = (pan_lp - self.pan_mean) * self.scale[i] + self.ms_mean[i]
+            if self.injection == "hpm":
+                ok = lp_eq > _EPS
+                ratio_map = np.divide(pan_eq, lp_eq, out=np.ones_like(lp_eq), where=ok)
+                out[i] = tile.lms[i] * ratio_map
+            else:
+                out[i] = tile.lms[i] + self.gains[i] * (pan_eq - lp_eq)
+        return out
+
+    def describe(self) -> dict:
+        """Name, injection scheme, MTF gains."""
+        return {
+            "name": self.name,
+            "injection": self.injection,
+            "ms_gnyq": [float(g) for g in self.gnyq],
+        }
+
+
+class Upsample(FusionMethod):
+    """No fusion: the MS brought onto the PAN grid (cubic). The baseline every method must beat."""
+
+    name = "upsample"
+
+    def prepare(self, ctx: SceneContext) -> None:
+        """Nothing to learn."""
+
+    def fuse(self, tile: TileData) -> np.ndarray:
+        """The upsampled MS itself."""
+        return tile.lms.copy()

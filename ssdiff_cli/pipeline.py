@@ -1,0 +1,251 @@
+"""``sharpen``: the whole scene pipeline as one library call.
+
+open pair -> detect sensor -> co-registration check -> prepare method -> plan tiles ->
+run (read, fuse, blend) -> write COG. The CLI is a thin layer over :func:`sharpen`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ssdiff_cli import coreg
+from ssdiff_cli.engine import fuse_tile, run_plan
+from ssdiff_cli.errors import BadInputError, MisregistrationError, MisregistrationWarning
+from ssdiff_cli.methods import SceneContext, get_method
+from ssdiff_cli.methods.base import FusionMethod
+from ssdiff_cli.output import OutputSpec, OutputTarget, TileWriter, value_range
+from ssdiff_cli.scene import Scene, SceneSample, open_pair, scene_sample
+from ssdiff_cli.sensors import Detection, detect_sensor
+from ssdiff_cli.tiling import Blender, plan_tiles
+
+
+@dataclass
+class SharpenOptions:
+    """Everything ``sharpen`` can be told. Sizes are in PAN pixels."""
+
+    method: str = "mtf-glp"
+    sensor: str | None = None
+    extent: str = "intersection"
+    tile_size: int = 1024
+    overlap: int | None = None  # None: the method's default
+    workers: int = 1
+    dtype: str | None = None
+    overwrite: bool = False
+    force: bool = False
+    warn_px: float = 0.5
+    refuse_px: float = 2.0
+    check_only: bool = False
+    compress: str = "deflate"
+    quicklook: str | None = None
+    method_options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """What ``sharpen`` did, for ``--json`` and the terminal summary."""
+
+    pan: str
+    ms: list[str]
+    sensor: dict
+    grid: dict
+    ratio: int
+    shift: dict
+    method: dict
+    tiles: int = 0
+    tile_size: int = 0
+    overlap: int = 0
+    halo: int = 0
+    seconds: float = 0.0
+    megapixels_per_second: float = 0.0
+    output: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form."""
+        return asdict(self)
+
+
+def prepare_scene(pan: str | Path, ms: list, sensor: str | None = None,
+                  extent: str = "intersection") -> tuple[Scene, Detection, SceneSample]:
+    """Detect the sensor, open the pair and read the decimated scene sample."""
+    ms = [ms] if isinstance(ms, (str, Path)) else list(ms)
+    for path in [pan, *ms]:
+        if not Path(path).exists() and not str(path).startswith("/vsi"):
+            raise BadInputError(f"{path}: file does not exist")
+    detection = detect_sensor(pan, ms, override=sensor)
+    scene = open_pair(pan, ms, extent=extent, expected_bands=detection.preset.n_bands)
+    if scene.bands != detection.preset.n_bands:
+        raise BadInputError(
+            f"{ms[0]}: {scene.bands} MS bands, but sensor {detection.preset.name} has "
+            f"{detection.preset.n_bands}"
+        )
+    sample = scene_sample(scene.spec)
+    if not sample.valid.any():
+        raise BadInputError(f"{pan}: no pixel is valid in both the PAN and the MS")
+    return scene, detection, sample
+
+
+def check_registration(scene: Scene, sample: SceneSample, detection: Detection) -> coreg.ShiftReport:
+    """Measure the MS-to-PAN shift on the scene sample (PAN pixels)."""
+    weights = detection.preset.weights()
+    intensity = np.tensordot(weights.astype(np.float32), sample.ms, axes=1)
+    return coreg.measure_shift(sample.pan, intensity, valid=sample.valid, ratio=sample.factor)
+
+
+def fill_values(sample: SceneSample) -> tuple[np.ndarray, float]:
+    """Per-band MS means and the PAN mean over valid sample pixels (far-from-data fill)."""
+    ms_means = sample.ms[:, sample.valid].mean(axis=1).astype(np.float32)
+    return ms_means, float(sample.pan[sample.valid].mean())
+
+
+def output_spec(scene: Scene, detection: Detection, sample: SceneSample, dtype: str | None,
+                method: FusionMethod) -> OutputSpec:
+    """Output grid, type, range and nodata: the MS type clipped to its valid range by default."""
+    spec = scene.spec
+    dtype = dtype or spec.ms_dtype
+    if np.dtype(dtype).kind not in "uif":
+        raise BadInputError(f"unsupported output type {dtype!r}")
+    bit_depth = detection.bit_depth if np.dtype(dtype) == np.dtype(spec.ms_dtype) else None
+    lo, hi = value_range(dtype, bit_depth)
+    if np.dtype(dtype).kind == "f" and float(np.nanmin(sample.ms[:, sample.valid])) >= 0:
+        lo = 0.0  # reflectances and radiances are not negative
+    nodata = spec.ms_nodata
+    if nodata is None and spec.pan_nodata is not None and lo <= spec.pan_nodata <= hi:
+        nodata = spec.pan_nodata
+    if nodata is None:
+        nodata = float("nan") if np.dtype(dtype).kind == "f" else lo
+    return OutputSpec(
+        transform=spec.out.transform if spec.georeferenced else _identity(),
+        width=spec.out.width,
+        height=spec.out.height,
+        crs=spec.out.crs,
+        dtype=dtype,
+        bands=spec.bands,
+        nodata=nodata,
+        band_names=list(scene.band_names),
+        value_min=lo,
+        value_max=hi,
+        tags={"SSDIFF_METHOD": method.name, "SENSOR": detection.preset.name},
+    )
+
+
+def _identity():
+    from affine import Affine
+
+    return Affine.identity()
+
+
+def sharpen(
+    pan: str | Path,
+    ms: str | Path | list,
+    out: str,
+    options: SharpenOptions | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    executor=None,
+) -> Report:
+    """Pansharpen a scene and write a COG.
+
+    Parameters
+    ----------
+    pan, ms : paths
+        The PAN raster and the MS raster (or one single-band file per MS band).
+    out : str
+        Output path, or ``"-"`` for stdout.
+    options : SharpenOptions
+    progress : callable, optional
+        Called as ``progress(tiles_done, tiles_total, pixels_done)``.
+    executor : concurrent.futures.Executor, optional
+        Where tile tasks run (a dask ``Client.get_executor()`` for a cluster); threads otherwise.
+
+    Raises
+    ------
+    BadInputError, GridMismatchError, SensorMismatchError, MisregistrationError, OutputError
+    """
+    opts = options or SharpenOptions()
+    target = OutputTarget(out, overwrite=opts.overwrite)
+    if not opts.check_only:
+        target.check()
+    method = get_method(opts.method, **opts.method_options)
+    scene, detection, sample = prepare_scene(pan, ms, opts.sensor, opts.extent)
+    shift = check_registration(scene, sample, detection)
+    report = Report(
+        pan=str(pan),
+        ms=[str(p) for p in scene.ms_paths],
+        sensor={"name": detection.preset.name, "source": detection.source,
+                "reason": detection.reason, "bit_depth": detection.bit_depth},
+        grid=scene.spec.out.to_dict(),
+        ratio=scene.ratio,
+        shift=_shift_dict(shift, opts),
+        method={"name": method.name},
+        notes=list(scene.notes),
+    )
+    verdict = report.shift["verdict"]
+    if opts.check_only:
+        return report
+    if verdict == "refuse" and not opts.force:
+        raise MisregistrationError(
+            f"{scene.ms_paths[0]}: MS is shifted {shift.magnitude:.2f} PAN px from the PAN "
+            f"(limit {opts.refuse_px}); co-register the pair or pass --force"
+        )
+    if verdict in ("warn", "refuse"):
+        warnings.warn(f"{scene.ms_paths[0]}: {shift.summary()}", MisregistrationWarning,
+                      stacklevel=2)
+
+    start = time.perf_counter()
+    method.prepare(SceneContext(scene=scene, sample=sample, sensor=detection.preset))
+    report.method = method.describe()
+    overlap = method.overlap if opts.overlap is None else opts.overlap
+    grid = scene.spec.out
+    plan = plan_tiles(grid.height, grid.width, tile_size=opts.tile_size, overlap=overlap,
+                      halo=method.halo, align=method.align)
+    fills = fill_values(sample)
+    ospec = output_spec(scene, detection, sample, opts.dtype, method)
+    spec = scene.spec
+
+    def task(tile):
+        return fuse_tile(spec, method, fills, tile)
+
+    with TileWriter(target, ospec, compress=opts.compress) as writer:
+        blender = Blender(plan, spec.bands, writer.write)
+        stats = run_plan(plan, task, blender.add, workers=opts.workers, executor=executor,
+                         progress=progress)
+        if not blender.finished():
+            raise RuntimeError("internal error: some tile seams were never completed")
+        writer.publish()
+    report.tiles = stats.tiles
+    report.tile_size = plan.tile_size
+    report.overlap = plan.overlap
+    report.halo = plan.halo
+    report.seconds = round(time.perf_counter() - start, 3)
+    report.megapixels_per_second = round(grid.width * grid.height / 1e6 / max(report.seconds, 1e-9), 3)
+    report.output = out
+    if opts.quicklook and not target.to_stdout:
+        from ssdiff_cli.quality.quicklook import write_quicklook
+
+        write_quicklook(out, opts.quicklook, detection.preset.rgb)
+        report.notes.append(f"quicklook written to {opts.quicklook}")
+    return report
+
+
+def _shift_dict(shift: coreg.ShiftReport, opts: SharpenOptions) -> dict:
+    if not shift.measured:
+        return {"dy": None, "dx": None, "magnitude": None, "windows": 0,
+                "verdict": "unmeasured", "summary": shift.summary()}
+    verdict = coreg.verdict(shift, warn_px=opts.warn_px, refuse_px=opts.refuse_px)
+    return {
+        "dy": round(shift.dy, 3), "dx": round(shift.dx, 3),
+        "magnitude": round(shift.magnitude, 3), "windows": shift.n_used,
+        "verdict": verdict, "summary": shift.summary(),
+    }
+
+
+def tiles_for(height: int, width: int, tile_size: int) -> int:
+    """Rough tile count for a grid (for messages)."""
+    return math.ceil(height / tile_size) * math.ceil(width / tile_size)

@@ -1,0 +1,87 @@
+"""Quicklook PNGs: true-colour composites with a shared stretch, and panels of several images.
+
+For people who would rather look than read. Stretches are percentiles of valid pixels; when
+several images are compared they share the stretch of the first (the reference), so differences
+in brightness are real, not artefacts of per-image stretching.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from PIL import Image, ImageDraw
+from rasterio.enums import Resampling
+
+
+def stretch_limits(
+    rgb: np.ndarray, valid: np.ndarray | None = None, percentiles: tuple[float, float] = (2.0, 98.0)
+) -> np.ndarray:
+    """Per-band (low, high) display limits, shape (3, 2), from percentiles of valid pixels."""
+    mask = np.ones(rgb.shape[1:], dtype=bool) if valid is None else valid
+    limits = []
+    for band in rgb:
+        values = band[mask & np.isfinite(band)]
+        if values.size == 0:
+            limits.append((0.0, 1.0))
+            continue
+        lo, hi = np.percentile(values, percentiles)
+        limits.append((float(lo), float(hi if hi > lo else lo + 1.0)))
+    return np.asarray(limits)
+
+
+def to_uint8(rgb: np.ndarray, limits: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Scale (3, H, W) values into an (H, W, 3) uint8 image; invalid pixels are black."""
+    lo = limits[:, 0].reshape(3, 1, 1)
+    hi = limits[:, 1].reshape(3, 1, 1)
+    scaled = np.clip((rgb - lo) / (hi - lo), 0.0, 1.0)
+    img = np.nan_to_num(scaled * 255.0).round().astype(np.uint8).transpose(1, 2, 0)
+    if valid is not None:
+        img[~valid] = 0
+    return img
+
+
+def read_rgb(path: str | Path, rgb: tuple[int, int, int], max_side: int = 1024):
+    """Read three bands (0-based indices) of a raster decimated to at most ``max_side`` pixels a
+    side (overviews are used when present). Returns ``(rgb (3, h, w) float32, valid (h, w))``."""
+    with rasterio.open(path) as ds:
+        scale = max(1, math.ceil(max(ds.width, ds.height) / max_side))
+        shape = (3, math.ceil(ds.height / scale), math.ceil(ds.width / scale))
+        indexes = [i + 1 for i in rgb]
+        data = ds.read(indexes, out_shape=shape, resampling=Resampling.average).astype(np.float32)
+        mask = ds.read_masks(indexes[0], out_shape=shape[1:], resampling=Resampling.nearest) > 0
+    return data, mask & np.all(np.isfinite(data), axis=0)
+
+
+def write_quicklook(
+    raster: str | Path, png: str | Path, rgb: tuple[int, int, int], max_side: int = 1024
+) -> Path:
+    """Write a true-colour PNG of ``raster`` (bands ``rgb``, 0-based), 2-98 % stretch."""
+    data, valid = read_rgb(raster, rgb, max_side)
+    img = to_uint8(data, stretch_limits(data, valid), valid)
+    png = Path(png)
+    Image.fromarray(img, mode="RGB").save(png)
+    return png
+
+
+def write_panel(tiles: list[tuple[str, np.ndarray]], png: str | Path, columns: int = 4) -> Path:
+    """Lay out titled (H, W, 3) uint8 images in a grid and save it as a PNG."""
+    if not tiles:
+        raise ValueError("no image to lay out")
+    h = max(t[1].shape[0] for t in tiles)
+    w = max(t[1].shape[1] for t in tiles)
+    columns = min(columns, len(tiles))
+    rows = math.ceil(len(tiles) / columns)
+    title_h = 18
+    canvas = Image.new("RGB", (columns * (w + 4), rows * (h + title_h + 4)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for k, (title, img) in enumerate(tiles):
+        r, c = divmod(k, columns)
+        x, y = c * (w + 4), r * (h + title_h + 4)
+        draw.text((x + 2, y + 2), title, fill=(0, 0, 0))
+        canvas.paste(Image.fromarray(img, mode="RGB"), (x, y + title_h))
+    png = Path(png)
+    canvas.save(png)
+    return png

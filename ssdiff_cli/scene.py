@@ -1,0 +1,651 @@
+"""Opening a PAN + MS pair: validation, grids, the MS-to-PAN mapping, validity masks, tile reads.
+
+A :class:`Scene` is what the pipeline works on. Its :class:`SceneSpec` is a small picklable value
+from which any thread or worker process reopens the files and reads tile windows itself
+(:func:`read_tile`), so only fused tiles travel between processes.
+
+Geometry. The output grid is the PAN grid cut to the requested extent. The MS is brought onto it
+by GDAL's warper with cubic resampling, which honours sub-pixel offsets between the grids
+(Landsat's half-PAN-pixel offset, an MS corner inside a PAN pixel) from the geotransforms rather
+than assuming aligned corners. Methods that want the low-resolution MS get it on the *coarse
+grid*: the output grid with pixels ``ratio`` times larger, anchored at the output grid's corner,
+so that tiles whose origins are multiples of the ratio see whole coarse pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from scipy import ndimage
+
+from ssdiff_cli.errors import BadInputError, GridMismatchError, NotGeoreferencedWarning
+
+#: A stand-in CRS for pairs without georeferencing, so GDAL's warper can relate their grids.
+_LOCAL_CRS = "EPSG:3857"
+#: Relative tolerance on the PAN/MS pixel-size ratio being a whole number.
+RATIO_TOLERANCE = 0.01
+#: Iterations of the local fill that replaces invalid pixels before fusion (see fill_invalid).
+FILL_ITERATIONS = 12
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up raster grid: affine ``transform``, size in pixels, ``crs`` (WKT/EPSG or None)."""
+
+    transform: Affine
+    width: int
+    height: int
+    crs: str | None
+
+    @property
+    def res(self) -> tuple[float, float]:
+        """Pixel size (x, y) in CRS units, both positive."""
+        return abs(self.transform.a), abs(self.transform.e)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in CRS units."""
+        left, top = self.transform.c, self.transform.f
+        right = left + self.width * self.transform.a
+        bottom = top + self.height * self.transform.e
+        return left, min(bottom, top), right, max(bottom, top)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly summary."""
+        return {
+            "crs": self.crs,
+            "transform": list(self.transform)[:6],
+            "width": self.width,
+            "height": self.height,
+        }
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """Everything a worker needs to reopen the pair and read tiles (picklable, no open handles).
+
+    ``out`` is the output grid (a window of the PAN grid, possibly reaching outside the PAN
+    dataset for ``--extent union``); ``pan_offset`` is the output grid's upper-left corner in PAN
+    dataset pixels (row, col). ``ms_vrt`` is a VRT XML stacking the MS bands (one file or one per
+    band) with neutral colour interpretation, so GDAL never mistakes a NIR band for alpha.
+    """
+
+    pan_path: str
+    ms_vrt: str
+    out: Grid
+    pan_offset: tuple[int, int]
+    ms_grid: Grid
+    ratio: int
+    bands: int
+    pan_nodata: float | None
+    ms_nodata: float | None
+    ms_alpha: tuple[str, int] | None
+    ms_dtype: str
+    georeferenced: bool
+    pan_transform_src: Affine | None = None  # stand-in transforms for non-georeferenced pairs
+    ms_transform_src: Affine | None = None
+
+    @property
+    def coarse(self) -> Grid:
+        """The output grid coarsened by the ratio (where low-res MS tiles live)."""
+        return Grid(
+            self.out.transform * Affine.scale(self.ratio),
+            math.ceil(self.out.width / self.ratio),
+            math.ceil(self.out.height / self.ratio),
+            self.out.crs,
+        )
+
+
+@dataclass
+class Scene:
+    """An opened, validated pair: its spec plus what was learnt opening it (for reports)."""
+
+    spec: SceneSpec
+    pan_path: Path
+    ms_paths: list[Path]
+    pan_grid: Grid
+    band_names: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> int:
+        """PAN/MS resolution ratio (whole number)."""
+        return self.spec.ratio
+
+    @property
+    def bands(self) -> int:
+        """Number of MS bands."""
+        return self.spec.bands
+
+
+# --------------------------------------------------------------------------------------------
+# Opening and validation
+
+
+def _open_checked(path: Path, role: str) -> rasterio.DatasetReader:
+    if not str(path).startswith("/vsi") and not path.exists():
+        raise BadInputError(f"{path}: {role} file does not exist")
+    if path.is_dir():
+        raise BadInputError(f"{path}: {role} is a folder, not a raster file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise BadInputError(f"{path}: not a raster GDAL can read ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _is_georeferenced(ds) -> bool:
+    return ds.crs is not None or ds.transform != Affine.identity() or bool(ds.gcps[0])
+
+
+def _crs_string(ds) -> str | None:
+    if ds.crs is None:
+        return None
+    epsg = ds.crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else ds.crs.to_wkt()
+
+
+def _gdal_type(dtype: str) -> str:
+    return {
+        "uint8": "Byte",
+        "int8": "Int8",
+        "uint16": "UInt16",
+        "int16": "Int16",
+        "uint32": "UInt32",
+        "int32": "Int32",
+        "float32": "Float32",
+        "float64": "Float64",
+    }[dtype]
+
+
+def _ms_vrt_xml(sources: list[tuple[str, int]], width: int, height: int, dtype: str,
+                nodata: float | None, transform: Affine | None, crs: str | None) -> str:
+    """A VRT stacking ``(path, band)`` sources; neutral colour interpretation on every band."""
+    parts = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
+    if crs:
+        parts.append(f"<SRS>{escape(crs)}</SRS>")
+    if transform is not None:
+        gt = transform.to_gdal()
+        parts.append("<GeoTransform>" + ", ".join(repr(float(v)) for v in gt) + "</GeoTransform>")
+    for i, (path, band) in enumerate(sources, start=1):
+        parts.append(f'<VRTRasterBand dataType="{_gdal_type(dtype)}" band="{i}">')
+        parts.append("<ColorInterp>Gray</ColorInterp>" if i == 1 else "")
+        if nodata is not None:
+            parts.append(f"<NoDataValue>{nodata!r}</NoDataValue>")
+        parts.append(
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(path)}</SourceFilename>'
+            f"<SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand>"
+        )
+    parts.append("</VRTDataset>")
+    return "".join(parts)
+
+
+def open_pair(
+    pan_path: str | os.PathLike,
+    ms_paths: str | os.PathLike | list,
+    extent: str = "intersection",
+    expected_bands: int | None = None,
+) -> Scene:
+    """Open and validate a PAN + MS pair and work out the output grid.
+
+    Parameters
+    ----------
+    pan_path : path
+        Single-band panchromatic raster (any GDAL format).
+    ms_paths : path or list of paths
+        One multi-band MS raster, or several single-band rasters (one per band, in band order).
+    extent : {"intersection", "union"}
+        Output over the intersection of the two footprints (default) or over their union, on the
+        PAN grid. Pixels outside either input are nodata.
+    expected_bands : int, optional
+        Spectral band count of the sensor; an extra alpha band is recognised only when the MS
+        has exactly one band more.
+
+    Raises
+    ------
+    BadInputError, GridMismatchError
+        With a one-line message naming the file and the problem.
+    """
+    pan_path = Path(pan_path)
+    ms_list = [Path(p) for p in (ms_paths if isinstance(ms_paths, list | tuple) else [ms_paths])]
+    if not ms_list:
+        raise BadInputError("no MS file given")
+    notes: list[str] = []
+
+    pan = _open_checked(pan_path, "PAN")
+    with pan:
+        if pan.count != 1:
+            raise BadInputError(f"{pan_path}: PAN must have one band, it has {pan.count}")
+        pan_geo = _is_georeferenced(pan)
+        pan_crs = _crs_string(pan)
+        pan_grid = Grid(pan.transform, pan.width, pan.height, pan_crs)
+        pan_nodata = pan.nodata
+        if pan.transform.b or pan.transform.d:
+            raise GridMismatchError(f"{pan_path}: rotated geotransforms are not supported")
+
+    sources, ms_meta = _ms_sources(ms_list)
+    ms_geo, ms_crs, ms_transform, ms_w, ms_h, ms_dtype, ms_nodata, descriptions, alpha = ms_meta
+    bands = len(sources)
+    alpha_source = None
+    if alpha is not None and expected_bands is not None and bands == expected_bands + 1:
+        alpha_source = sources[alpha - 1]
+        sources = [s for i, s in enumerate(sources, start=1) if i != alpha]
+        descriptions = [d for i, d in enumerate(descriptions, start=1) if i != alpha]
+        bands -= 1
+        notes.append(f"MS band {alpha} is an alpha band: used as the MS validity mask")
+
+    if pan_geo != ms_geo:
+        which, other = (ms_list[0], pan_path) if pan_geo else (pan_path, ms_list[0])
+        raise GridMismatchError(
+            f"{which}: has no georeferencing but {other.name} has; both or neither must"
+        )
+    if pan_geo:
+        if ms_crs is None or pan_crs is None:
+            missing = ms_list[0] if ms_crs is None else pan_path
+            raise GridMismatchError(f"{missing}: has a geotransform but no CRS")
+        if not rasterio.crs.CRS.from_user_input(pan_crs) == rasterio.crs.CRS.from_user_input(ms_crs):
+            raise GridMismatchError(
+                f"{ms_list[0]}: CRS {ms_crs} differs from the PAN's {pan_crs}; "
+                "reproject one of them first (gdalwarp -t_srs)"
+            )
+        if ms_transform.b or ms_transform.d:
+            raise GridMismatchError(f"{ms_list[0]}: rotated geotransforms are not supported")
+        rx = abs(ms_transform.a) / abs(pan_grid.transform.a)
+        ry = abs(ms_transform.e) / abs(pan_grid.transform.e)
+        ratio = _whole_ratio(rx, ry, ms_list[0])
+        pan_src = ms_src = None
+    else:
+        warnings.warn(
+            f"{pan_path.name} and {ms_list[0].name} carry no georeferencing: ratio taken from the "
+            "sizes, grids aligned at the upper-left corner",
+            NotGeoreferencedWarning,
+            stacklevel=2,
+        )
+        notes.append("not georeferenced: grids assumed aligned at the upper-left corner")
+        ratio = _whole_ratio(pan_grid.width / ms_w, pan_grid.height / ms_h, ms_list[0])
+        pan_src = Affine.identity()
+        ms_src = Affine.scale(ratio)
+        pan_grid = Grid(pan_src, pan_grid.width, pan_grid.height, None)
+        ms_transform = ms_src
+
+    ms_grid = Grid(ms_transform, ms_w, ms_h, ms_crs)
+    out, offset = _output_grid(pan_grid, ms_grid, extent, ms_list[0], pan_path)
+    vrt = _ms_vrt_xml(
+        sources, ms_w, ms_h, ms_dtype, ms_nodata,
+        ms_transform if ms_geo else None, ms_crs,
+    )
+    spec = SceneSpec(
+        pan_path=str(pan_path),
+        ms_vrt=vrt,
+        out=out,
+        pan_offset=offset,
+        ms_grid=ms_grid,
+        ratio=ratio,
+        bands=bands,
+        pan_nodata=pan_nodata,
+        ms_nodata=ms_nodata,
+        ms_alpha=alpha_source,
+        ms_dtype=ms_dtype,
+        georeferenced=pan_geo,
+        pan_transform_src=pan_src,
+        ms_transform_src=ms_src,
+    )
+    band_names = [d or f"band {i}" for i, d in enumerate(descriptions, start=1)]
+    return Scene(spec, pan_path, ms_list, pan_grid, band_names, notes)
+
+
+def _ms_sources(ms_list: list[Path]):
+    """Open the MS file(s), check they agree, and list ``(path, band)`` sources."""
+    sources: list[tuple[str, int]] = []
+    first = None
+    descriptions: list[str | None] = []
+    alpha = None
+    for path in ms_list:
+        ds = _open_checked(path, "MS")
+        with ds:
+            meta = (_is_georeferenced(ds), _crs_string(ds), ds.transform, ds.width, ds.height,
+                    ds.dtypes[0], ds.nodata)
+            if first is None:
+                first = meta
+            elif len(ms_list) > 1:
+                if ds.count != 1:
+                    raise BadInputError(
+                        f"{path}: MS given as one file per band, but this file has {ds.count} bands"
+                    )
+                if (meta[3], meta[4]) != (first[3], first[4]) or meta[2] != first[2]:
+                    raise GridMismatchError(
+                        f"{path}: size or geotransform differs from {ms_list[0].name}; "
+                        "per-band MS files must share one grid"
+                    )
+                if meta[5] != first[5]:
+                    raise BadInputError(f"{path}: data type {meta[5]} differs from {first[5]}")
+            for b in range(1, ds.count + 1):
+                sources.append((str(path.resolve()), b))
+                descriptions.append(ds.descriptions[b - 1])
+                if ds.colorinterp[b - 1] == ColorInterp.alpha and len(ms_list) == 1:
+                    alpha = b
+    geo, crs, transform, w, h, dtype, nodata = first
+    return sources, (geo, crs, transform, w, h, dtype, nodata, descriptions, alpha)
+
+
+def _whole_ratio(rx: float, ry: float, ms_path: Path) -> int:
+    ratio = round(rx)
+    if ratio < 1 or abs(rx - ratio) > RATIO_TOLERANCE * ratio or abs(ry - ratio) > RATIO_TOLERANCE * ratio:
+        raise GridMismatchError(
+            f"{ms_path}: MS/PAN pixel-size ratio is {rx:.3f} x {ry:.3f}, not a whole number; "
+            "resample one of them first"
+        )
+    return ratio
+
+
+def _output_grid(pan: Grid, ms: Grid, extent: str, ms_path: Path, pan_path: Path):
+    """The output grid on the PAN lattice over the intersection or union of the footprints."""
+    if extent not in ("intersection", "union"):
+        raise BadInputError(f"extent must be 'intersection' or 'union', not {extent!r}")
+    pl, pb, pr, pt = pan.bounds
+    ml, mb, mr, mt = ms.bounds
+    if extent == "intersection":
+        left, bottom, right, top = max(pl, ml), max(pb, mb), min(pr, mr), min(pt, mt)
+    else:
+        left, bottom, right, top = min(pl, ml), min(pb, mb), max(pr, mr), max(pt, mt)
+    if not (max(pl, ml) < min(pr, mr) and max(pb, mb) < min(pt, mt)):
+        raise GridMismatchError(f"{ms_path}: its footprint does not overlap {pan_path.name}")
+    inv = ~pan.transform
+    # PAN pixel index range covering [left, right] x [bottom, top]; for the intersection keep
+    # PAN pixels whose centre lies inside, for the union every PAN pixel touched.
+    c0, r0 = inv @ (left, top)
+    c1, r1 = inv @ (right, bottom)
+    c0, c1 = sorted((c0, c1))
+    r0, r1 = sorted((r0, r1))
+    eps = 1e-6
+    if extent == "intersection":
+        col0, col1 = math.ceil(c0 - 0.5 - eps), math.floor(c1 - 0.5 + eps) + 1
+        row0, row1 = math.ceil(r0 - 0.5 - eps), math.floor(r1 - 0.5 + eps) + 1
+    else:
+        col0, col1 = math.floor(c0 + eps), math.ceil(c1 - eps)
+        row0, row1 = math.floor(r0 + eps), math.ceil(r1 - eps)
+    if col1 <= col0 or row1 <= row0:
+        raise GridMismatchError(f"{ms_path}: its footprint does not overlap {pan_path.name}")
+    transform = pan.transform * Affine.translation(col0, row0)
+    return Grid(transform, col1 - col0, row1 - row0, pan.crs), (row0, col0)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading tiles
+
+
+@dataclass
+class TileData:
+    """Arrays a fusion method works on, over one read window of the output grid.
+
+    ``pan`` (H, W) and ``lms`` (C, H, W) are float32 digital numbers with invalid pixels already
+    replaced by a smooth local fill (so filters see no holes); ``valid`` (H, W) marks pixels where
+    both inputs are valid; ``ms`` (C, H/r, W/r) is the MS on the coarse grid (only when asked).
+    ``row``/``col`` give the window's upper-left corner in output-grid pixels.
+    """
+
+    pan: np.ndarray
+    lms: np.ndarray
+    valid: np.ndarray
+    row: int
+    col: int
+    ms: np.ndarray | None = None
+
+
+class SceneReader:
+    """Open handles on one scene for one thread; reads tile windows of the output grid."""
+
+    def __init__(self, spec: SceneSpec):
+        self.spec = spec
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            self.pan = rasterio.open(spec.pan_path)
+            self.ms = rasterio.open(spec.ms_vrt)
+        crs = spec.out.crs or _LOCAL_CRS
+        src_kwargs = {}
+        if not spec.georeferenced:
+            src_kwargs = {"src_crs": _LOCAL_CRS, "src_transform": spec.ms_transform_src}
+        common = dict(
+            crs=crs, resampling=Resampling.cubic, dtype="float32", nodata=np.nan,
+            src_nodata=spec.ms_nodata, **src_kwargs,
+        )
+        self.lms_vrt = WarpedVRT(
+            self.ms, transform=spec.out.transform, width=spec.out.width,
+            height=spec.out.height, **common,
+        )
+        coarse = spec.coarse
+        self.coarse_vrt = WarpedVRT(
+            self.ms, transform=coarse.transform, width=coarse.width, height=coarse.height,
+            **common,
+        )
+        # Output-grid row/col -> MS pixel index (the MS pixel containing the PAN pixel centre),
+        # for the MS validity mask. Grids are north-up, so rows and columns map separately.
+        o, m = spec.out.transform, spec.ms_grid.transform
+        self._ms_col = lambda cols: np.floor((o.c + o.a * (cols + 0.5) - m.c) / m.a).astype(np.int64)
+        self._ms_row = lambda rows: np.floor((o.f + o.e * (rows + 0.5) - m.f) / m.e).astype(np.int64)
+
+    def close(self) -> None:
+        """Close every handle."""
+        for ds in (self.coarse_vrt, self.lms_vrt, self.ms, self.pan):
+            ds.close()
+
+    def read_pan(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """PAN values (float32, NaN outside the dataset) and validity over an output window."""
+        r0, c0 = row + self.spec.pan_offset[0], col + self.spec.pan_offset[1]
+        out = np.full((height, width), np.nan, dtype=np.float32)
+        valid = np.zeros((height, width), dtype=bool)
+        rr0, cc0 = max(r0, 0), max(c0, 0)
+        rr1, cc1 = min(r0 + height, self.pan.height), min(c0 + width, self.pan.width)
+        if rr1 > rr0 and cc1 > cc0:
+            win = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+            data = self.pan.read(1, window=win).astype(np.float32)
+            mask = self.pan.read_masks(1, window=win) > 0
+            mask &= np.isfinite(data)
+            sl = (slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0))
+            out[sl] = data
+            valid[sl] = mask
+        return out, valid
+
+    def read_ms_valid(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """MS validity on an output window: the MS pixel containing each PAN pixel's centre must
+        exist and be valid in every band."""
+        rows = self._ms_row(np.arange(row, row + height, dtype=np.float64))
+        cols = self._ms_col(np.arange(col, col + width, dtype=np.float64))
+        inside_r = (rows >= 0) & (rows < self.ms.height)
+        inside_c = (cols >= 0) & (cols < self.ms.width)
+        valid = np.zeros((height, width), dtype=bool)
+        if not inside_r.any() or not inside_c.any():
+            return valid
+        r0, r1 = rows[inside_r].min(), rows[inside_r].max() + 1
+        c0, c1 = cols[inside_c].min(), cols[inside_c].max() + 1
+        win = Window(int(c0), int(r0), int(c1 - c0), int(r1 - r0))
+        data = self.ms.read(window=win)
+        ms_valid = np.all(np.isfinite(data), axis=0) if data.dtype.kind == "f" else np.ones(
+            data.shape[1:], dtype=bool
+        )
+        if self.spec.ms_nodata is not None:
+            ms_valid &= np.all(data != self.spec.ms_nodata, axis=0)
+        if self.spec.ms_alpha is not None:
+            ms_valid &= self._read_alpha(win) > 0
+        sub = ms_valid[np.clip(rows - r0, 0, r1 - r0 - 1)][:, np.clip(cols - c0, 0, c1 - c0 - 1)]
+        valid[np.ix_(inside_r, inside_c)] = sub[np.ix_(inside_r, inside_c)]
+        return valid
+
+    def _read_alpha(self, win: Window) -> np.ndarray:
+        path, band = self.spec.ms_alpha
+        with rasterio.open(path) as ds:
+            return ds.read(band, window=win)
+
+    def read_lms(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """MS warped onto the output grid (cubic), float32, NaN where no valid MS pixel."""
+        return self.lms_vrt.read(window=Window(col, row, width, height), boundless=False) \
+            if _inside(row, col, height, width, self.spec.out) else self._read_padded(
+                self.lms_vrt, row, col, height, width)
+
+    def read_coarse_ms(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """MS on the coarse grid over a coarse-grid window, float32, NaN where invalid."""
+        coarse = self.spec.coarse
+        if _inside(row, col, height, width, coarse):
+            return self.coarse_vrt.read(window=Window(col, row, width, height))
+        return self._read_padded(self.coarse_vrt, row, col, height, width)
+
+    @staticmethod
+    def _read_padded(vrt, row, col, height, width) -> np.ndarray:
+        out = np.full((vrt.count, height, width), np.nan, dtype=np.float32)
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + height, vrt.height), min(col + width, vrt.width)
+        if r1 > r0 and c1 > c0:
+            out[:, r0 - row : r1 - row, c0 - col : c1 - col] = vrt.read(
+                window=Window(c0, r0, c1 - c0, r1 - r0)
+            )
+        return out
+
+
+def _inside(row: int, col: int, height: int, width: int, grid: Grid) -> bool:
+    return row >= 0 and col >= 0 and row + height <= grid.height and col + width <= grid.width
+
+
+_local = threading.local()
+
+
+def reader_for(spec: SceneSpec) -> SceneReader:
+    """A cached :class:`SceneReader` for this thread (rasterio handles are not thread-safe)."""
+    cache = getattr(_local, "readers", None)
+    if cache is None:
+        cache = _local.readers = {}
+    key = id(spec), spec.pan_path, spec.ms_vrt
+    reader = cache.get(key)
+    if reader is None or reader.spec != spec:
+        if len(cache) > 4:
+            for old in cache.values():
+                old.close()
+            cache.clear()
+        reader = cache[key] = SceneReader(spec)
+    return reader
+
+
+def fill_invalid(img: np.ndarray, valid: np.ndarray, fallback: np.ndarray | float,
+                 iterations: int = FILL_ITERATIONS) -> np.ndarray:
+    """Replace invalid pixels of ``img`` ((H, W) or (C, H, W)) by a local average of valid ones.
+
+    Each iteration spreads valid values one pixel further with a normalised 3x3 mean; pixels
+    still unreached after ``iterations`` take ``fallback`` (one value or one per band). The value
+    at a pixel depends only on pixels within ``iterations`` of it, so tiles with a halo of at
+    least that many pixels fill identically.
+    """
+    if valid.all():
+        return img
+    squeeze = img.ndim == 2
+    arr = img[None] if squeeze else img
+    out = np.where(valid, arr, 0.0).astype(np.float32)
+    weight = valid.astype(np.float32)
+    known = valid.copy()
+    for _ in range(iterations):
+        if known.all():
+            break
+        s = np.stack([ndimage.uniform_filter(b, 3, mode="constant") for b in out * weight])
+        w = ndimage.uniform_filter(weight, 3, mode="constant")
+        grow = (~known) & (w > 0)
+        out = np.where(grow, s / np.maximum(w, 1e-12), out)
+        weight = np.where(grow, 1.0, weight)
+        known |= grow
+    fb = np.broadcast_to(np.asarray(fallback, dtype=np.float32).reshape(-1, 1, 1), out.shape)
+    out = np.where(known, out, fb)
+    return out[0] if squeeze else out
+
+
+def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
+              fill_values: tuple[np.ndarray, float], want_ms: bool = False) -> TileData:
+    """Read one output-grid window (may reach outside the grid) ready for fusion.
+
+    ``fill_values`` is ``(ms_band_means, pan_mean)`` from the scene statistics: the value far
+    from any valid pixel, so fills never depend on the tile. With ``want_ms`` the window must be
+    aligned to the coarse grid (``row``, ``col``, sizes multiples of the ratio).
+    """
+    reader = reader_for(spec)
+    pan, pan_valid = reader.read_pan(row, col, height, width)
+    ms_valid = reader.read_ms_valid(row, col, height, width)
+    lms = reader.read_lms(row, col, height, width)
+    lms_ok = np.all(np.isfinite(lms), axis=0)
+    valid = pan_valid & ms_valid & lms_ok
+    ms_means, pan_mean = fill_values
+    pan = fill_invalid(pan, pan_valid, pan_mean)
+    lms = fill_invalid(lms, lms_ok & ms_valid, ms_means)
+    ms = None
+    if want_ms:
+        r = spec.ratio
+        if row % r or col % r or height % r or width % r:
+            raise ValueError(f"window {row},{col},{height}x{width} not aligned to ratio {r}")
+        ms = reader.read_coarse_ms(row // r, col // r, height // r, width // r)
+        ms = fill_invalid(ms, np.all(np.isfinite(ms), axis=0), ms_means)
+    return TileData(pan=pan, lms=lms, valid=valid, row=row, col=col, ms=ms)
+
+
+# --------------------------------------------------------------------------------------------
+# Scene-wide samples (for statistics computed once per scene)
+
+
+@dataclass(frozen=True)
+class SceneSample:
+    """A decimated view of the whole scene on (a coarsening of) the coarse grid.
+
+    ``pan`` is the PAN averaged onto the sample grid, ``ms`` the MS on it, ``valid`` where both
+    are valid; ``factor`` is how many output-grid pixels one sample pixel spans.
+    """
+
+    pan: np.ndarray
+    ms: np.ndarray
+    valid: np.ndarray
+    factor: int
+
+
+def scene_sample(spec: SceneSpec, max_side: int = 1024) -> SceneSample:
+    """Read the scene decimated to at most ``max_side`` pixels a side (memory stays bounded)."""
+    coarse = spec.coarse
+    extra = max(1, math.ceil(max(coarse.width, coarse.height) / max_side))
+    h, w = math.ceil(coarse.height / extra), math.ceil(coarse.width / extra)
+    factor = spec.ratio * extra
+    reader = reader_for(spec)
+    ms = reader.coarse_vrt.read(out_shape=(spec.bands, h, w), resampling=Resampling.average)
+    # PAN averaged over each sample cell: read the overlapping dataset window decimated.
+    r0, c0 = spec.pan_offset
+    rows, cols = h * factor, w * factor
+    pan = np.full((h, w), np.nan, dtype=np.float32)
+    pan_valid = np.zeros((h, w), dtype=bool)
+    rr0, cc0 = max(r0, 0), max(c0, 0)
+    rr1, cc1 = min(r0 + rows, reader.pan.height), min(c0 + cols, reader.pan.width)
+    # Only whole sample cells inside the dataset.
+    cr0, cc0_ = math.ceil((rr0 - r0) / factor), math.ceil((cc0 - c0) / factor)
+    cr1, cc1_ = (rr1 - r0) // factor, (cc1 - c0) // factor
+    if cr1 > cr0 and cc1_ > cc0_:
+        win = Window(c0 + cc0_ * factor, r0 + cr0 * factor, (cc1_ - cc0_) * factor,
+                     (cr1 - cr0) * factor)
+        shape = (cr1 - cr0, cc1_ - cc0_)
+        data = reader.pan.read(1, window=win, out_shape=shape, resampling=Resampling.average)
+        mask = reader.pan.read_masks(1, window=win, out_shape=shape,
+                                     resampling=Resampling.nearest) > 0
+        pan[cr0:cr1, cc0_:cc1_] = data
+        pan_valid[cr0:cr1, cc0_:cc1_] = mask & np.isfinite(data)
+    valid = pan_valid & np.all(np.isfinite(ms), axis=0)
+    if spec.ms_nodata is not None:
+        valid &= np.all(ms != spec.ms_nodata, axis=0)
+    return SceneSample(pan=pan, ms=ms, valid=valid, factor=factor)
