@@ -399,7 +399,8 @@ def _open_info(path: str | Path) -> _FileInfo:
                     res_m=res_m,
                 )
     except RasterioIOError as exc:
-        raise BadInputError(f"cannot open {p}: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"{p}: not a raster GDAL can read ({reason})") from None
 
 
 def _ratio(pan: _FileInfo, ms: _FileInfo) -> int:

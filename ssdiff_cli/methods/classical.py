@@ -28,8 +28,10 @@ class Brovey(FusionMethod):
     """Weighted Brovey transform as GDAL's ``gdal_pansharpen.py`` computes it.
 
     ``pseudo = sum_i w_i * MS_i`` and ``F_i = MS_i * PAN / pseudo`` (0 where ``pseudo`` is 0),
-    with the MS brought onto the PAN grid by cubic resampling. Weights default to the sensor's
-    pseudo-PAN weights; pass GDAL's ``-w`` values to reproduce its output.
+    with the MS brought onto the PAN grid by cubic resampling. Like GDAL, integer MS values are
+    resampled into their own data type (rounded, cubic overshoots clipped at the type's range)
+    before the ratio is applied. Weights default to the sensor's pseudo-PAN weights; pass GDAL's
+    ``-w`` values to reproduce its output.
     """
 
     name = "brovey"
@@ -46,12 +48,17 @@ class Brovey(FusionMethod):
             self.weights = w if w.sum() > 0 else np.full(bands, 1.0 / bands, np.float32)
         if len(self.weights) != bands:
             raise ValueError(f"{len(self.weights)} Brovey weights given for {bands} MS bands")
+        dtype = np.dtype(ctx.scene.spec.ms_dtype)
+        self.ms_range = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "ui" else None
 
     def fuse(self, tile: TileData) -> np.ndarray:
         """``MS_i * PAN / pseudo`` per pixel."""
-        pseudo = np.tensordot(self.weights, tile.lms, axes=1)
+        lms = tile.lms
+        if self.ms_range is not None:
+            lms = np.clip(np.rint(lms), *self.ms_range)
+        pseudo = np.tensordot(self.weights, lms, axes=1)
         factor = np.divide(tile.pan, pseudo, out=np.zeros_like(pseudo), where=pseudo != 0)
-        return tile.lms * factor
+        return lms * factor
 
     def describe(self) -> dict:
         """Name and weights."""
