@@ -275,6 +275,79 @@ def info(
         typer.echo("\n".join(lines))
 
 
+@app.command()
+def evaluate(
+    fused: Annotated[list[Path] | None, typer.Argument(
+        help="Fused image(s) made by any tool, scored with --reference or --pan/--ms.",
+        show_default=False)] = None,
+    reduced: Annotated[tuple[Path, Path] | None, typer.Option(
+        help="PAN MS: Wald protocol (degrade, fuse with each --method, score vs the MS).",
+        show_default=False)] = None,
+    full: Annotated[tuple[Path, Path] | None, typer.Option(
+        help="PAN MS: fuse with each --method at full resolution, score without reference.",
+        show_default=False)] = None,
+    method: Annotated[list[str] | None, typer.Option(
+        "--method", "-m", help="Method to evaluate; repeat for several.")] = None,
+    reference: Annotated[Path | None, typer.Option(help="Reference image for FUSED.")] = None,
+    pan: Annotated[Path | None, typer.Option(help="PAN for scoring FUSED without reference.")] = None,
+    ms: Annotated[list[Path] | None, typer.Option(help="MS for scoring FUSED without reference.")] = None,
+    sensor: SensorOpt = None,
+    tile_size: TileOpt = 1024,
+    workers: WorkersOpt = 1,
+    quicklook: Annotated[Path | None, typer.Option(
+        help="PNG panel: composites with one stretch and per-method error maps.")] = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Score methods or fused images with SAM, ERGAS, Q2n, SCC, Q, PSNR, D_lambda, D_s, HQNR, QNR."""
+    with _reporting(quiet):
+        from ssdiff_cli import evaluate as ev_lib
+        from ssdiff_cli.errors import BadInputError
+        from ssdiff_cli.pipeline import SharpenOptions
+
+        modes = sum(x is not None for x in (reduced, full)) + bool(fused)
+        if modes != 1:
+            raise BadInputError("give exactly one of --reduced PAN MS, --full PAN MS, or FUSED...")
+        methods = method or ["gsa", "mtf-glp"]
+        options = SharpenOptions(tile_size=tile_size, workers=workers)
+        keep = {} if quicklook else None
+        with _progress_bar(not quiet, "evaluate") as progress:
+            if reduced is not None:
+                result = ev_lib.evaluate_reduced(reduced[0], [reduced[1]], methods, sensor,
+                                                 options, progress, keep)
+            elif full is not None:
+                result = ev_lib.evaluate_full(full[0], [full[1]], methods, sensor, options,
+                                              progress, keep)
+            else:
+                result = ev_lib.evaluate_images(list(fused), reference, pan, ms, sensor)
+        if quicklook and keep:
+            ev_lib.write_evaluation_quicklook(keep, quicklook, result.protocol)
+        if json_out:
+            _print_json(result.to_dict())
+        else:
+            _print_table(result)
+
+
+def _print_table(result) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.protocol} resolution" if result.protocol != "reference"
+                  else "against the reference", show_lines=False)
+    table.add_column("method / image")
+    for c in result.columns:
+        table.add_column(c, justify="right")
+    best = {c: result.best(c) for c in result.columns}
+    for name, scores in result.rows.items():
+        cells = []
+        for c in result.columns:
+            value = scores.get(c)
+            text = "-" if value is None else (f"{value:.2f}" if c == "seconds" else f"{value:.4f}")
+            cells.append(f"[bold green]{text}*[/]" if best[c] == name and c != "seconds" else text)
+        table.add_row(name, *cells)
+    Console().print(table)
+    Console().print("* best in column; ideal: SAM, ERGAS, D_lambda, D_s = 0; Q2n, SCC, Q, HQNR, QNR = 1")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     app(args=argv, prog_name="ssdiff")

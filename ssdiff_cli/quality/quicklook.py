@@ -85,3 +85,39 @@ def write_panel(tiles: list[tuple[str, np.ndarray]], png: str | Path, columns: i
     png = Path(png)
     canvas.save(png)
     return png
+
+
+def error_map(fused: np.ndarray, reference: np.ndarray, valid: np.ndarray, limit: float) -> np.ndarray:
+    """Mean absolute error over bands as an (H, W, 3) uint8 heat map on a fixed ``limit``
+    (black: no error, white: ``limit`` or more), invalid pixels blue."""
+    err = np.mean(np.abs(fused - reference), axis=0) / max(limit, 1e-12)
+    t = np.clip(err, 0.0, 1.0)
+    img = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], -1)
+    img = (img * 255).round().astype(np.uint8)
+    img[~valid] = (0, 0, 128)
+    return img
+
+
+def comparison_panel(images: dict[str, np.ndarray], reference: np.ndarray, valid: np.ndarray,
+                     rgb: tuple[int, int, int], png: str | Path, pan: np.ndarray | None = None,
+                     with_errors: bool = True, max_side: int = 384) -> Path:
+    """A panel of true-colour composites (PAN, the reference, each image) sharing the
+    reference's stretch, then one error map per image on a shared scale."""
+    step = max(1, math.ceil(max(reference.shape[1:]) / max_side))
+    ref = reference[:, ::step, ::step]
+    mask = valid[::step, ::step]
+    limits = stretch_limits(ref[list(rgb)], mask)
+    tiles = []
+    if pan is not None:
+        p = pan[::step, ::step][None].repeat(3, axis=0)
+        tiles.append(("PAN", to_uint8(p, stretch_limits(p, None))))
+    tiles.append(("reference" if with_errors else "upsampled MS", to_uint8(ref[list(rgb)], limits, mask)))
+    small = {name: img[:, ::step, ::step] for name, img in images.items()}
+    for name, img in small.items():
+        tiles.append((name, to_uint8(img[list(rgb)], limits, mask)))
+    if with_errors and small:
+        errs = [np.mean(np.abs(img - ref), axis=0)[mask] for img in small.values()]
+        limit = float(np.percentile(np.concatenate(errs), 99)) if errs[0].size else 1.0
+        for name, img in small.items():
+            tiles.append((f"|error| {name}", error_map(img, ref, mask, limit)))
+    return write_panel(tiles, png, columns=max(2, len(small) + (2 if pan is not None else 1)))

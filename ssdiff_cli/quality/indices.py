@@ -1,0 +1,872 @@
+"""Pansharpening quality indices, computed strip by strip with bounded memory.
+
+Conventions shared by every function here:
+
+* Images are in their digital numbers (any real dtype; statistics are accumulated in float64).
+  Multiband arrays are ``(C, H, W)``, single bands ``(H, W)``.
+* ``mask`` is an ``(H, W)`` bool array, ``True`` where a pixel is valid. Pixel indices (SAM, ERGAS,
+  PSNR) use the valid pixels; block indices (Q, Q2n and the full-resolution ones) use only the
+  blocks whose pixels are all valid; SCC uses the pixels whose 3x3 Sobel neighbourhood is all
+  valid. Invalid pixels may hold anything (even NaN): they never enter a sum.
+* Block indices use non-overlapping ``block x block`` blocks (32 by default) anchored at the top
+  left corner; rows and columns left over at the bottom and the right (fewer than ``block``) are
+  not scored. A sliding-window variant (``stride``) exists for the per-band UIQI only.
+* UIQI of two blocks x, y (Wang & Bovik):
+  ``Q = 4 s_xy m_x m_y / ((s_x^2 + s_y^2)(m_x^2 + m_y^2))``, computed as ``L * C`` with
+  ``L = 2 m_x m_y / (m_x^2 + m_y^2)`` and ``C = 2 s_xy / (s_x^2 + s_y^2)``.
+  Degenerate blocks: ``L = 1`` when both means are 0 and ``C = 1`` when both blocks are constant,
+  so two identical constant blocks score 1 and a constant block never gives NaN.
+* If no pixel or block is valid an index is NaN.
+
+The accumulators :class:`ReducedScorer` and :class:`FullScorer` take row strips; the convenience
+functions :func:`reduced_resolution` and :func:`full_resolution` run them over whole (possibly
+memory-mapped, integer) arrays so that only one strip at a time is converted to floating point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from scipy import ndimage
+
+from .. import filters
+
+# --------------------------------------------------------------------------------------------
+# Block helpers
+
+
+def _blocks(x: np.ndarray, b: int) -> np.ndarray:
+    """``(..., H, W)`` -> ``(..., H//b, W//b, b*b)`` float64 (leftover rows/cols dropped)."""
+    h, w = x.shape[-2:]
+    nh, nw = h // b, w // b
+    x = np.asarray(x[..., : nh * b, : nw * b], dtype=np.float64)
+    x = x.reshape(*x.shape[:-2], nh, b, nw, b)
+    x = np.swapaxes(x, -3, -2)
+    return x.reshape(*x.shape[:-2], b * b)
+
+
+def _block_valid(mask: np.ndarray | None, shape: tuple[int, int], b: int) -> np.ndarray:
+    nh, nw = shape[0] // b, shape[1] // b
+    if mask is None:
+        return np.ones((nh, nw), bool)
+    m = np.asarray(mask, bool)[: nh * b, : nw * b]
+    return m.reshape(nh, b, nw, b).all(axis=(1, 3))
+
+
+def _uiqi_moments(mx, my, vx, vy, cxy):
+    """UIQI from means, variances and covariance (any broadcastable arrays), see module doc."""
+    msq = mx * mx + my * my
+    vsum = vx + vy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lum = np.where(msq > 0, 2.0 * mx * my / np.where(msq > 0, msq, 1.0), 1.0)
+        con = np.where(vsum > 0, 2.0 * cxy / np.where(vsum > 0, vsum, 1.0), 1.0)
+    return lum * con
+
+
+def _block_stats(x: np.ndarray):
+    """Means, centred values and a constant flag of blocked data ``(..., M)``."""
+    m = x.mean(axis=-1)
+    xc = x - m[..., None]
+    const = x.max(axis=-1) == x.min(axis=-1)
+    xc[const] = 0.0  # exact zero variance for constant blocks whatever the rounding of the mean
+    return m, xc, const
+
+
+def _uiqi_blocks(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-block UIQI of blocked data ``(..., M)``."""
+    mx, xc, _ = _block_stats(x)
+    my, yc, _ = _block_stats(y)
+    n = x.shape[-1]
+    vx = np.einsum("...m,...m->...", xc, xc) / n
+    vy = np.einsum("...m,...m->...", yc, yc) / n
+    cxy = np.einsum("...m,...m->...", xc, yc) / n
+    return _uiqi_moments(mx, my, vx, vy, cxy)
+
+
+def _uiqi_pairs(x: np.ndarray) -> np.ndarray:
+    """UIQI between every pair of bands of blocked data ``(C, nh, nw, M)`` -> ``(nh, nw, C, C)``."""
+    xb = np.moveaxis(x, 0, -2)  # (nh, nw, C, M)
+    m, xc, _ = _block_stats(xb)
+    n = xb.shape[-1]
+    cov = xc @ np.swapaxes(xc, -1, -2) / n
+    var = np.diagonal(cov, axis1=-2, axis2=-1)
+    return _uiqi_moments(m[..., :, None], m[..., None, :], var[..., :, None], var[..., None, :], cov)
+
+
+# --------------------------------------------------------------------------------------------
+# Cayley-Dickson algebra for Q2n
+
+
+def _cd_conj(x: np.ndarray) -> np.ndarray:
+    out = -x
+    out[0] = x[0]
+    return out
+
+
+def _cd_mul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cayley-Dickson product of 2^k-ions stored along axis 0:
+    ``(a, b)(c, d) = (ac - conj(d) b, d a + b conj(c))``."""
+    n = x.shape[0]
+    if n == 1:
+        return x * y
+    h = n // 2
+    a, b, c, d = x[:h], x[h:], y[:h], y[h:]
+    return np.concatenate([_cd_mul(a, c) - _cd_mul(_cd_conj(d), b), _cd_mul(d, a) + _cd_mul(b, _cd_conj(c))])
+
+
+_STRUCTURE: dict[int, np.ndarray] = {}
+
+
+def _structure(n: int) -> np.ndarray:
+    """Structure constants ``T[k, i, j]`` with ``(x y)_k = sum_ij T[k, i, j] x_i y_j``."""
+    if n not in _STRUCTURE:
+        eye = np.eye(n)
+        t = np.zeros((n, n, n))
+        for i in range(n):
+            for j in range(n):
+                t[:, i, j] = _cd_mul(eye[i], eye[j])
+        _STRUCTURE[n] = t
+    return _STRUCTURE[n]
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _q2n_blocks(f: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Q2n (modulus of the hypercomplex UIQI) of blocked data ``(C, nh, nw, M)`` -> ``(nh, nw)``.
+
+    Each band is normalised by the *reference* block's mean ``a`` and sample std ``c``:
+    ``x' = (x - a) / c + 1`` for both images (``c = 1`` for a constant reference block). Bands
+    are zero-padded to ``N = 2^k``; a padded band becomes the constant 1 in both images (as in
+    the toolbox). With ``x`` the reference and ``y`` the fused 2^k-ion,
+    ``q = 2 |m_x| |m_y| / (|m_x|^2 + |m_y|^2) * 2 cov(x, conj y) / (sum var x + sum var y)``
+    where ``cov(x, conj y) = E[(x - m_x)(conj y - conj m_y)]`` uses the Cayley-Dickson product and
+    the unbiased (M - 1) normalisation; Q2n of the block is ``|q|``. When both blocks are constant
+    in every band, ``|q|`` is the mean term alone (1 for identical blocks), never NaN.
+    """
+    c = f.shape[0]
+    n = _next_pow2(c)
+    rb = np.moveaxis(r, 0, -2)  # (nh, nw, C, M)
+    fb = np.moveaxis(f, 0, -2)
+    mr, rc, rconst = _block_stats(rb)
+    mf, fc, _ = _block_stats(fb)
+    m = rb.shape[-1]
+    denom = max(m - 1, 1)
+    cross = rc @ np.swapaxes(fc, -1, -2) / denom  # cov(R_i, F_j)  (nh, nw, C, C)
+    var_r = np.einsum("...cm,...cm->...c", rc, rc) / denom
+    var_f = np.einsum("...cm,...cm->...c", fc, fc) / denom
+    std_r = np.sqrt(var_r)
+    scale = np.where(rconst | (std_r == 0), 1.0, std_r)
+    # normalised statistics
+    mx = np.ones(mr.shape[:-1] + (n,))
+    my = np.ones(mr.shape[:-1] + (n,))
+    my[..., :c] = (mf - mr) / scale + 1.0
+    vx = var_r / scale**2
+    vy = var_f / scale**2
+    cov = np.zeros(mr.shape[:-1] + (n, n))
+    cov[..., :c, :c] = cross / (scale[..., :, None] * scale[..., None, :])
+    sign = -np.ones(n)
+    sign[0] = 1.0
+    cov = cov * sign  # covariance with conj(y): flip the sign of y's imaginary components
+    qv = np.einsum("kij,...ij->...k", _structure(n), cov)
+    nx2 = np.sum(mx * mx, axis=-1)
+    ny2 = np.sum(my * my, axis=-1)
+    mean_bias = 2.0 * np.sqrt(nx2 * ny2) / (nx2 + ny2)
+    t3 = vx.sum(axis=-1) + vy.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mod = np.sqrt(np.sum(qv * qv, axis=-1)) * 2.0 / np.where(t3 > 0, t3, 1.0)
+    return np.where(t3 > 0, mod * mean_bias, mean_bias)
+
+
+# --------------------------------------------------------------------------------------------
+# Pixel helpers
+
+
+def _spectral_angles(f: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Angles (radians) between spectral vectors ``(C, ...)`` and the usable-pixel flag.
+
+    Uses the stable form ``2 atan2(|u - v|, |u + v|)`` of unit vectors ``u, v`` (exactly 0 for
+    identical vectors). Pixels where either vector has zero norm are flagged unusable.
+    """
+    nf = np.sqrt(np.einsum("c...,c...->...", f, f))
+    nr = np.sqrt(np.einsum("c...,c...->...", r, r))
+    ok = (nf > 0) & (nr > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = f / nf
+        v = r / nr
+        ang = 2.0 * np.arctan2(np.sqrt(np.sum((u - v) ** 2, axis=0)), np.sqrt(np.sum((u + v) ** 2, axis=0)))
+    return ang, ok
+
+
+def _sobel_rows(buf: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude of the inner rows of ``buf`` ``(C, n, W)`` -> ``(C, n-2, W)``.
+
+    Kernel ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` and its transpose; columns are extended by
+    half-sample symmetric reflection (scipy ``mode="reflect"``), rows come from ``buf``."""
+    up, mid, dn = buf[:, :-2], buf[:, 1:-1], buf[:, 2:]
+    sv = mid * 2.0
+    sv += up
+    sv += dn
+    dv = dn - up
+    gx = np.empty_like(sv)
+    gx[..., 1:-1] = sv[..., 2:] - sv[..., :-2]
+    gx[..., 0] = sv[..., 1] - sv[..., 0] if sv.shape[-1] > 1 else 0.0
+    gx[..., -1] = sv[..., -1] - sv[..., -2] if sv.shape[-1] > 1 else 0.0
+    gy = dv * 2.0
+    gy[..., 1:] += dv[..., :-1]
+    gy[..., 0] += dv[..., 0]
+    gy[..., :-1] += dv[..., 1:]
+    gy[..., -1] += dv[..., -1]
+    gx *= gx
+    gy *= gy
+    gx += gy
+    return np.sqrt(gx, out=gx)
+
+
+class _Moments:
+    """Running count, means, variances and covariance of two samples (Chan et al. merging)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.ma = self.mb = self.m2a = self.m2b = self.cab = 0.0
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        k = a.size
+        if k == 0:
+            return
+        ma, mb = float(a.mean()), float(b.mean())
+        ac, bc = a - ma, b - mb
+        m2a, m2b, cab = float(np.dot(ac, ac)), float(np.dot(bc, bc)), float(np.dot(ac, bc))
+        n = self.n + k
+        da, db = ma - self.ma, mb - self.mb
+        w = self.n * k / n
+        self.m2a += m2a + da * da * w
+        self.m2b += m2b + db * db * w
+        self.cab += cab + da * db * w
+        self.ma += da * k / n
+        self.mb += db * k / n
+        self.n = n
+
+    def corr(self) -> float:
+        if self.n == 0:
+            return math.nan
+        if self.m2a == 0 and self.m2b == 0:
+            return 1.0
+        if self.m2a == 0 or self.m2b == 0:
+            return 0.0
+        return self.cab / math.sqrt(self.m2a * self.m2b)
+
+
+def _as_mask(mask, shape) -> np.ndarray | None:
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != tuple(shape):
+        raise ValueError(f"mask shape {mask.shape} does not match image shape {tuple(shape)}")
+    return mask
+
+
+# --------------------------------------------------------------------------------------------
+# Reduced resolution
+
+
+class ReducedScorer:
+    """Accumulates the reduced-resolution indices of a fused image ``F`` against a reference
+    ``R`` over row strips fed top to bottom with :meth:`update`.
+
+    Every strip but the last must have a height that is a multiple of ``block`` (so that blocks
+    line up); the last may be shorter, its incomplete block row is then not scored by Q/Q2n.
+    SCC needs each pixel's vertical neighbours: the scorer keeps the last two rows of the previous
+    strip (and finishes the image's last row in :meth:`result`), so strips need no overlap; the
+    top and bottom image rows are extended by reflection, like the left and right columns.
+
+    ``data_range`` is the PSNR peak (e.g. ``2**bit_depth - 1``); ``None`` uses the maximum of the
+    reference over the valid pixels of all bands.
+    """
+
+    def __init__(self, ratio: int, bands: int, data_range: float | None = None, block: int = 32):
+        self.ratio = ratio
+        self.bands = bands
+        self.data_range = data_range
+        self.block = block
+        self._n = 0
+        self._sam_sum = 0.0
+        self._sam_n = 0
+        self._sse = np.zeros(bands)
+        self._sum_r = np.zeros(bands)
+        self._rmax = -np.inf
+        self._q_sum = np.zeros(bands)
+        self._q2n_sum = 0.0
+        self._nblocks = 0
+        self._scc = _Moments()
+        self._ctx = None  # (F row, R row, mask row) above the pending row
+        self._pending = None
+        self._ragged = False
+
+    def update(self, f: np.ndarray, r: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Add a strip ``F, R`` ``(C, s, W)`` with an optional ``(s, W)`` validity mask."""
+        if self._ragged:
+            raise ValueError(f"only the last strip may have a height that is not a multiple of {self.block}")
+        if f.shape != r.shape or f.ndim != 3 or f.shape[0] != self.bands:
+            raise ValueError(f"expected F and R of shape ({self.bands}, s, W), got {f.shape}, {r.shape}")
+        s, w = f.shape[1:]
+        mask = _as_mask(mask, (s, w))
+        self._ragged = s % self.block != 0
+        f = np.asarray(f, dtype=np.float64)
+        r = np.asarray(r, dtype=np.float64)
+        valid = np.ones((s, w), bool) if mask is None else mask
+        fv, rv = f[:, valid], r[:, valid]  # (C, n)
+        n = fv.shape[1]
+        self._n += n
+        # SAM
+        ang, ok = _spectral_angles(fv, rv)
+        self._sam_sum += float(ang[ok].sum())
+        self._sam_n += int(ok.sum())
+        # ERGAS / PSNR
+        d = fv - rv
+        self._sse += np.einsum("cn,cn->c", d, d)
+        self._sum_r += rv.sum(axis=1)
+        if n:
+            self._rmax = max(self._rmax, float(rv.max()))
+        del fv, rv, d
+        # Q and Q2n on blocks
+        b = self.block
+        bvalid = _block_valid(mask, (s, w), b)
+        if bvalid.any():
+            fb = _blocks(f, b)[:, bvalid]  # (C, nb, M)
+            rb = _blocks(r, b)[:, bvalid]
+            self._q_sum += _uiqi_blocks(fb, rb).sum(axis=1)
+            self._q2n_sum += float(_q2n_blocks(fb[:, :, None], rb[:, :, None]).sum())
+            self._nblocks += int(bvalid.sum())
+        # SCC
+        self._scc_feed(f, r, valid)
+
+    def _scc_feed(self, f, r, valid) -> None:
+        if self._ctx is None:
+            parts = [(f[:, :1], r[:, :1], valid[:1])]
+        else:
+            parts = [self._ctx, self._pending]
+        parts.append((f, r, valid))
+        self._scc_run(parts)
+
+    def _scc_run(self, parts) -> None:
+        fb = np.concatenate([p[0] for p in parts], axis=1)
+        rb = np.concatenate([p[1] for p in parts], axis=1)
+        vb = np.concatenate([p[2] for p in parts], axis=0)
+        self._ctx = (fb[:, -2:-1], rb[:, -2:-1], vb[-2:-1])
+        self._pending = (fb[:, -1:], rb[:, -1:], vb[-1:])
+        if fb.shape[1] < 3:
+            return
+        gf = _sobel_rows(fb)
+        gr = _sobel_rows(rb)
+        v = vb[:-2] & vb[1:-1] & vb[2:]
+        v = _erode_cols(v)
+        self._scc.add(gf[:, v].ravel(), gr[:, v].ravel())
+
+    def result(self) -> dict:
+        """``{"SAM", "ERGAS", "Q2n", "SCC", "Q", "PSNR"}``; ``Q`` and ``PSNR`` are per-band lists
+        (their band means are ``"Q_mean"`` and ``"PSNR_mean"``). Call once, after the last strip."""
+        if self._pending is not None:
+            self._scc_run([self._ctx, self._pending, self._pending])
+            self._pending = None
+        n = self._n
+        sam = math.degrees(self._sam_sum / self._sam_n) if self._sam_n else math.nan
+        if n:
+            mse = self._sse / n
+            mean_r = self._sum_r / n
+            with np.errstate(divide="ignore", invalid="ignore"):
+                erg = 100.0 / self.ratio * math.sqrt(float(np.mean(mse / mean_r**2)))
+                peak = self.data_range if self.data_range is not None else self._rmax
+                psnr_b = 10.0 * np.log10(peak**2 / mse)
+        else:
+            erg, psnr_b = math.nan, np.full(self.bands, math.nan)
+        if self._nblocks:
+            q = self._q_sum / self._nblocks
+            q2n_v = self._q2n_sum / self._nblocks
+        else:
+            q, q2n_v = np.full(self.bands, math.nan), math.nan
+        return {
+            "SAM": sam,
+            "ERGAS": erg,
+            "Q2n": q2n_v,
+            "SCC": self._scc.corr(),
+            "Q": [float(v) for v in q],
+            "Q_mean": float(np.mean(q)),
+            "PSNR": [float(v) for v in psnr_b],
+            "PSNR_mean": float(np.mean(psnr_b)),
+        }
+
+
+def _erode_cols(v: np.ndarray) -> np.ndarray:
+    """Horizontal 3-erosion of a bool array; outside columns count as valid (reflection)."""
+    out = v.copy()
+    out[:, 1:] &= v[:, :-1]
+    out[:, :-1] &= v[:, 1:]
+    return out
+
+
+def _strip_rows(requested: int, *multiples: int) -> int:
+    m = math.lcm(*multiples)
+    return max(m, requested // m * m)
+
+
+def reduced_resolution(
+    F: np.ndarray,
+    R: np.ndarray,
+    ratio: int,
+    mask: np.ndarray | None = None,
+    data_range: float | None = None,
+    block: int = 32,
+    strip_rows: int = 256,
+) -> dict:
+    """All reduced-resolution indices of ``F`` against the reference ``R`` (``(C, H, W)``,
+    any dtype, memory-mapped arrays welcome) run strip by strip through :class:`ReducedScorer`.
+
+    Returns ``{"SAM" (deg, ideal 0), "ERGAS" (ideal 0), "Q2n" (ideal 1), "SCC" (ideal 1),
+    "Q" (per band, ideal 1), "Q_mean", "PSNR" (dB per band, ideal inf), "PSNR_mean"}``.
+    """
+    if F.shape != R.shape or F.ndim != 3:
+        raise ValueError(f"F and R must be (C, H, W) of one shape, got {F.shape} and {R.shape}")
+    mask = _as_mask(mask, F.shape[1:])
+    sc = ReducedScorer(ratio, F.shape[0], data_range=data_range, block=block)
+    step = _strip_rows(strip_rows, block)
+    for y in range(0, F.shape[1], step):
+        sl = slice(y, y + step)
+        sc.update(F[:, sl], R[:, sl], None if mask is None else mask[sl])
+    return sc.result()
+
+
+def sam(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Spectral Angle Mapper, in degrees: mean over valid pixels of
+    ``arccos(<F_p, R_p> / (|F_p| |R_p|))``. Ideal 0. Pixels where either spectral vector has zero
+    norm are excluded (the angle is undefined)."""
+    F, R = np.asarray(F, np.float64), np.asarray(R, np.float64)
+    mask = _as_mask(mask, F.shape[1:])
+    if mask is not None:
+        F, R = F[:, mask], R[:, mask]
+    ang, ok = _spectral_angles(F, R)
+    return math.degrees(float(ang[ok].mean())) if ok.any() else math.nan
+
+
+def ergas(F: np.ndarray, R: np.ndarray, ratio: int, mask: np.ndarray | None = None) -> float:
+    """ERGAS = ``(100 / ratio) * sqrt(mean_b(MSE_b / mean(R_b)^2))`` over the valid pixels,
+    where ``ratio`` is PAN resolution / MS resolution (4 for 4x). Dimensionless, ideal 0."""
+    F, R = np.asarray(F, np.float64), np.asarray(R, np.float64)
+    mask = _as_mask(mask, F.shape[1:])
+    if mask is not None:
+        F, R = F[:, mask], R[:, mask]
+    else:
+        F, R = F.reshape(F.shape[0], -1), R.reshape(R.shape[0], -1)
+    mse = np.mean((F - R) ** 2, axis=1)
+    return 100.0 / ratio * math.sqrt(float(np.mean(mse / R.mean(axis=1) ** 2)))
+
+
+def psnr(F: np.ndarray, R: np.ndarray, data_range: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """PSNR per band in dB: ``10 log10(data_range^2 / MSE_b)`` over valid pixels (inf when equal).
+    ``data_range`` is the peak, e.g. ``2**bit_depth - 1``."""
+    F, R = np.asarray(F, np.float64), np.asarray(R, np.float64)
+    mask = _as_mask(mask, F.shape[1:])
+    if mask is not None:
+        F, R = F[:, mask], R[:, mask]
+    else:
+        F, R = F.reshape(F.shape[0], -1), R.reshape(R.shape[0], -1)
+    mse = np.mean((F - R) ** 2, axis=1)
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(data_range**2 / mse)
+
+
+def q2n(F: np.ndarray, R: np.ndarray, block: int = 32, mask: np.ndarray | None = None) -> float:
+    """Q2n (Q4 for 4 bands, Q8 for 8): hypercomplex UIQI of Garzelli & Nencini, as in the
+    standard toolbox. Mean over non-overlapping ``block x block`` blocks (blocks with any invalid
+    pixel skipped) of the modulus of the block's hypercomplex quality, with bands normalised by
+    the reference block's mean and std and zero-padded to a power of two. See
+    :func:`_q2n_blocks` for the exact formula and the constant-block value. Ideal 1, range [0, 1].
+    """
+    F, R = np.asarray(F), np.asarray(R)
+    mask = _as_mask(mask, F.shape[1:])
+    bv = _block_valid(mask, F.shape[1:], block)
+    if not bv.any():
+        return math.nan
+    vals = _q2n_blocks(_blocks(F, block)[:, bv][:, :, None], _blocks(R, block)[:, bv][:, :, None])
+    return float(vals.mean())
+
+
+def uiqi(
+    x: np.ndarray,
+    y: np.ndarray,
+    block: int = 32,
+    stride: int | None = None,
+    mask: np.ndarray | None = None,
+) -> float:
+    """Universal Image Quality Index of two bands ``(H, W)``: mean of the block UIQI (module doc)
+    over ``block x block`` windows. Ideal 1, range [-1, 1].
+
+    ``stride=None`` (default) uses non-overlapping blocks; ``stride=1`` slides the window over
+    every position where it fits inside the image (the toolbox's ``img_qi``; window sums from
+    float64 integral images of the mean-removed data). Windows with any invalid pixel are skipped.
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    mask = _as_mask(mask, x.shape)
+    if stride is None or stride == block:
+        bv = _block_valid(mask, x.shape, block)
+        if not bv.any():
+            return math.nan
+        return float(_uiqi_blocks(_blocks(x, block)[bv], _blocks(y, block)[bv]).mean())
+    # sliding windows via integral images of the mean-removed data (limits cancellation)
+    gx, gy = x.mean(), y.mean()
+    x = x - gx
+    y = y - gy
+
+    def wmean(a):
+        s = np.zeros((a.shape[0] + 1, a.shape[1] + 1))
+        s[1:, 1:] = a.cumsum(0).cumsum(1)
+        out = s[block:, block:] - s[:-block, block:] - s[block:, :-block] + s[:-block, :-block]
+        return out[::stride, ::stride] / (block * block)
+
+    mx, my = wmean(x), wmean(y)
+    vx = np.maximum(wmean(x * x) - mx * mx, 0.0)
+    vy = np.maximum(wmean(y * y) - my * my, 0.0)
+    cxy = wmean(x * y) - mx * my
+    q = _uiqi_moments(mx + gx, my + gy, vx, vy, cxy)
+    if mask is not None:
+        bad = wmean((~mask).astype(np.float64)) > 0.5 / (block * block)
+        q = q[~bad]
+    return float(q.mean()) if q.size else math.nan
+
+
+def q_index(
+    F: np.ndarray, R: np.ndarray, block: int = 32, stride: int | None = None, mask=None
+) -> np.ndarray:
+    """Per-band UIQI ``Q(F_b, R_b)`` (:func:`uiqi`), as an array of length C. Ideal 1."""
+    return np.array([uiqi(f, r, block, stride, mask) for f, r in zip(F, R, strict=True)])
+
+
+def scc(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Spatial Correlation Coefficient: Pearson correlation between the Sobel gradient
+    magnitudes ``sqrt(Gx^2 + Gy^2)`` of ``F`` and ``R``, pooled over all bands and all pixels
+    whose 3x3 neighbourhood is valid (one correlation, not a mean of per-band ones). Image edges
+    are extended by half-sample reflection. Sobel, not the Laplacian many Python packages use.
+    Ideal 1. Both gradient fields constant: 1; only one constant: 0."""
+    sc = ReducedScorer(1, F.shape[0])
+    mask = _as_mask(mask, F.shape[1:])
+    sc._scc_feed(
+        np.asarray(F, np.float64),
+        np.asarray(R, np.float64),
+        np.ones(F.shape[1:], bool) if mask is None else mask,
+    )
+    sc._scc_run([sc._ctx, sc._pending, sc._pending])
+    return sc._scc.corr()
+
+
+# --------------------------------------------------------------------------------------------
+# Full resolution
+
+
+def full_res_erosion(ratio: int) -> int:
+    """Erosion radius (PAN pixels) applied to the validity mask for the full-resolution indices:
+    the MTF degradation's reach (:func:`ssdiff_cli.filters.support`) plus that of the cubic
+    upsampling (2 low-res pixels) and one low-res pixel of margin: 36 at ratio 4. It covers every
+    filter used here (MTF low-pass of F, PAN degraded, PAN degraded and upsampled)."""
+    return filters.support(ratio) + 3 * ratio
+
+
+def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Square erosion by ``radius``; pixels outside the array count as valid."""
+    if radius <= 0 or mask.all():
+        return mask
+    m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    size = 2 * radius + 1
+    m = ndimage.minimum_filter1d(m, size, axis=0, mode="constant", cval=1)
+    m = ndimage.minimum_filter1d(m, size, axis=1, mode="constant", cval=1)
+    return m.astype(bool)
+
+
+def _block_all(mask: np.ndarray | None, ratio: int) -> np.ndarray | None:
+    if mask is None:
+        return None
+    h, w = mask.shape
+    return mask.reshape(h // ratio, ratio, w // ratio, ratio).all(axis=(1, 3))
+
+
+def _full_res_masks(mask, ratio):
+    if mask is None:
+        return None, None
+    m = _erode(np.asarray(mask, bool), full_res_erosion(ratio))
+    return m, _block_all(m, ratio)
+
+
+class FullScorer:
+    """Accumulates the full-resolution (no reference) indices over row strips.
+
+    The caller supplies, for each strip (top to bottom; every strip but the last a multiple of
+    ``block`` PAN rows and of ``ratio``): the fused image ``F`` ``(C, s, W)``, its MTF low-pass
+    ``F_lp``, the PAN ``(s, W)``, the PAN degraded and re-upsampled ``pan_lp``, the ``lms``
+    ``(C, s, W)``, the low-res MS ``(C, s/r, W/r)``, the PAN degraded to MS size ``pan_lr``
+    ``(s/r, W/r)``, and validity masks on both grids. Filtering needs a halo around each strip;
+    :func:`full_resolution` does it (halo of :func:`full_res_erosion` rows rounded up), so that
+    strip results equal whole-array results. PAN-resolution UIQIs use ``block`` (32) blocks,
+    MS-resolution ones ``block // ratio`` (8 at ratio 4).
+    """
+
+    def __init__(self, ratio: int, bands: int, block: int = 32):
+        self.ratio, self.bands, self.block = ratio, bands, block
+        self.lblock = max(1, block // ratio)
+        self._nh = 0
+        self._nl = 0
+        self._khan = 0.0
+        self._q_f_pan = np.zeros(bands)
+        self._q_lms_panlp = np.zeros(bands)
+        self._pairs_f = np.zeros((bands, bands))
+        self._pairs_ms = np.zeros((bands, bands))
+        self._q_ms_panlr = np.zeros(bands)
+
+    def update(self, F, F_lp, pan, pan_lp, lms, ms, pan_lr, mask=None, mask_lr=None) -> None:
+        """Add one strip (see the class docstring for the arrays)."""
+        b, lb = self.block, self.lblock
+        hv = _block_valid(mask, F.shape[1:], b)
+        if hv.any():
+            fb = _blocks(F, b)[:, hv]  # (C, nb, M)
+            self._khan += float(
+                _q2n_blocks(_blocks(F_lp, b)[:, hv][:, :, None], _blocks(lms, b)[:, hv][:, :, None]).sum()
+            )
+            pb = _blocks(pan, b)[hv]
+            self._q_f_pan += _uiqi_blocks(fb, pb[None]).sum(axis=1)
+            self._q_lms_panlp += _uiqi_blocks(_blocks(lms, b)[:, hv], _blocks(pan_lp, b)[hv][None]).sum(
+                axis=1
+            )
+            self._pairs_f += _uiqi_pairs(fb[:, :, None]).sum(axis=(0, 1))
+            self._nh += int(hv.sum())
+        lv = _block_valid(mask_lr, ms.shape[1:], lb)
+        if lv.any():
+            mb = _blocks(ms, lb)[:, lv]
+            self._pairs_ms += _uiqi_pairs(mb[:, :, None]).sum(axis=(0, 1))
+            self._q_ms_panlr += _uiqi_blocks(mb, _blocks(pan_lr, lb)[lv][None]).sum(axis=1)
+            self._nl += int(lv.sum())
+
+    def result(self) -> dict:
+        """``{"D_lambda", "D_s", "HQNR", "QNR_D_lambda", "QNR_D_s", "QNR"}`` (see
+        :func:`full_resolution`)."""
+        c = self.bands
+        nan = math.nan
+        if self._nh:
+            d_l = 1.0 - self._khan / self._nh
+            d_s_v = float(np.mean(np.abs(self._q_f_pan - self._q_lms_panlp))) / self._nh
+        else:
+            d_l = d_s_v = nan
+        if self._nh and self._nl:
+            off = ~np.eye(c, dtype=bool)
+            diff = np.abs(self._pairs_f / self._nh - self._pairs_ms / self._nl)
+            qd_l = float(diff[off].mean()) if c > 1 else 0.0
+            qd_s = float(np.mean(np.abs(self._q_f_pan / self._nh - self._q_ms_panlr / self._nl)))
+        else:
+            qd_l = qd_s = nan
+        return {
+            "D_lambda": d_l,
+            "D_s": d_s_v,
+            "HQNR": (1.0 - d_l) * (1.0 - d_s_v),
+            "QNR_D_lambda": qd_l,
+            "QNR_D_s": qd_s,
+            "QNR": (1.0 - qd_l) * (1.0 - qd_s),
+        }
+
+
+def _check_full_shapes(F, pan, lms, ms, ratio):
+    c, h, w = F.shape
+    if pan.shape != (h, w) or lms.shape != F.shape:
+        raise ValueError(f"F {F.shape}, lms {lms.shape} and PAN {pan.shape} must share the PAN grid")
+    if h % ratio or w % ratio or ms.shape != (c, h // ratio, w // ratio):
+        raise ValueError(
+            f"need PAN sizes divisible by the ratio and MS = PAN / ratio; got F {F.shape}, "
+            f"MS {ms.shape} (crop with ssdiff_cli.quality.wald.crop_pair)"
+        )
+
+
+def full_resolution(
+    F: np.ndarray,
+    pan: np.ndarray,
+    lms: np.ndarray,
+    ms: np.ndarray,
+    ratio: int,
+    ms_gnyq,
+    pan_gnyq: float,
+    mask: np.ndarray | None = None,
+    block: int = 32,
+    strip_rows: int = 512,
+) -> dict:
+    """All full-resolution indices, computed strip by strip (only a strip plus its halo is ever
+    held in floating point; the result equals the whole-array one).
+
+    ``F``, ``lms`` ``(C, H, W)``, ``pan`` ``(H, W)``, ``ms`` ``(C, H/r, W/r)``; ``mask`` ``(H, W)``
+    (valid PAN pixels) is eroded by :func:`full_res_erosion` so that no filtered value near nodata
+    is scored, and brought to the MS grid by all-valid ``r x r`` blocks.
+
+    Returns (all dimensionless):
+
+    * ``D_lambda`` (Khan) = ``1 - Q2n(lms, LP_MTF(F))`` (ideal 0), see :func:`d_lambda_khan`;
+    * ``D_s`` = ``mean_b |Q(F_b, PAN) - Q(lms_b, PAN_LP)|`` (ideal 0), see :func:`d_s`;
+    * ``HQNR`` = ``(1 - D_lambda)(1 - D_s)`` (ideal 1);
+    * ``QNR_D_lambda``, ``QNR_D_s``, ``QNR``: Alparone's QNR (ideal 0, 0, 1), see :func:`qnr`.
+    """
+    _check_full_shapes(F, pan, lms, ms, ratio)
+    c, h, w = F.shape
+    if mask is not None:
+        mask = _as_mask(mask, (h, w))
+    lb = max(1, block // ratio)
+    unit = math.lcm(block, ratio, lb * ratio)
+    step = _strip_rows(strip_rows, unit)
+    e = full_res_erosion(ratio)
+    halo = -(-2 * e // ratio) * ratio
+    sc = FullScorer(ratio, c, block)
+    for y0 in range(0, h, step):
+        y1 = min(h, y0 + step)
+        a, b = max(0, y0 - halo), min(h, y1 + halo)
+        o0, o1 = y0 - a, y1 - a
+        fx = np.asarray(F[:, a:b], dtype=np.float32)
+        f_lp = filters.lowpass(fx, ms_gnyq, ratio)[:, o0:o1]
+        px = np.asarray(pan[a:b], dtype=np.float32)
+        p_lr_x = filters.degrade(px, pan_gnyq, ratio)
+        p_lp = filters.upsample_cubic(p_lr_x, ratio)[o0:o1]
+        p_lr = p_lr_x[o0 // ratio : o1 // ratio]
+        if mask is not None:
+            m = _erode(mask[a:b], e)[o0:o1]
+            m_lr = _block_all(m, ratio)
+        else:
+            m = m_lr = None
+        sc.update(
+            fx[:, o0:o1],
+            f_lp,
+            px[o0:o1],
+            p_lp,
+            np.asarray(lms[:, y0:y1], dtype=np.float32),
+            np.asarray(ms[:, y0 // ratio : y1 // ratio], dtype=np.float32),
+            p_lr,
+            m,
+            m_lr,
+        )
+    return sc.result()
+
+
+def d_lambda_khan(F: np.ndarray, lms: np.ndarray, ratio: int, ms_gnyq, mask=None, block: int = 32) -> float:
+    """Khan's spectral distortion ``D_lambda = 1 - Q2n(lms, LP_MTF(F))``: the fused image is
+    low-passed with the MS sensor's MTF-matched Gaussian (:func:`ssdiff_cli.filters.lowpass`, no
+    decimation) and compared, as Q2n on ``block`` blocks, with the lms as reference. Ideal 0
+    (0 exactly when ``lms`` equals the low-passed ``F``). ``mask`` is eroded by
+    :func:`full_res_erosion`."""
+    m, _ = _full_res_masks(mask, ratio)
+    return 1.0 - q2n(filters.lowpass(F, ms_gnyq, ratio), lms, block, m)
+
+
+def pan_lowpass(pan: np.ndarray, ratio: int, pan_gnyq: float) -> np.ndarray:
+    """``PAN_LP``: the PAN degraded by the ratio (MTF Gaussian + decimation) and upsampled back
+    with the cubic interpolator (:func:`ssdiff_cli.filters.upsample_cubic`)."""
+    return filters.upsample_cubic(filters.degrade(pan, pan_gnyq, ratio), ratio)
+
+
+def d_s(
+    F: np.ndarray,
+    pan: np.ndarray,
+    lms: np.ndarray,
+    ratio: int,
+    pan_gnyq: float,
+    mask=None,
+    block: int = 32,
+) -> float:
+    """Spatial distortion of the HQNR: ``D_s = mean_b |Q(F_b, PAN) - Q(lms_b, PAN_LP)|`` with
+    ``PAN_LP`` from :func:`pan_lowpass` and plain UIQI (:func:`uiqi`) on ``block`` blocks. Ideal 0.
+    (The toolbox evaluates this UIQI through its q2n routine, which normalises each block by the
+    first image's mean and std; plain UIQI is used here.) ``mask`` eroded by
+    :func:`full_res_erosion`."""
+    m, _ = _full_res_masks(mask, ratio)
+    p_lp = pan_lowpass(pan, ratio, pan_gnyq)
+    return float(
+        np.mean(
+            [
+                abs(uiqi(f, pan, block, mask=m) - uiqi(lm, p_lp, block, mask=m))
+                for f, lm in zip(F, lms, strict=True)
+            ]
+        )
+    )
+
+
+def hqnr(
+    F: np.ndarray,
+    pan: np.ndarray,
+    lms: np.ndarray,
+    ratio: int,
+    ms_gnyq,
+    pan_gnyq: float,
+    mask=None,
+    block: int = 32,
+) -> float:
+    """Hybrid QNR ``(1 - D_lambda_Khan)(1 - D_s)`` (:func:`d_lambda_khan`, :func:`d_s`). Ideal 1."""
+    return (1.0 - d_lambda_khan(F, lms, ratio, ms_gnyq, mask, block)) * (
+        1.0 - d_s(F, pan, lms, ratio, pan_gnyq, mask, block)
+    )
+
+
+UiqiFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+def d_lambda_qnr(
+    F: np.ndarray,
+    ms: np.ndarray,
+    ratio: int,
+    mask=None,
+    block: int = 32,
+    uiqi_fn: UiqiFn | None = None,
+) -> float:
+    """Alparone's spectral distortion
+    ``D_lambda = 1/(C(C-1)) sum_{i != j} |Q(F_i, F_j) - Q(MS_i, MS_j)|`` (exponent p = 1).
+    Ideal 0. UIQI on ``block`` blocks at PAN resolution and ``block // ratio`` at MS resolution,
+    unless ``uiqi_fn(x, y) -> float`` is given (then used at both resolutions, mask ignored)."""
+    m, m_lr = _full_res_masks(mask, ratio)
+    c = F.shape[0]
+    qf = uiqi_fn or (lambda x, y: uiqi(x, y, block, mask=m))
+    qm = uiqi_fn or (lambda x, y: uiqi(x, y, max(1, block // ratio), mask=m_lr))
+    tot = 0.0
+    for i in range(c):
+        for j in range(i + 1, c):
+            tot += 2.0 * abs(qf(F[i], F[j]) - qm(ms[i], ms[j]))
+    return tot / (c * (c - 1)) if c > 1 else 0.0
+
+
+def d_s_qnr(
+    F: np.ndarray,
+    pan: np.ndarray,
+    ms: np.ndarray,
+    ratio: int,
+    pan_gnyq: float,
+    mask=None,
+    block: int = 32,
+    pan_lr: np.ndarray | None = None,
+    uiqi_fn: UiqiFn | None = None,
+) -> float:
+    """Alparone's spatial distortion ``D_s = mean_b |Q(F_b, PAN) - Q(MS_b, PAN_lr)|`` (q = 1),
+    ``PAN_lr`` = the PAN degraded to MS size (MTF Gaussian + decimation) unless given. Ideal 0.
+    UIQI blocks as in :func:`d_lambda_qnr`; ``uiqi_fn`` as there."""
+    m, m_lr = _full_res_masks(mask, ratio)
+    if pan_lr is None:
+        pan_lr = filters.degrade(pan, pan_gnyq, ratio)
+    qf = uiqi_fn or (lambda x, y: uiqi(x, y, block, mask=m))
+    qm = uiqi_fn or (lambda x, y: uiqi(x, y, max(1, block // ratio), mask=m_lr))
+    return float(np.mean([abs(qf(f, pan) - qm(mb, pan_lr)) for f, mb in zip(F, ms, strict=True)]))
+
+
+def qnr(
+    F: np.ndarray,
+    pan: np.ndarray,
+    ms: np.ndarray,
+    ratio: int,
+    pan_gnyq: float,
+    mask=None,
+    block: int = 32,
+) -> float:
+    """Quality with No Reference (Alparone et al. 2008) with exponents 1:
+    ``QNR = (1 - D_lambda)(1 - D_s)`` (:func:`d_lambda_qnr`, :func:`d_s_qnr`). Ideal 1."""
+    return (1.0 - d_lambda_qnr(F, ms, ratio, mask, block)) * (
+        1.0 - d_s_qnr(F, pan, ms, ratio, pan_gnyq, mask, block)
+    )

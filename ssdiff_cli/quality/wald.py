@@ -1,0 +1,153 @@
+"""Reduced-resolution simulation (Wald protocol).
+
+At reduced resolution the original MS image becomes the reference: both the PAN and the MS are
+low-passed with Gaussians matched to their sensor's MTF gain at Nyquist and decimated by the ratio
+(:func:`ssdiff_cli.filters.degrade`), a fusion method is run on the degraded pair, and its output is
+compared with the original MS.
+
+Sizes: :func:`degrade_pair` needs the MS size to be a multiple of the ratio and the PAN to be
+exactly ``ratio`` times the MS. :func:`crop_pair` gets there by cropping the bottom rows and the
+right columns (never resampling): the MS to a multiple of ``ratio`` and the PAN to ``ratio`` times
+the cropped MS. :func:`degrade_pair` applies it itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .. import filters
+
+
+@dataclass(frozen=True)
+class ReducedPair:
+    """A Wald-degraded pair and its validity masks.
+
+    ``pan`` is ``(H/r, W/r)`` float32, ``ms`` is ``(C, h/r, w/r)`` float32 (``h = H/r``);
+    ``pan_valid`` / ``ms_valid`` are bool masks on those grids, or ``None`` when no mask was
+    given. ``reference`` is the (cropped) original MS, the ground truth at reduced resolution;
+    ``reference_valid`` its mask (``None`` when no mask was given).
+    """
+
+    pan: np.ndarray
+    ms: np.ndarray
+    reference: np.ndarray
+    ratio: int
+    pan_valid: np.ndarray | None = None
+    ms_valid: np.ndarray | None = None
+    reference_valid: np.ndarray | None = None
+
+
+def crop_to_multiple(arr: np.ndarray, multiple: int) -> np.ndarray:
+    """Crop the last two axes of ``arr`` (bottom rows, right columns) to multiples of
+    ``multiple``. Returns a view."""
+    if multiple < 1:
+        raise ValueError(f"multiple must be positive, got {multiple}")
+    h, w = arr.shape[-2:]
+    return arr[..., : h - h % multiple, : w - w % multiple]
+
+
+def crop_pair(pan: np.ndarray, ms: np.ndarray, ratio: int, multiple: int | None = None):
+    """Crop a PAN ``(H, W)`` and MS ``(C, h, w)`` so that the MS size is a multiple of
+    ``multiple`` (default: ``ratio``, what :func:`degrade_pair` needs) and the PAN is exactly
+    ``ratio`` times the MS. Crops bottom rows and right columns only; returns views.
+
+    Raises ``ValueError`` when the PAN is smaller than ``ratio`` times the cropped MS.
+    """
+    multiple = ratio if multiple is None else multiple
+    ms = crop_to_multiple(ms, multiple)
+    h, w = ms.shape[-2:]
+    if pan.shape[-2] < h * ratio or pan.shape[-1] < w * ratio:
+        raise ValueError(f"PAN {pan.shape[-2]}x{pan.shape[-1]} < ratio {ratio} x MS {h}x{w}")
+    return pan[..., : h * ratio, : w * ratio], ms
+
+
+def mask_halo_lowres(ratio: int) -> int:
+    """Erosion radius, in low-res pixels, applied to degraded validity masks: the degradation
+    kernel's half-support (:func:`ssdiff_cli.filters.support`, high-res pixels) rounded up to
+    whole low-res pixels (6 for ratio 4)."""
+    return math.ceil(filters.support(ratio) / ratio)
+
+
+def degrade_mask(valid: np.ndarray, ratio: int, erode: int | None = None) -> np.ndarray:
+    """Bring a validity mask ``(H, W)`` (or ``(C, H, W)``, combined over bands) down by ``ratio``.
+
+    A low-res pixel is valid only when every high-res pixel of its ``ratio x ratio`` block is
+    valid; the result is then eroded by ``erode`` low-res pixels (default
+    :func:`mask_halo_lowres`) so that no kept pixel's filtered value was reached by a nodata
+    pixel through the MTF filter. Pixels outside the image count as valid (the filters mirror).
+    """
+    valid = np.asarray(valid, dtype=bool)
+    if valid.ndim == 3:
+        valid = valid.all(axis=0)
+    valid = crop_to_multiple(valid, ratio)
+    h, w = valid.shape
+    low = valid.reshape(h // ratio, ratio, w // ratio, ratio).all(axis=(1, 3))
+    erode = mask_halo_lowres(ratio) if erode is None else erode
+    if erode > 0 and not low.all():
+        low = ndimage.binary_erosion(
+            low, structure=np.ones((2 * erode + 1, 2 * erode + 1), bool), border_value=1
+        )
+    return low
+
+
+def degrade_pair(
+    pan: np.ndarray,
+    ms: np.ndarray,
+    ratio: int,
+    ms_gnyq,
+    pan_gnyq: float,
+    pan_valid: np.ndarray | None = None,
+    ms_valid: np.ndarray | None = None,
+) -> ReducedPair:
+    """Simulate the reduced-resolution pair of the Wald protocol.
+
+    ``pan`` ``(H, W)`` and ``ms`` ``(C, h, w)`` are first cropped with :func:`crop_pair`; then
+    each is low-passed with its MTF-matched Gaussian (``pan_gnyq``; ``ms_gnyq`` one gain or one
+    per band) and decimated by ``ratio`` (:func:`ssdiff_cli.filters.degrade`):
+    PAN -> ``(H/r, W/r)``, MS -> ``(C, h/r, w/r)``.
+
+    Validity masks (``True`` = valid; PAN ``(H, W)``, MS ``(h, w)`` or ``(C, h, w)``) are
+    degraded with :func:`degrade_mask`: all-valid blocks, then eroded by the kernel's half-support
+    in low-res pixels (:func:`mask_halo_lowres`, 6 at ratio 4). The MS mask also comes back,
+    cropped, as ``reference_valid``. Nodata values are filtered like any other value; the erosion
+    is what keeps them out of the valid pixels.
+    """
+    pan = np.asarray(pan)
+    ms = np.asarray(ms)
+    if pan.ndim != 2 or ms.ndim != 3:
+        raise ValueError(f"expected PAN (H, W) and MS (C, h, w), got {pan.shape} and {ms.shape}")
+    pan, ms = crop_pair(pan, ms, ratio)
+    pan_lr = filters.degrade(pan, pan_gnyq, ratio)
+    ms_lr = filters.degrade(ms, ms_gnyq, ratio)
+    pv = mv = rv = None
+    if pan_valid is not None:
+        pv = degrade_mask(np.asarray(pan_valid)[: pan.shape[0], : pan.shape[1]], ratio)
+    if ms_valid is not None:
+        m = np.asarray(ms_valid, dtype=bool)
+        if m.ndim == 3:
+            m = m.all(axis=0)
+        rv = crop_to_multiple(m, ratio)
+        mv = degrade_mask(rv, ratio)
+    return ReducedPair(
+        pan=pan_lr,
+        ms=ms_lr,
+        reference=ms,
+        ratio=ratio,
+        pan_valid=pv,
+        ms_valid=mv,
+        reference_valid=rv,
+    )
+
+
+def upsample_ms(ms: np.ndarray, ratio: int) -> np.ndarray:
+    """The "lms": MS ``(C, h, w)`` brought onto the PAN grid ``(C, h*r, w*r)`` (float32).
+
+    Uses :func:`ssdiff_cli.filters.upsample_cubic` (Keys bicubic, a = -0.5, area-centred grids);
+    bicubic replaces the toolbox's 23-tap polynomial interpolator (interp23tap), a common
+    substitute, so absolute index values differ slightly from the toolbox's.
+    """
+    return filters.upsample_cubic(ms, ratio)
