@@ -6,4 +6,11 @@ The library can be used without the CLI::
     report = sharpen("pan.tif", ["ms.tif"], "out.tif", SharpenOptions(method="mtf-glp"))
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# GDAL's block cache defaults to 5 % of the machine's memory; tiles are written once and read
+# once, so a small cache costs no speed and keeps peak memory bounded by the tile size.
+# Set GDAL_CACHEMAX yourself to override.
+os.environ.setdefault("GDAL_CACHEMAX", "256")

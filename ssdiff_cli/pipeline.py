@@ -204,7 +204,7 @@ def sharpen(
     overlap = method.overlap if opts.overlap is None else opts.overlap
     grid = scene.spec.out
     plan = plan_tiles(grid.height, grid.width, tile_size=opts.tile_size, overlap=overlap,
-                      halo=method.halo, align=method.align)
+                      halo=method.halo, align=math.lcm(method.align, scene.ratio))
     fills = fill_values(sample)
     ospec = output_spec(scene, detection, sample, opts.dtype, method)
     spec = scene.spec

@@ -31,6 +31,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from scipy import ndimage
 
+from ssdiff_cli import filters
 from ssdiff_cli.errors import BadInputError, GridMismatchError, NotGeoreferencedWarning
 
 #: A stand-in CRS for pairs without georeferencing, so GDAL's warper can relate their grids.
@@ -97,6 +98,9 @@ class SceneSpec:
     georeferenced: bool
     pan_transform_src: Affine | None = None  # stand-in transforms for non-georeferenced pairs
     ms_transform_src: Affine | None = None
+    #: Coarse-grid origin in MS pixels (row, col) when the MS grid is a whole-pixel shift of the
+    #: coarse grid (read directly); None when a sub-pixel resampling is needed.
+    ms_offset: tuple[int, int] | None = None
 
     @property
     def coarse(self) -> Grid:
@@ -294,6 +298,7 @@ def open_pair(
         ms_transform if ms_geo else None, ms_crs,
     )
     spec = SceneSpec(
+        ms_offset=_whole_pixel_offset(out, ratio, ms_grid),
         pan_path=str(pan_path),
         ms_vrt=vrt,
         out=out,
@@ -357,6 +362,19 @@ def _whole_ratio(rx: float, ry: float, ms_path: Path) -> int:
     return ratio
 
 
+def _whole_pixel_offset(out: Grid, ratio: int, ms: Grid) -> tuple[int, int] | None:
+    """(row, col) of the coarse grid's origin in MS pixels if it falls on an MS pixel corner and
+    the pixel sizes agree; None if the MS must be resampled by a sub-pixel amount."""
+    coarse_t = out.transform * Affine.scale(ratio)
+    if abs(coarse_t.a - ms.transform.a) > 1e-6 * abs(ms.transform.a) or \
+            abs(coarse_t.e - ms.transform.e) > 1e-6 * abs(ms.transform.e):
+        return None
+    col, row = ~ms.transform @ (coarse_t.c, coarse_t.f)
+    if abs(col - round(col)) > 1e-3 or abs(row - round(row)) > 1e-3:
+        return None
+    return round(row), round(col)
+
+
 def _output_grid(pan: Grid, ms: Grid, extent: str, ms_path: Path, pan_path: Path):
     """The output grid on the PAN lattice over the intersection or union of the footprints."""
     if extent not in ("intersection", "union"):
@@ -412,7 +430,7 @@ class TileData:
 
 
 class SceneReader:
-    """Open handles on one scene for one thread; reads tile windows of the output grid."""
+    """Open handles on one scene for one thread; reads windows of the output and coarse grids."""
 
     def __init__(self, spec: SceneSpec):
         self.spec = spec
@@ -420,32 +438,21 @@ class SceneReader:
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             self.pan = rasterio.open(spec.pan_path)
             self.ms = rasterio.open(spec.ms_vrt)
-        crs = spec.out.crs or _LOCAL_CRS
         src_kwargs = {}
         if not spec.georeferenced:
             src_kwargs = {"src_crs": _LOCAL_CRS, "src_transform": spec.ms_transform_src}
-        common = dict(
-            crs=crs, resampling=Resampling.cubic, dtype="float32", nodata=np.nan,
-            src_nodata=spec.ms_nodata, **src_kwargs,
-        )
-        self.lms_vrt = WarpedVRT(
-            self.ms, transform=spec.out.transform, width=spec.out.width,
-            height=spec.out.height, **common,
-        )
         coarse = spec.coarse
+        # Only used when the MS grid is not a whole-pixel shift of the coarse grid (Landsat's
+        # half-PAN-pixel offset): GDAL's warper resamples it by the sub-pixel amount.
         self.coarse_vrt = WarpedVRT(
             self.ms, transform=coarse.transform, width=coarse.width, height=coarse.height,
-            **common,
+            crs=spec.out.crs or _LOCAL_CRS, resampling=Resampling.cubic, dtype="float32",
+            nodata=np.nan, src_nodata=spec.ms_nodata, **src_kwargs,
         )
-        # Output-grid row/col -> MS pixel index (the MS pixel containing the PAN pixel centre),
-        # for the MS validity mask. Grids are north-up, so rows and columns map separately.
-        o, m = spec.out.transform, spec.ms_grid.transform
-        self._ms_col = lambda cols: np.floor((o.c + o.a * (cols + 0.5) - m.c) / m.a).astype(np.int64)
-        self._ms_row = lambda rows: np.floor((o.f + o.e * (rows + 0.5) - m.f) / m.e).astype(np.int64)
 
     def close(self) -> None:
         """Close every handle."""
-        for ds in (self.coarse_vrt, self.lms_vrt, self.ms, self.pan):
+        for ds in (self.coarse_vrt, self.ms, self.pan):
             ds.close()
 
     def read_pan(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -465,63 +472,38 @@ class SceneReader:
             valid[sl] = mask
         return out, valid
 
-    def read_ms_valid(self, row: int, col: int, height: int, width: int) -> np.ndarray:
-        """MS validity on an output window: the MS pixel containing each PAN pixel's centre must
-        exist and be valid in every band."""
-        rows = self._ms_row(np.arange(row, row + height, dtype=np.float64))
-        cols = self._ms_col(np.arange(col, col + width, dtype=np.float64))
-        inside_r = (rows >= 0) & (rows < self.ms.height)
-        inside_c = (cols >= 0) & (cols < self.ms.width)
-        valid = np.zeros((height, width), dtype=bool)
-        if not inside_r.any() or not inside_c.any():
-            return valid
-        r0, r1 = rows[inside_r].min(), rows[inside_r].max() + 1
-        c0, c1 = cols[inside_c].min(), cols[inside_c].max() + 1
-        win = Window(int(c0), int(r0), int(c1 - c0), int(r1 - r0))
-        data = self.ms.read(window=win)
-        ms_valid = np.all(np.isfinite(data), axis=0) if data.dtype.kind == "f" else np.ones(
-            data.shape[1:], dtype=bool
-        )
-        if self.spec.ms_nodata is not None:
-            ms_valid &= np.all(data != self.spec.ms_nodata, axis=0)
-        if self.spec.ms_alpha is not None:
-            ms_valid &= self._read_alpha(win) > 0
-        sub = ms_valid[np.clip(rows - r0, 0, r1 - r0 - 1)][:, np.clip(cols - c0, 0, c1 - c0 - 1)]
-        valid[np.ix_(inside_r, inside_c)] = sub[np.ix_(inside_r, inside_c)]
-        return valid
-
-    def _read_alpha(self, win: Window) -> np.ndarray:
-        path, band = self.spec.ms_alpha
-        with rasterio.open(path) as ds:
-            return ds.read(band, window=win)
-
-    def read_lms(self, row: int, col: int, height: int, width: int) -> np.ndarray:
-        """MS warped onto the output grid (cubic), float32, NaN where no valid MS pixel."""
-        return self.lms_vrt.read(window=Window(col, row, width, height), boundless=False) \
-            if _inside(row, col, height, width, self.spec.out) else self._read_padded(
-                self.lms_vrt, row, col, height, width)
-
     def read_coarse_ms(self, row: int, col: int, height: int, width: int) -> np.ndarray:
-        """MS on the coarse grid over a coarse-grid window, float32, NaN where invalid."""
-        coarse = self.spec.coarse
-        if _inside(row, col, height, width, coarse):
-            return self.coarse_vrt.read(window=Window(col, row, width, height))
-        return self._read_padded(self.coarse_vrt, row, col, height, width)
+        """MS on the coarse grid over a coarse-grid window (may reach outside), float32, NaN
+        wherever the MS is invalid (nodata, NaN, alpha 0) or absent."""
+        spec = self.spec
+        if spec.ms_offset is None:
+            return self._padded(self.coarse_vrt, row, col, height, width)
+        data = self._padded(self.ms, row + spec.ms_offset[0], col + spec.ms_offset[1],
+                            height, width)
+        invalid = np.zeros(data.shape[1:], dtype=bool)
+        if spec.ms_nodata is not None and not np.isnan(spec.ms_nodata):
+            invalid |= np.any(data == np.float32(spec.ms_nodata), axis=0)
+        if spec.ms_alpha is not None:
+            path, band = spec.ms_alpha
+            with rasterio.open(path) as ds:
+                alpha = self._padded(ds, row + spec.ms_offset[0], col + spec.ms_offset[1],
+                                     height, width, indexes=[band])[0]
+            invalid |= ~(alpha > 0)
+        data[:, invalid] = np.nan
+        return data
 
     @staticmethod
-    def _read_padded(vrt, row, col, height, width) -> np.ndarray:
-        out = np.full((vrt.count, height, width), np.nan, dtype=np.float32)
+    def _padded(ds, row, col, height, width, indexes=None) -> np.ndarray:
+        """A window of ``ds`` as float32, NaN where it falls outside the dataset."""
+        count = ds.count if indexes is None else len(indexes)
+        out = np.full((count, height, width), np.nan, dtype=np.float32)
         r0, c0 = max(row, 0), max(col, 0)
-        r1, c1 = min(row + height, vrt.height), min(col + width, vrt.width)
+        r1, c1 = min(row + height, ds.height), min(col + width, ds.width)
         if r1 > r0 and c1 > c0:
-            out[:, r0 - row : r1 - row, c0 - col : c1 - col] = vrt.read(
-                window=Window(c0, r0, c1 - c0, r1 - r0)
+            out[:, r0 - row : r1 - row, c0 - col : c1 - col] = ds.read(
+                indexes, window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="float32"
             )
         return out
-
-
-def _inside(row: int, col: int, height: int, width: int, grid: Grid) -> bool:
-    return row >= 0 and col >= 0 and row + height <= grid.height and col + width <= grid.width
 
 
 _local = threading.local()
@@ -532,7 +514,7 @@ def reader_for(spec: SceneSpec) -> SceneReader:
     cache = getattr(_local, "readers", None)
     if cache is None:
         cache = _local.readers = {}
-    key = id(spec), spec.pan_path, spec.ms_vrt
+    key = spec.pan_path, spec.ms_vrt, spec.out
     reader = cache.get(key)
     if reader is None or reader.spec != spec:
         if len(cache) > 4:
@@ -573,31 +555,43 @@ def fill_invalid(img: np.ndarray, valid: np.ndarray, fallback: np.ndarray | floa
     return out[0] if squeeze else out
 
 
+#: Coarse pixels read around a tile for the cubic interpolator's support (offsets -1..+2).
+_CUBIC_MARGIN = 2
+
+
 def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
               fill_values: tuple[np.ndarray, float], want_ms: bool = False) -> TileData:
     """Read one output-grid window (may reach outside the grid) ready for fusion.
 
-    ``fill_values`` is ``(ms_band_means, pan_mean)`` from the scene statistics: the value far
-    from any valid pixel, so fills never depend on the tile. With ``want_ms`` the window must be
-    aligned to the coarse grid (``row``, ``col``, sizes multiples of the ratio).
+    The window must be aligned to the coarse grid (``row``, ``col``, sizes multiples of the
+    ratio). The MS is read on the coarse grid with a small margin, invalid pixels are filled
+    locally, and it is brought onto the PAN grid by cubic convolution
+    (:func:`ssdiff_cli.filters.upsample_cubic`); a PAN pixel is MS-valid when the coarse pixel
+    it lies in is. ``fill_values`` is ``(ms_band_means, pan_mean)`` from the scene statistics:
+    the value far from any valid pixel, so fills never depend on the tile.
     """
+    r = spec.ratio
+    if row % r or col % r or height % r or width % r:
+        raise ValueError(f"window {row},{col},{height}x{width} not aligned to the ratio {r}")
     reader = reader_for(spec)
     pan, pan_valid = reader.read_pan(row, col, height, width)
-    ms_valid = reader.read_ms_valid(row, col, height, width)
-    lms = reader.read_lms(row, col, height, width)
-    lms_ok = np.all(np.isfinite(lms), axis=0)
-    valid = pan_valid & ms_valid & lms_ok
+    # Read enough coarse margin that the hole fill near the window's edge sees what a larger
+    # window would see (tile invariance), then keep only the interpolator's margin.
+    m, extra = _CUBIC_MARGIN, FILL_ITERATIONS
+    big = m + extra
+    ms = reader.read_coarse_ms(row // r - big, col // r - big, height // r + 2 * big,
+                               width // r + 2 * big)
+    ms_valid = np.all(np.isfinite(ms), axis=0)
     ms_means, pan_mean = fill_values
+    if not ms_valid.all():
+        ms = fill_invalid(ms, ms_valid, ms_means)
+    ms, ms_valid = ms[:, extra:-extra, extra:-extra], ms_valid[extra:-extra, extra:-extra]
+    inner = (slice(m, -m), slice(m, -m))
+    lms = filters.upsample_cubic(ms, r)[:, m * r : m * r + height, m * r : m * r + width]
+    valid = pan_valid & np.repeat(np.repeat(ms_valid[inner], r, axis=0), r, axis=1)
     pan = fill_invalid(pan, pan_valid, pan_mean)
-    lms = fill_invalid(lms, lms_ok & ms_valid, ms_means)
-    ms = None
-    if want_ms:
-        r = spec.ratio
-        if row % r or col % r or height % r or width % r:
-            raise ValueError(f"window {row},{col},{height}x{width} not aligned to ratio {r}")
-        ms = reader.read_coarse_ms(row // r, col // r, height // r, width // r)
-        ms = fill_invalid(ms, np.all(np.isfinite(ms), axis=0), ms_means)
-    return TileData(pan=pan, lms=lms, valid=valid, row=row, col=col, ms=ms)
+    return TileData(pan=pan, lms=np.ascontiguousarray(lms), valid=valid, row=row, col=col,
+                    ms=np.ascontiguousarray(ms[:, inner[0], inner[1]]) if want_ms else None)
 
 
 # --------------------------------------------------------------------------------------------
