@@ -189,7 +189,15 @@ def sharpen(
     ],
     output: Annotated[str, typer.Option("--output", "-o", help="Output COG, or - for stdout.")],
     method: Annotated[str, typer.Option(
-        "--method", "-m", help="ssdiff, brovey, gsa, mtf-glp, mtf-glp-fs or upsample.")] = "mtf-glp",
+        "--method", "-m", help="auto (ssdiff where a model fits, else mtf-glp), ssdiff, brovey, "
+        "gsa, mtf-glp, mtf-glp-fs or upsample.")] = "auto",
+    model: Annotated[str | None, typer.Option(
+        help="SSDiff model: zoo name or checkpoint path (default: by sensor).")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="L-BAF adapter applied on the model.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="DDIM sampling steps (ssdiff).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the diffusion noise (ssdiff).")] = 0,
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = Precision.fp32,
     sensor: SensorOpt = None,
     extent: Annotated[Extent, typer.Option(help="Output extent on the PAN grid.")] = Extent.intersection,
     tile_size: TileOpt = 1024,
@@ -219,7 +227,8 @@ def sharpen(
             method=method, sensor=sensor, extent=extent.value, tile_size=tile_size,
             overlap=overlap, workers=workers, dtype=dtype, overwrite=overwrite, force=force,
             warn_px=warn_px, refuse_px=refuse_px, check_only=check_only, compress=compress,
-            method_options={"weights": weights} if weights else {},
+            method_options=_method_options(method, weights, model, adapter, steps, seed,
+                                           device.value, precision.value),
             quicklook=str(quicklook) if quicklook else None,
         )
         if json_out and output == "-" and not check_only:
@@ -227,6 +236,19 @@ def sharpen(
         with _progress_bar(not quiet, f"sharpen {method}") as progress:
             report = run_sharpen(pan, ms, output, options, progress=progress)
         _finish(report, json_out, quiet, check_only)
+
+
+def _method_options(method, weights, model, adapter, steps, seed, device, precision) -> dict:
+    """Options for the method's constructor; model options only when they can apply."""
+    options = {"weights": weights} if weights else {}
+    if method in ("ssdiff", "auto"):
+        options.update(model=model, adapter=str(adapter) if adapter else None, steps=steps,
+                       seed=seed, device=device, precision=precision)
+    elif model or adapter or steps:
+        from ssdiff_cli.errors import BadInputError
+
+        raise BadInputError(f"--model, --adapter and --steps apply to --method ssdiff, not {method}")
+    return options
 
 
 def _finish(report, json_out: bool, quiet: bool, check_only: bool) -> None:

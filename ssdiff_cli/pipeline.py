@@ -30,7 +30,7 @@ from ssdiff_cli.tiling import Blender, plan_tiles
 class SharpenOptions:
     """Everything ``sharpen`` can be told. Sizes are in PAN pixels."""
 
-    method: str = "mtf-glp"
+    method: str = "auto"
     sensor: str | None = None
     extent: str = "intersection"
     tile_size: int = 1024
@@ -90,6 +90,16 @@ def prepare_scene(pan: str | Path, ms: list, sensor: str | None = None,
     if not sample.valid.any():
         raise BadInputError(f"{pan}: no pixel is valid in both the PAN and the MS")
     return scene, detection, sample
+
+
+def resolve_method(name: str, scene: Scene, detection: Detection) -> str:
+    """``auto`` means SSDiff where a shipped model fits the sensor's band layout, else MTF-GLP."""
+    if name != "auto":
+        return name
+    from ssdiff_cli.zoo import find_model_for
+
+    card = find_model_for(scene.bands, scene.ratio, detection.preset.key)
+    return "ssdiff" if card is not None else "mtf-glp"
 
 
 def check_registration(scene: Scene, sample: SceneSample, detection: Detection) -> coreg.ShiftReport:
@@ -172,8 +182,13 @@ def sharpen(
     target = OutputTarget(out, overwrite=opts.overwrite)
     if not opts.check_only:
         target.check()
-    method = get_method(opts.method, **opts.method_options)
+    if opts.method != "auto":
+        get_method(opts.method)  # an unknown name fails before any file is opened
     scene, detection, sample = prepare_scene(pan, ms, opts.sensor, opts.extent)
+    name = resolve_method(opts.method, scene, detection)
+    method_options = opts.method_options if name == "ssdiff" else {
+        k: v for k, v in opts.method_options.items() if k == "weights"}
+    method = get_method(name, **method_options)
     shift = check_registration(scene, sample, detection)
     report = Report(
         pan=str(pan),

@@ -29,7 +29,8 @@ def get_method(name: str, **options) -> FusionMethod:
     if key == "ssdiff":
         from ssdiff_cli.methods.ssdiff import SSDiffMethod
 
-        return SSDiffMethod(**{k: v for k, v in options.items() if k != "weights"})
+        return SSDiffMethod(**{k: v for k, v in options.items()
+                                if k != "weights" and v is not None})
     raise BadInputError(
         f"unknown method {name!r}; choose one of: ssdiff, " + ", ".join(CLASSICAL)
     )

@@ -35,16 +35,14 @@ from .. import filters
 
 # --------------------------------------------------------------------------------------------
 # Block helpers
+#
+# Block statistics are computed one row of blocks at a time, in groups of ``_GROUP`` blocks, so
+# that the float64 working set (a few hundred kB) stays in the CPU cache: each group of blocks is
+# copied once into a contiguous float64 array ``(nb, C, M)`` (``M = block * block``), centred in
+# place on its block means, and reduced with matrix products (BLAS) over all its blocks at once.
 
-
-def _blocks(x: np.ndarray, b: int) -> np.ndarray:
-    """``(..., H, W)`` -> ``(..., H//b, W//b, b*b)`` float64 (leftover rows/cols dropped)."""
-    h, w = x.shape[-2:]
-    nh, nw = h // b, w // b
-    x = np.asarray(x[..., : nh * b, : nw * b], dtype=np.float64)
-    x = x.reshape(*x.shape[:-2], nh, b, nw, b)
-    x = np.swapaxes(x, -3, -2)
-    return x.reshape(*x.shape[:-2], b * b)
+_EPS = float(np.finfo(np.float64).eps)
+_GROUP = 32 * 1024  # pixels per band in a group of blocks: 32 blocks of 32x32
 
 
 def _block_valid(mask: np.ndarray | None, shape: tuple[int, int], b: int) -> np.ndarray:
@@ -53,6 +51,52 @@ def _block_valid(mask: np.ndarray | None, shape: tuple[int, int], b: int) -> np.
         return np.ones((nh, nw), bool)
     m = np.asarray(mask, bool)[: nh * b, : nw * b]
     return m.reshape(nh, b, nw, b).all(axis=(1, 3))
+
+
+def _row_blocks(parts, b: int, x0: int, x1: int, sel: np.ndarray | None = None) -> np.ndarray:
+    """Blocks ``x0 .. x1 - 1`` of one row of blocks, as a contiguous float64 ``(nb, C, b*b)``.
+
+    ``parts`` are ``(c_k, b, W)`` arrays (any real dtype) stacked along the band axis; ``sel``
+    (bool, ``x1 - x0``) keeps only some of the blocks."""
+    c = sum(p.shape[0] for p in parts)
+    nb = x1 - x0
+    out = np.empty((nb, c, b, b))
+    k = 0
+    for p in parts:
+        v = p[:, :, x0 * b : x1 * b].reshape(p.shape[0], b, nb, b).transpose(2, 0, 1, 3)
+        np.copyto(out[:, k : k + p.shape[0]], v, casting="unsafe")
+        k += p.shape[0]
+    out = out.reshape(nb, c, b * b)
+    if sel is not None and not sel.all():
+        out = out[sel]
+    return out
+
+
+def _centre(xb: np.ndarray):
+    """Centre blocked data ``(..., M)`` in place on its block means.
+
+    Returns the means, the sums of squared deviations and a constant-block flag; a constant
+    block gets exact zeros whatever the rounding of its mean. Only blocks whose sum of squares is
+    within the rounding of the mean (``M (4 M eps |m|)^2``) can be constant; just those are
+    checked exactly (on the centred values, which are all equal iff the values are)."""
+    m = xb.mean(axis=-1)
+    xb -= m[..., None]
+    ss = np.einsum("...m,...m->...", xb, xb)
+    n = xb.shape[-1]
+    cand = ss <= n * (4.0 * n * _EPS * np.abs(m)) ** 2
+    const = np.zeros(m.shape, bool)
+    if cand.any():
+        sub = xb[cand]
+        const[cand] = sub.max(axis=-1) == sub.min(axis=-1)
+        xb[const] = 0.0
+        ss[const] = 0.0
+    return m, ss, const
+
+
+def _groups(nbx: int, b: int):
+    """Column ranges of blocks making up the cache-sized groups of one row of blocks."""
+    g = max(1, _GROUP // (b * b))
+    return [(x0, min(nbx, x0 + g)) for x0 in range(0, nbx, g)]
 
 
 def _uiqi_moments(mx, my, vx, vy, cxy):
@@ -65,34 +109,49 @@ def _uiqi_moments(mx, my, vx, vy, cxy):
     return lum * con
 
 
-def _block_stats(x: np.ndarray):
-    """Means, centred values and a constant flag of blocked data ``(..., M)``."""
-    m = x.mean(axis=-1)
-    xc = x - m[..., None]
-    const = x.max(axis=-1) == x.min(axis=-1)
-    xc[const] = 0.0  # exact zero variance for constant blocks whatever the rounding of the mean
-    return m, xc, const
+def _gram(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b^T`` over the last two axes (``b = a`` when omitted)."""
+    return np.matmul(a, np.swapaxes(a if b is None else b, -1, -2))
 
 
-def _uiqi_blocks(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per-block UIQI of blocked data ``(..., M)``."""
-    mx, xc, _ = _block_stats(x)
-    my, yc, _ = _block_stats(y)
-    n = x.shape[-1]
-    vx = np.einsum("...m,...m->...", xc, xc) / n
-    vy = np.einsum("...m,...m->...", yc, yc) / n
-    cxy = np.einsum("...m,...m->...", xc, yc) / n
-    return _uiqi_moments(mx, my, vx, vy, cxy)
-
-
-def _uiqi_pairs(x: np.ndarray) -> np.ndarray:
-    """UIQI between every pair of bands of blocked data ``(C, nh, nw, M)`` -> ``(nh, nw, C, C)``."""
-    xb = np.moveaxis(x, 0, -2)  # (nh, nw, C, M)
-    m, xc, _ = _block_stats(xb)
-    n = xb.shape[-1]
-    cov = xc @ np.swapaxes(xc, -1, -2) / n
+def _uiqi_pairs_stats(m: np.ndarray, xc: np.ndarray) -> np.ndarray:
+    """UIQI between every pair of bands of centred blocks ``(nb, C, M)`` -> ``(nb, C, C)``."""
+    n = xc.shape[-1]
+    cov = _gram(xc) / n
     var = np.diagonal(cov, axis1=-2, axis2=-1)
     return _uiqi_moments(m[..., :, None], m[..., None, :], var[..., :, None], var[..., None, :], cov)
+
+
+def _block_rows(h: int, w: int, b: int, valid: np.ndarray):
+    """``(row, x0, x1, sel)`` for every cache-sized group of blocks holding a valid block."""
+    for row in range(h // b):
+        for x0, x1 in _groups(w // b, b):
+            sel = valid[row, x0:x1]
+            if sel.any():
+                yield row, x0, x1, sel
+
+
+def _q_q2n_sums(f: np.ndarray, r: np.ndarray, b: int, valid: np.ndarray):
+    """Sums over the valid blocks of ``(C, H, W)`` images of the per-band UIQI ``Q(F_b, R_b)``
+    (``(C,)``) and of Q2n (reference ``R``), and the number of blocks."""
+    c = f.shape[0]
+    q = np.zeros(c)
+    q2 = 0.0
+    nblk = 0
+    for row, x0, x1, sel in _block_rows(f.shape[1], f.shape[2], b, valid):
+        sl = slice(row * b, row * b + b)
+        fb = _row_blocks([f[:, sl]], b, x0, x1, sel)
+        rb = _row_blocks([r[:, sl]], b, x0, x1, sel)
+        mf, ssf, _ = _centre(fb)
+        mr, ssr, rconst = _centre(rb)
+        n = fb.shape[-1]
+        cross = _gram(rb, fb)  # sum of R_i F_j deviations  (nb, C, C)
+        cfr = np.diagonal(cross, axis1=-2, axis2=-1)
+        q += _uiqi_moments(mf, mr, ssf / n, ssr / n, cfr / n).sum(axis=0)
+        d = max(n - 1, 1)
+        q2 += float(_q2n_stats(mr, mf, ssr / d, ssf / d, cross / d, rconst).sum())
+        nblk += fb.shape[0]
+    return q, q2, nblk
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,8 +194,12 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _q2n_blocks(f: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Q2n (modulus of the hypercomplex UIQI) of blocked data ``(C, nh, nw, M)`` -> ``(nh, nw)``.
+def _q2n_stats(mr, mf, var_r, var_f, cross, rconst) -> np.ndarray:
+    """Q2n (modulus of the hypercomplex UIQI) of blocks from their statistics -> ``(nb,)``.
+
+    ``mr, mf``: band means of the reference and fused blocks ``(nb, C)``; ``var_r, var_f``: their
+    unbiased (M - 1) variances; ``cross``: ``cov(R_i, F_j)`` ``(nb, C, C)`` (same normalisation);
+    ``rconst``: the reference block's band is constant ``(nb, C)``.
 
     Each band is normalised by the *reference* block's mean ``a`` and sample std ``c``:
     ``x' = (x - a) / c + 1`` for both images (``c = 1`` for a constant reference block). Bands
@@ -147,31 +210,22 @@ def _q2n_blocks(f: np.ndarray, r: np.ndarray) -> np.ndarray:
     the unbiased (M - 1) normalisation; Q2n of the block is ``|q|``. When both blocks are constant
     in every band, ``|q|`` is the mean term alone (1 for identical blocks), never NaN.
     """
-    c = f.shape[0]
+    c = mr.shape[-1]
     n = _next_pow2(c)
-    rb = np.moveaxis(r, 0, -2)  # (nh, nw, C, M)
-    fb = np.moveaxis(f, 0, -2)
-    mr, rc, rconst = _block_stats(rb)
-    mf, fc, _ = _block_stats(fb)
-    m = rb.shape[-1]
-    denom = max(m - 1, 1)
-    cross = rc @ np.swapaxes(fc, -1, -2) / denom  # cov(R_i, F_j)  (nh, nw, C, C)
-    var_r = np.einsum("...cm,...cm->...c", rc, rc) / denom
-    var_f = np.einsum("...cm,...cm->...c", fc, fc) / denom
+    lead = mr.shape[:-1]
     std_r = np.sqrt(var_r)
     scale = np.where(rconst | (std_r == 0), 1.0, std_r)
     # normalised statistics
-    mx = np.ones(mr.shape[:-1] + (n,))
-    my = np.ones(mr.shape[:-1] + (n,))
+    mx = np.ones(lead + (n,))
+    my = np.ones(lead + (n,))
     my[..., :c] = (mf - mr) / scale + 1.0
     vx = var_r / scale**2
     vy = var_f / scale**2
-    cov = np.zeros(mr.shape[:-1] + (n, n))
+    cov = np.zeros(lead + (n, n))
     cov[..., :c, :c] = cross / (scale[..., :, None] * scale[..., None, :])
-    sign = -np.ones(n)
-    sign[0] = 1.0
-    cov = cov * sign  # covariance with conj(y): flip the sign of y's imaginary components
-    qv = np.einsum("kij,...ij->...k", _structure(n), cov)
+    cov[..., 1:] *= -1.0  # covariance with conj(y): flip the sign of y's imaginary components
+    t = _structure(n).reshape(n, n * n)
+    qv = cov.reshape(lead + (n * n,)) @ t.T  # (x conj y)_k for every block
     nx2 = np.sum(mx * mx, axis=-1)
     ny2 = np.sum(my * my, axis=-1)
     mean_bias = 2.0 * np.sqrt(nx2 * ny2) / (nx2 + ny2)
@@ -191,14 +245,34 @@ def _spectral_angles(f: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarr
     Uses the stable form ``2 atan2(|u - v|, |u + v|)`` of unit vectors ``u, v`` (exactly 0 for
     identical vectors). Pixels where either vector has zero norm are flagged unusable.
     """
-    nf = np.sqrt(np.einsum("c...,c...->...", f, f))
-    nr = np.sqrt(np.einsum("c...,c...->...", r, r))
+    shape = f.shape[1:]
+    f = np.asarray(f, np.float64).reshape(f.shape[0], -1)
+    r = np.asarray(r, np.float64).reshape(r.shape[0], -1)
+    nf = np.sqrt(np.einsum("cn,cn->n", f, f))
+    nr = np.sqrt(np.einsum("cn,cn->n", r, r))
     ok = (nf > 0) & (nr > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         u = f / nf
         v = r / nr
-        ang = 2.0 * np.arctan2(np.sqrt(np.sum((u - v) ** 2, axis=0)), np.sqrt(np.sum((u + v) ** 2, axis=0)))
-    return ang, ok
+        d = u - v
+        u += v
+        ang = 2.0 * np.arctan2(np.sqrt(np.einsum("cn,cn->n", d, d)), np.sqrt(np.einsum("cn,cn->n", u, u)))
+    return ang.reshape(shape), ok.reshape(shape)
+
+
+_PIXEL_ROWS = 8  # rows per chunk for the per-pixel work (SAM, ERGAS, PSNR, Sobel)
+
+
+def _sobel_dtype(*dtypes) -> type:
+    """Working dtype of the Sobel gradients: float32 when every input is a float of at most 32
+    bits or an integer of at most 16 bits (whose values float32 holds exactly; the gradients
+    then carry float32 rounding only, far below the data's own), float64 otherwise."""
+    small = all(
+        (np.dtype(d).kind == "f" and np.dtype(d).itemsize <= 4)
+        or (np.dtype(d).kind in "uib" and np.dtype(d).itemsize <= 2)
+        for d in dtypes
+    )
+    return np.float32 if small else np.float64
 
 
 def _sobel_rows(buf: np.ndarray) -> np.ndarray:
@@ -234,12 +308,16 @@ class _Moments:
         self.ma = self.mb = self.m2a = self.m2b = self.cab = 0.0
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Add paired samples (any float dtype; sums are accumulated in float64)."""
         k = a.size
         if k == 0:
             return
-        ma, mb = float(a.mean()), float(b.mean())
-        ac, bc = a - ma, b - mb
-        m2a, m2b, cab = float(np.dot(ac, ac)), float(np.dot(bc, bc)), float(np.dot(ac, bc))
+        ma, mb = float(a.mean(dtype=np.float64)), float(b.mean(dtype=np.float64))
+        ac, bc = np.subtract(a, ma, dtype=np.float64), np.subtract(b, mb, dtype=np.float64)
+        # einsum rather than np.dot: a BLAS dot may spin up threads, slow on a busy machine
+        m2a = float(np.einsum("i,i->", ac, ac))
+        m2b = float(np.einsum("i,i->", bc, bc))
+        cab = float(np.einsum("i,i->", ac, bc))
         n = self.n + k
         da, db = ma - self.ma, mb - self.mb
         w = self.n * k / n
@@ -315,34 +393,47 @@ class ReducedScorer:
         s, w = f.shape[1:]
         mask = _as_mask(mask, (s, w))
         self._ragged = s % self.block != 0
+        f = np.asarray(f)
+        r = np.asarray(r)
+        # pixel indices, a few rows at a time (float64 temporaries stay in the cache)
+        for y0 in range(0, s, _PIXEL_ROWS):
+            y1 = min(s, y0 + _PIXEL_ROWS)
+            self._pixels(f[:, y0:y1], r[:, y0:y1], None if mask is None else mask[y0:y1])
+        # Q and Q2n on blocks
+        bvalid = _block_valid(mask, (s, w), self.block)
+        if bvalid.any():
+            q, q2, nb = _q_q2n_sums(f, r, self.block, bvalid)
+            self._q_sum += q
+            self._q2n_sum += q2
+            self._nblocks += nb
+        # SCC (Sobel in float32 when the data are float32 or 16-bit integers)
+        wd = _sobel_dtype(f.dtype, r.dtype)
+        valid = np.ones((s, w), bool) if mask is None else mask
+        self._scc_feed(np.asarray(f, wd), np.asarray(r, wd), valid)
+
+    def _pixels(self, f: np.ndarray, r: np.ndarray, valid: np.ndarray | None) -> None:
+        """SAM, ERGAS and PSNR sums over the valid pixels of a few rows ``(C, k, W)``."""
         f = np.asarray(f, dtype=np.float64)
         r = np.asarray(r, dtype=np.float64)
-        valid = np.ones((s, w), bool) if mask is None else mask
-        fv, rv = f[:, valid], r[:, valid]  # (C, n)
-        n = fv.shape[1]
+        if valid is not None and not valid.all():
+            f, r = f[:, valid], r[:, valid]  # (C, n)
+        else:
+            f, r = f.reshape(f.shape[0], -1), r.reshape(r.shape[0], -1)
+        n = f.shape[1]
+        if n == 0:
+            return
         self._n += n
-        # SAM
-        ang, ok = _spectral_angles(fv, rv)
-        self._sam_sum += float(ang[ok].sum())
-        self._sam_n += int(ok.sum())
-        # ERGAS / PSNR
-        d = fv - rv
+        ang, ok = _spectral_angles(f, r)
+        if ok.all():
+            self._sam_sum += float(ang.sum())
+            self._sam_n += n
+        else:
+            self._sam_sum += float(ang[ok].sum())
+            self._sam_n += int(ok.sum())
+        d = f - r
         self._sse += np.einsum("cn,cn->c", d, d)
-        self._sum_r += rv.sum(axis=1)
-        if n:
-            self._rmax = max(self._rmax, float(rv.max()))
-        del fv, rv, d
-        # Q and Q2n on blocks
-        b = self.block
-        bvalid = _block_valid(mask, (s, w), b)
-        if bvalid.any():
-            fb = _blocks(f, b)[:, bvalid]  # (C, nb, M)
-            rb = _blocks(r, b)[:, bvalid]
-            self._q_sum += _uiqi_blocks(fb, rb).sum(axis=1)
-            self._q2n_sum += float(_q2n_blocks(fb[:, :, None], rb[:, :, None]).sum())
-            self._nblocks += int(bvalid.sum())
-        # SCC
-        self._scc_feed(f, r, valid)
+        self._sum_r += r.sum(axis=1)
+        self._rmax = max(self._rmax, float(r.max()))
 
     def _scc_feed(self, f, r, valid) -> None:
         if self._ctx is None:
@@ -353,18 +444,35 @@ class ReducedScorer:
         self._scc_run(parts)
 
     def _scc_run(self, parts) -> None:
-        fb = np.concatenate([p[0] for p in parts], axis=1)
-        rb = np.concatenate([p[1] for p in parts], axis=1)
-        vb = np.concatenate([p[2] for p in parts], axis=0)
-        self._ctx = (fb[:, -2:-1], rb[:, -2:-1], vb[-2:-1])
-        self._pending = (fb[:, -1:], rb[:, -1:], vb[-1:])
-        if fb.shape[1] < 3:
-            return
-        gf = _sobel_rows(fb)
-        gr = _sobel_rows(rb)
-        v = vb[:-2] & vb[1:-1] & vb[2:]
-        v = _erode_cols(v)
-        self._scc.add(gf[:, v].ravel(), gr[:, v].ravel())
+        """Sobel SCC moments of the inner rows of the rows of ``parts`` stacked (``(F, R, valid)``
+        pieces, without copying the big ones); the last two rows are kept for the next call."""
+        offs = np.cumsum([0] + [p[0].shape[1] for p in parts])
+        n = int(offs[-1])
+
+        def rows(a0: int, a1: int):
+            got = [
+                (p[0][:, lo - o : hi - o], p[1][:, lo - o : hi - o], p[2][lo - o : hi - o])
+                for p, o in zip(parts, offs[:-1])
+                for lo, hi in [(max(a0, int(o)), min(a1, int(o) + p[0].shape[1]))]
+                if lo < hi
+            ]
+            if len(got) == 1:
+                return got[0]
+            return tuple(np.concatenate([g[k] for g in got], axis=1 if k < 2 else 0) for k in range(3))
+
+        last = rows(n - 2, n)
+        self._ctx = tuple(np.array(a[:, :1] if k < 2 else a[:1]) for k, a in enumerate(last))
+        self._pending = tuple(np.array(a[:, 1:] if k < 2 else a[1:]) for k, a in enumerate(last))
+        # gradient magnitudes a few rows at a time (temporaries stay in the cache)
+        for y0 in range(0, n - 2, _PIXEL_ROWS):
+            fb, rb, vb = rows(y0, min(n, y0 + _PIXEL_ROWS + 2))
+            gf = _sobel_rows(fb)
+            gr = _sobel_rows(rb)
+            v = _erode_cols(vb[:-2] & vb[1:-1] & vb[2:])
+            if v.all():
+                self._scc.add(gf.ravel(), gr.ravel())
+            else:
+                self._scc.add(gf[:, v].ravel(), gr[:, v].ravel())
 
     def result(self) -> dict:
         """``{"SAM", "ERGAS", "Q2n", "SCC", "Q", "PSNR"}``; ``Q`` and ``PSNR`` are per-band lists
@@ -483,15 +591,15 @@ def q2n(F: np.ndarray, R: np.ndarray, block: int = 32, mask: np.ndarray | None =
     standard toolbox. Mean over non-overlapping ``block x block`` blocks (blocks with any invalid
     pixel skipped) of the modulus of the block's hypercomplex quality, with bands normalised by
     the reference block's mean and std and zero-padded to a power of two. See
-    :func:`_q2n_blocks` for the exact formula and the constant-block value. Ideal 1, range [0, 1].
+    :func:`_q2n_stats` for the exact formula and the constant-block value. Ideal 1, range [0, 1].
     """
     F, R = np.asarray(F), np.asarray(R)
     mask = _as_mask(mask, F.shape[1:])
     bv = _block_valid(mask, F.shape[1:], block)
     if not bv.any():
         return math.nan
-    vals = _q2n_blocks(_blocks(F, block)[:, bv][:, :, None], _blocks(R, block)[:, bv][:, :, None])
-    return float(vals.mean())
+    _, q2, nb = _q_q2n_sums(F, R, block, bv)
+    return q2 / nb
 
 
 def uiqi(
@@ -515,7 +623,8 @@ def uiqi(
         bv = _block_valid(mask, x.shape, block)
         if not bv.any():
             return math.nan
-        return float(_uiqi_blocks(_blocks(x, block)[bv], _blocks(y, block)[bv]).mean())
+        q, _, nb = _q_q2n_sums(x[None], y[None], block, bv)
+        return float(q[0] / nb)
     # sliding windows via integral images of the mean-removed data (limits cancellation)
     gx, gy = x.mean(), y.mean()
     x = x - gx
@@ -553,9 +662,10 @@ def scc(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None = None) -> float:
     Ideal 1. Both gradient fields constant: 1; only one constant: 0."""
     sc = ReducedScorer(1, F.shape[0])
     mask = _as_mask(mask, F.shape[1:])
+    wd = _sobel_dtype(np.asarray(F).dtype, np.asarray(R).dtype)
     sc._scc_feed(
-        np.asarray(F, np.float64),
-        np.asarray(R, np.float64),
+        np.asarray(F, wd),
+        np.asarray(R, wd),
         np.ones(F.shape[1:], bool) if mask is None else mask,
     )
     sc._scc_run([sc._ctx, sc._pending, sc._pending])
@@ -627,25 +737,49 @@ class FullScorer:
     def update(self, F, F_lp, pan, pan_lp, lms, ms, pan_lr, mask=None, mask_lr=None) -> None:
         """Add one strip (see the class docstring for the arrays)."""
         b, lb = self.block, self.lblock
+        c = self.bands
         hv = _block_valid(mask, F.shape[1:], b)
-        if hv.any():
-            fb = _blocks(F, b)[:, hv]  # (C, nb, M)
+        for row, x0, x1, sel in _block_rows(F.shape[1], F.shape[2], b, hv):
+            sl = slice(row * b, row * b + b)
+            # [F; PAN], [lms; PAN_LP] and F_lp blocks, centred on their block means
+            x1b = _row_blocks([F[:, sl], pan[None, sl]], b, x0, x1, sel)
+            x2b = _row_blocks([lms[:, sl], pan_lp[None, sl]], b, x0, x1, sel)
+            lpb = _row_blocks([F_lp[:, sl]], b, x0, x1, sel)
+            m1, ss1, _ = _centre(x1b)
+            m2, ss2, const2 = _centre(x2b)
+            mlp, sslp, _ = _centre(lpb)
+            n = x1b.shape[-1]
+            # Khan: Q2n(F_lp, reference lms)
+            fc, mc = x1b[:, :c], x2b[:, :c]
+            d = max(n - 1, 1)
+            cross = _gram(mc, lpb) / d
             self._khan += float(
-                _q2n_blocks(_blocks(F_lp, b)[:, hv][:, :, None], _blocks(lms, b)[:, hv][:, :, None]).sum()
+                _q2n_stats(m2[:, :c], mlp, ss2[:, :c] / d, sslp / d, cross, const2[:, :c]).sum()
             )
-            pb = _blocks(pan, b)[hv]
-            self._q_f_pan += _uiqi_blocks(fb, pb[None]).sum(axis=1)
-            self._q_lms_panlp += _uiqi_blocks(_blocks(lms, b)[:, hv], _blocks(pan_lp, b)[hv][None]).sum(
-                axis=1
+            # UIQI(F_b, PAN), UIQI(lms_b, PAN_LP) and the UIQI between the bands of F
+            cfp = _gram(fc, x1b[:, c:]).reshape(-1, c) / n
+            self._q_f_pan += _uiqi_moments(m1[:, :c], m1[:, c:], ss1[:, :c] / n, ss1[:, c:] / n, cfp).sum(
+                axis=0
             )
-            self._pairs_f += _uiqi_pairs(fb[:, :, None]).sum(axis=(0, 1))
-            self._nh += int(hv.sum())
+            cmp_ = _gram(mc, x2b[:, c:]).reshape(-1, c) / n
+            self._q_lms_panlp += _uiqi_moments(
+                m2[:, :c], m2[:, c:], ss2[:, :c] / n, ss2[:, c:] / n, cmp_
+            ).sum(axis=0)
+            self._pairs_f += _uiqi_pairs_stats(m1[:, :c], fc).sum(axis=0)
+            self._nh += int(x1b.shape[0])
         lv = _block_valid(mask_lr, ms.shape[1:], lb)
-        if lv.any():
-            mb = _blocks(ms, lb)[:, lv]
-            self._pairs_ms += _uiqi_pairs(mb[:, :, None]).sum(axis=(0, 1))
-            self._q_ms_panlr += _uiqi_blocks(mb, _blocks(pan_lr, lb)[lv][None]).sum(axis=1)
-            self._nl += int(lv.sum())
+        for row, x0, x1, sel in _block_rows(ms.shape[1], ms.shape[2], lb, lv):
+            sl = slice(row * lb, row * lb + lb)
+            xb = _row_blocks([ms[:, sl], pan_lr[None, sl]], lb, x0, x1, sel)
+            m, ss, _ = _centre(xb)
+            n = xb.shape[-1]
+            mc = xb[:, :c]
+            self._pairs_ms += _uiqi_pairs_stats(m[:, :c], mc).sum(axis=0)
+            cmp_ = _gram(mc, xb[:, c:]).reshape(-1, c) / n
+            self._q_ms_panlr += _uiqi_moments(m[:, :c], m[:, c:], ss[:, :c] / n, ss[:, c:] / n, cmp_).sum(
+                axis=0
+            )
+            self._nl += int(xb.shape[0])
 
     def result(self) -> dict:
         """``{"D_lambda", "D_s", "HQNR", "QNR_D_lambda", "QNR_D_s", "QNR"}`` (see
@@ -720,13 +854,16 @@ def full_resolution(
     step = _strip_rows(strip_rows, unit)
     e = full_res_erosion(ratio)
     halo = -(-2 * e // ratio) * ratio
+    fhalo = filters.MTF_TAPS // 2  # reach of the (undecimated) MTF low-pass of F
+    gains = np.broadcast_to(np.asarray(ms_gnyq, dtype=np.float64), (c,))
     sc = FullScorer(ratio, c, block)
     for y0 in range(0, h, step):
         y1 = min(h, y0 + step)
         a, b = max(0, y0 - halo), min(h, y1 + halo)
         o0, o1 = y0 - a, y1 - a
-        fx = np.asarray(F[:, a:b], dtype=np.float32)
-        f_lp = filters.lowpass(fx, ms_gnyq, ratio)[:, o0:o1]
+        fa, fb = max(0, y0 - fhalo), min(h, y1 + fhalo)
+        fx = np.asarray(F[:, fa:fb], dtype=np.float32)
+        f_lp = _lowpass_rows(fx, gains, ratio, y0 - fa, y1 - fa)
         px = np.asarray(pan[a:b], dtype=np.float32)
         p_lr_x = filters.degrade(px, pan_gnyq, ratio)
         p_lp = filters.upsample_cubic(p_lr_x, ratio)[o0:o1]
@@ -737,7 +874,7 @@ def full_resolution(
         else:
             m = m_lr = None
         sc.update(
-            fx[:, o0:o1],
+            fx[:, y0 - fa : y1 - fa],
             f_lp,
             px[o0:o1],
             p_lp,
@@ -748,6 +885,30 @@ def full_resolution(
             m_lr,
         )
     return sc.result()
+
+
+_PANEL = 128  # columns per transposed panel in the vertical pass of _lowpass_rows
+
+
+def _lowpass_rows(x: np.ndarray, gains: np.ndarray, ratio: int, r0: int, r1: int) -> np.ndarray:
+    """Rows ``r0 .. r1 - 1`` of ``filters.lowpass(x, gains, ratio)`` for float32 ``(C, n, W)``,
+    bit for bit (the same scipy correlations on the same float32 kernels), faster: the vertical
+    pass runs on cache-sized transposed panels (scipy filters contiguous lines fastest) and the
+    horizontal pass only on the rows asked for. Rows within the filter's reach of the array's
+    top and bottom are only exact where those are the image's own edges (mirror), as there."""
+    c, n, w = x.shape
+    out = np.empty((c, r1 - r0, w), np.float32)
+    k0, k1 = max(0, r0 - filters.MTF_TAPS // 2), min(n, r1 + filters.MTF_TAPS // 2)
+    for i in range(c):
+        k = filters.mtf_kernel(float(gains[i]), ratio).astype(np.float32)
+        band = x[i]
+        vert = np.empty((r1 - r0, w), np.float32)
+        for x0 in range(0, w, _PANEL):
+            panel = np.ascontiguousarray(band[:, x0 : x0 + _PANEL].T)  # (cols, n)
+            res = ndimage.correlate1d(panel[:, k0:k1], k, axis=1, mode="mirror")
+            vert[:, x0 : x0 + _PANEL] = res.T[r0 - k0 : r1 - k0]
+        ndimage.correlate1d(vert, k, axis=1, mode="mirror", output=out[i])
+    return out
 
 
 def d_lambda_khan(F: np.ndarray, lms: np.ndarray, ratio: int, ms_gnyq, mask=None, block: int = 32) -> float:

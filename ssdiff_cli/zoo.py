@@ -1,0 +1,183 @@
+"""The model zoo: checkpoints (safetensors) with their model cards (JSON), found, loaded, checked.
+
+A checkpoint is two files side by side: ``NAME.safetensors`` (weights) and ``NAME.json`` (the
+card: sensor, bands, ratio, normalisation, architecture, diffusion settings, training data and
+its terms, measured metrics). The card alone rebuilds the network, so a checkpoint is usable
+without the code that trained it.
+
+Where models are looked for: ``$SSDIFF_MODELS`` (a folder), then the repository's ``models/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ssdiff_cli.errors import ModelError
+
+CARD_VERSION = 1
+
+
+def models_dir() -> Path:
+    """The folder of shipped models."""
+    env = os.environ.get("SSDIFF_MODELS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "models"
+
+
+@dataclass
+class ModelCard:
+    """What a checkpoint is and how it was made (the JSON beside the weights).
+
+    ``normalisation`` says how digital numbers are scaled into the network's range:
+    ``{"kind": "fixed", "scale": 2047.0}`` divides by a constant (the sensor's bit depth);
+    ``{"kind": "scene", "percentile": 99.0}`` divides each scene by that percentile of its PAN.
+    """
+
+    name: str
+    sensor: str
+    band_names: list[str]
+    bands: int
+    ratio: int
+    normalisation: dict
+    model: dict
+    diffusion: dict = field(default_factory=dict)
+    sampling: dict = field(default_factory=lambda: {"steps": 1})
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    description: str = ""
+    card_version: int = CARD_VERSION
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "card") -> ModelCard:
+        """Rebuild from JSON, with a clear error for missing keys."""
+        required = ("name", "sensor", "band_names", "bands", "ratio", "normalisation", "model")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ModelError(f"{source}: model card lacks {', '.join(missing)}")
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _paths(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
+    """(weights, card) paths for a zoo name, a path prefix, or either file."""
+    p = Path(name_or_path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    elif not p.parent.name and not p.exists():
+        p = models_dir() / p
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def read_card(name_or_path: str | os.PathLike) -> ModelCard:
+    """The card of a checkpoint (by zoo name or path)."""
+    weights, card_path = _paths(name_or_path)
+    if not card_path.exists():
+        available = ", ".join(c.name for c in list_models()) or "none"
+        raise ModelError(f"{card_path}: no such model card (models available: {available})")
+    try:
+        data = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{card_path}: unreadable model card ({exc})") from None
+    return ModelCard.from_dict(data, str(card_path))
+
+
+def list_models(folder: Path | None = None) -> list[ModelCard]:
+    """Cards of every checkpoint in the zoo folder, sorted by name."""
+    folder = folder or models_dir()
+    cards = []
+    for card_path in sorted(folder.glob("*.json")):
+        if card_path.with_suffix(".safetensors").exists():
+            try:
+                cards.append(read_card(card_path))
+            except ModelError:
+                continue
+    return cards
+
+
+def find_model_for(bands: int, ratio: int, sensor_key: str | None = None) -> ModelCard | None:
+    """The best shipped model for an input: same sensor first, else same band layout and ratio."""
+    cards = [c for c in list_models() if c.bands == bands and c.ratio == ratio]
+    for card in cards:
+        if sensor_key and card.sensor == sensor_key:
+            return card
+    return cards[0] if cards else None
+
+
+def check_fits(card: ModelCard, bands: int, ratio: int, what: str) -> None:
+    """Refuse a model whose band count or ratio does not match the input."""
+    if card.bands != bands:
+        raise ModelError(
+            f"{what}: has {bands} MS bands but model {card.name} was made for {card.bands}; "
+            "pick another --model or fine-tune one (ssdiff finetune)"
+        )
+    if card.ratio != ratio:
+        raise ModelError(
+            f"{what}: PAN/MS ratio is {ratio} but model {card.name} was made for {card.ratio}"
+        )
+
+
+def save_checkpoint(model, card: ModelCard, path: str | os.PathLike) -> Path:
+    """Write ``path.safetensors`` and ``path.json`` (atomically, each via a temp file)."""
+    from safetensors.torch import save_file
+
+    weights, card_path = _paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp_w = weights.with_suffix(".safetensors.tmp")
+    save_file(state, str(tmp_w), metadata={"name": card.name})
+    tmp_c = card_path.with_suffix(".json.tmp")
+    tmp_c.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    os.replace(tmp_w, weights)
+    os.replace(tmp_c, card_path)
+    return weights
+
+
+def build_model(card: ModelCard):
+    """A network with the card's architecture (weights not loaded)."""
+    from ssdiff_cli.nn import ModelConfig, SSDiffDenoiser
+
+    try:
+        config = ModelConfig.from_dict(card.model)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model {card.name}: bad architecture in its card ({exc})") from None
+    if config.bands != card.bands or config.ratio != card.ratio:
+        raise ModelError(f"model {card.name}: card and architecture disagree on bands or ratio")
+    return SSDiffDenoiser(config)
+
+
+def load_checkpoint(name_or_path: str | os.PathLike, device: str = "cpu"):
+    """Load ``(model, card)``; the weights must match the card's architecture exactly."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    card = read_card(name_or_path)
+    weights, _ = _paths(name_or_path)
+    if not weights.exists():
+        raise ModelError(f"{weights}: weights file missing for model {card.name}")
+    model = build_model(card)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"{weights}: unreadable weights ({exc})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or extra or wrong:
+        detail = "; ".join(
+            f"{label}: {', '.join(keys[:3])}{'...' if len(keys) > 3 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", extra), ("shape", wrong))
+            if keys
+        )
+        raise ModelError(f"{weights}: weights do not fit the card's architecture ({detail})")
+    model.load_state_dict(state)
+    model.eval()
+    return model.to(device), card
