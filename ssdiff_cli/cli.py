@@ -181,13 +181,14 @@ def _print_json(data: dict) -> None:
 
 @app.command()
 def sharpen(
-    pan: Annotated[Path, typer.Argument(help="Panchromatic raster.", show_default=False)],
+    pan: Annotated[Path | None, typer.Argument(help="Panchromatic raster.", show_default=False)] = None,
     ms: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(help="Multispectral raster, or one single-band file per band.",
                        show_default=False),
-    ],
-    output: Annotated[str, typer.Option("--output", "-o", help="Output COG, or - for stdout.")],
+    ] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Output COG, or - for stdout (with --batch: output folder).")] = None,
     method: Annotated[str, typer.Option(
         "--method", "-m", help="auto (ssdiff where a model fits, else mtf-glp), ssdiff, brovey, "
         "gsa, mtf-glp, mtf-glp-fs or upsample.")] = "auto",
@@ -214,12 +215,24 @@ def sharpen(
     compress: Annotated[str, typer.Option(help="COG compression: deflate, lzw, zstd, none.")] = "deflate",
     quicklook: Annotated[Path | None, typer.Option(
         help="Also write a true-colour PNG of the result.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Run tiles on a dask.distributed cluster (tcp://HOST:8786).")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="Start a local dask cluster: local:N worker processes.")] = None,
+    batch: Annotated[str | None, typer.Option(
+        help="Many pairs: a CSV (pan,ms,out) or a glob of scene folders; skips existing outputs.")] = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Pansharpen PAN + MS into a Cloud-Optimized GeoTIFF on the PAN grid."""
     with _reporting(quiet):
+        from ssdiff_cli.errors import BadInputError
+
+        if batch is None and (pan is None or not ms or output is None):
+            raise BadInputError("give PAN, MS and -o OUTPUT (or --batch PAIRS)")
+        if batch is not None and (pan is not None or ms):
+            raise BadInputError("--batch replaces the PAN and MS arguments; give one or the other")
         from ssdiff_cli.pipeline import SharpenOptions
         from ssdiff_cli.pipeline import sharpen as run_sharpen
 
@@ -233,9 +246,41 @@ def sharpen(
         )
         if json_out and output == "-" and not check_only:
             raise typer.BadParameter("--json and -o - both want stdout; choose one")
-        with _progress_bar(not quiet, f"sharpen {method}") as progress:
-            report = run_sharpen(pan, ms, output, options, progress=progress)
-        _finish(report, json_out, quiet, check_only)
+        from ssdiff_cli.distributed import open_executor
+
+        with open_executor(scheduler=scheduler, cluster=cluster) as (executor, where):
+            if executor is not None:
+                options.workers = max(options.workers, executor.nthreads)
+            with _progress_bar(not quiet, f"sharpen {method}") as progress:
+                if batch is not None:
+                    results = _run_batch(batch, output, options, executor, progress)
+                else:
+                    report = run_sharpen(pan, ms, output, options, progress=progress,
+                                         executor=executor)
+        if batch is not None:
+            _finish_batch(results, json_out, quiet)
+        else:
+            _finish(report, json_out, quiet, check_only)
+
+
+def _run_batch(batch: str, output: str | None, options, executor, progress) -> list[dict]:
+    from ssdiff_cli.distributed import read_batch, sharpen_batch
+
+    items = read_batch(batch, out_dir=output)
+    return sharpen_batch(items, options, executor=executor, progress=progress,
+                         skip_existing=not options.overwrite)
+
+
+def _finish_batch(results: list[dict], json_out: bool, quiet: bool) -> None:
+    if json_out:
+        _print_json({"pairs": results})
+    elif not quiet:
+        for r in results:
+            detail = r.get("error") or r.get("out") or ""
+            stderr.print(f"{r['status']:8s} {r.get('pan', '')}  {detail}", highlight=False)
+    failed = [r for r in results if r["status"] == "failed"]
+    if failed:
+        raise typer.Exit(max(r.get("exit_code") or EXIT_RUNTIME for r in failed))
 
 
 def _method_options(method, weights, model, adapter, steps, seed, device, precision) -> dict:
