@@ -22,6 +22,9 @@ import torch.nn.functional as F
 from ssdiff_cli.nn import ModelConfig, SSDiffDenoiser
 
 RELEASED_FWD_S_PER_PATCH = 0.46
+# Released inference: every 64x64 patch at stride 16 runs its own 10-step trajectory, 222 patch
+# trajectories for a 256x256 image (reference doc section 2).
+RELEASED_SCENE_MP_PER_S = 256 * 256 / 1e6 / (222 * 10 * RELEASED_FWD_S_PER_PATCH)
 
 
 def _batch(bands: int, ratio: int, size: int, batch: int):
@@ -102,6 +105,10 @@ def main() -> None:
         help="cpu: process CPU time; with --threads 1 it is the single-core compute time, "
         "unaffected by other processes competing for the cores",
     )
+    ap.add_argument("--scene", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time whole-scene sharpen --method ssdiff")
+    ap.add_argument("--scene-size", type=int, default=512)
+    ap.add_argument("--steps", type=int, nargs="+", default=[1, 10])
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,6 +135,62 @@ def main() -> None:
             flush=True,
         )
     print(f"released SSDiff code: {1e3 * RELEASED_FWD_S_PER_PATCH:.0f} ms/patch forward (fp32)")
+    if args.scene:
+        scene_throughput(args.variants, args.scene_size, args.steps)
+
+
+def scene_throughput(variants, size: int, steps: list[int]) -> None:
+    """Whole-scene MP/s of ``sharpen --method ssdiff`` on a real wv2_grip crop (random weights:
+    speed does not depend on them), against the released inference's scene throughput."""
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    import rasterio
+
+    from ssdiff_cli import zoo
+    from ssdiff_cli.diffusion import DiffusionConfig
+    from ssdiff_cli.pipeline import SharpenOptions, sharpen
+
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wv2_grip"
+    if not (data / "pan.tif").exists():
+        print(f"scene throughput skipped: {data} not found")
+        return
+    print(f"\nwhole-scene sharpen --method ssdiff, wv2_grip crop {size}x{size} PAN px, 8 bands")
+    print(f"{'variant':<9} {'steps':>5} {'seconds':>8} {'MP/s':>8} {'vs released':>12}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        with rasterio.open(data / "pan.tif") as ds:
+            pan, profile = ds.read(window=((0, size), (0, size))), ds.profile
+            tags = ds.tags()
+        profile.update(width=size, height=size)
+        with rasterio.open(tmp / "pan.tif", "w", **profile) as dst:
+            dst.write(pan)
+            dst.update_tags(**tags)
+        with rasterio.open(data / "ms.tif") as ds:
+            ms, profile = ds.read(window=((0, size // 4), (0, size // 4))), ds.profile
+        profile.update(width=size // 4, height=size // 4)
+        with rasterio.open(tmp / "ms.tif", "w", **profile) as dst:
+            dst.write(ms)
+        for variant in variants:
+            config = ModelConfig(bands=8, ratio=4, variant=variant)
+            card = zoo.ModelCard(name=f"bench-{variant}", sensor="wv2", band_names=[""] * 8,
+                                 bands=8, ratio=4, normalisation={"kind": "fixed", "scale": 2047.0},
+                                 model=config.to_dict(), diffusion=DiffusionConfig().to_dict())
+            zoo.save_checkpoint(SSDiffDenoiser(config), card, tmp / card.name)
+            for n in steps:
+                start = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    sharpen(tmp / "pan.tif", tmp / "ms.tif", str(tmp / "out.tif"), SharpenOptions(
+                        method="ssdiff", overwrite=True, force=True,
+                        method_options={"model": str(tmp / card.name), "steps": n}))
+                seconds = time.perf_counter() - start
+                mps = size * size / 1e6 / seconds
+                print(f"{variant:<9} {n:>5} {seconds:>8.1f} {mps:>8.4f} "
+                      f"{mps / RELEASED_SCENE_MP_PER_S:>11.0f}x", flush=True)
+    print(f"released SSDiff inference: {RELEASED_SCENE_MP_PER_S:.6f} MP/s "
+          "(10 steps, 64x64 patches at stride 16); target >= 100x")
 
 
 if __name__ == "__main__":
