@@ -492,6 +492,21 @@ class SceneReader:
         data[:, invalid] = np.nan
         return data
 
+    def read_ms_valid(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """MS validity on an output-grid window, from the MS's own grid: a PAN pixel is valid when
+        the MS pixel containing its centre exists and is valid. (Needed where the MS grid is not
+        a whole-pixel shift of the coarse grid; elsewhere coarse validity says the same.)"""
+        o, m = self.spec.out.transform, self.spec.ms_grid.transform
+        cols = np.floor((o.c + o.a * (np.arange(col, col + width) + 0.5) - m.c) / m.a).astype(int)
+        rows = np.floor((o.f + o.e * (np.arange(row, row + height) + 0.5) - m.f) / m.e).astype(int)
+        r0, c0 = rows.min(), cols.min()
+        data = self._padded(self.ms, r0, c0, rows.max() - r0 + 1, cols.max() - c0 + 1)
+        valid = np.all(np.isfinite(data), axis=0)
+        nodata = self.spec.ms_nodata
+        if nodata is not None and not np.isnan(nodata):
+            valid &= np.all(data != np.float32(nodata), axis=0)
+        return valid[np.ix_(rows - r0, cols - c0)]
+
     @staticmethod
     def _padded(ds, row, col, height, width, indexes=None) -> np.ndarray:
         """A window of ``ds`` as float32, NaN where it falls outside the dataset."""
@@ -588,7 +603,10 @@ def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
     ms, ms_valid = ms[:, extra:-extra, extra:-extra], ms_valid[extra:-extra, extra:-extra]
     inner = (slice(m, -m), slice(m, -m))
     lms = filters.upsample_cubic(ms, r)[:, m * r : m * r + height, m * r : m * r + width]
-    valid = pan_valid & np.repeat(np.repeat(ms_valid[inner], r, axis=0), r, axis=1)
+    if spec.ms_offset is not None:
+        valid = pan_valid & np.repeat(np.repeat(ms_valid[inner], r, axis=0), r, axis=1)
+    else:
+        valid = pan_valid & reader.read_ms_valid(row, col, height, width)
     pan = fill_invalid(pan, pan_valid, pan_mean)
     return TileData(pan=pan, lms=np.ascontiguousarray(lms), valid=valid, row=row, col=col,
                     ms=np.ascontiguousarray(ms[:, inner[0], inner[1]]) if want_ms else None)

@@ -165,3 +165,27 @@ def test_nodata_border_gives_nodata_exactly_there(method, tmp_path):
     ring[-28:-24, 24:-24] = True
     ratio = data[:, ring].astype(np.float64).mean() / reference[:, ring].mean()
     assert 0.97 < ratio < 1.03
+
+
+def test_union_extent_covers_both_footprints_with_nodata_outside_the_ms(tmp_path):
+    inter = run("wv3_cristianics", tmp_path / "i.tif", method="gsa")
+    union = run("wv3_cristianics", tmp_path / "u.tif", method="gsa", extent="union")
+    pan_path, ms_path = scene_paths("wv3_cristianics")
+    with rasterio.open(tmp_path / "u.tif") as u, rasterio.open(ms_path) as ms, \
+            rasterio.open(pan_path) as pan:
+        left, bottom, right, top = u.bounds
+        for other in (ms.bounds, pan.bounds):
+            assert left <= other.left + 1e-6 and right >= other.right - 1e-6
+            assert bottom <= other.bottom + 1e-6 and top >= other.top - 1e-6
+        data = u.read(1)
+        # The PAN starts one PAN row above the MS: that row has no MS, so it is nodata.
+        assert np.all(data[0] == u.nodata)
+    assert union.grid["width"] >= inter.grid["width"] and union.grid["height"] > inter.grid["height"]
+
+
+def test_dtype_option_changes_the_output_type(tmp_path):
+    run("landsat8_satellite", tmp_path / "f.tif", method="gsa", dtype="float32")
+    with rasterio.open(tmp_path / "f.tif") as ds:
+        assert ds.dtypes[0] == "float32"
+        data = ds.read(masked=True)
+    assert float(data.min()) >= 0 and data.count() > 0.9 * data.size
