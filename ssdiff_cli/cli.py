@@ -197,6 +197,8 @@ def sharpen(
     adapter: Annotated[Path | None, typer.Option(help="L-BAF adapter applied on the model.")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="DDIM sampling steps (ssdiff).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the diffusion noise (ssdiff).")] = 0,
+    adapt: Annotated[int, typer.Option(
+        min=0, help="Fine-tune adapters N steps on this scene before fusing it (ssdiff).")] = 0,
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.fp32,
     sensor: SensorOpt = None,
@@ -241,7 +243,7 @@ def sharpen(
             overlap=overlap, workers=workers, dtype=dtype, overwrite=overwrite, force=force,
             warn_px=warn_px, refuse_px=refuse_px, check_only=check_only, compress=compress,
             method_options=_method_options(method, weights, model, adapter, steps, seed,
-                                           device.value, precision.value),
+                                           device.value, precision.value, adapt),
             quicklook=str(quicklook) if quicklook else None,
         )
         if json_out and output == "-" and not check_only:
@@ -283,16 +285,18 @@ def _finish_batch(results: list[dict], json_out: bool, quiet: bool) -> None:
         raise typer.Exit(max(r.get("exit_code") or EXIT_RUNTIME for r in failed))
 
 
-def _method_options(method, weights, model, adapter, steps, seed, device, precision) -> dict:
+def _method_options(method, weights, model, adapter, steps, seed, device, precision,
+                    adapt=0) -> dict:
     """Options for the method's constructor; model options only when they can apply."""
     options = {"weights": weights} if weights else {}
     if method in ("ssdiff", "auto"):
         options.update(model=model, adapter=str(adapter) if adapter else None, steps=steps,
-                       seed=seed, device=device, precision=precision)
-    elif model or adapter or steps:
+                       seed=seed, device=device, precision=precision, adapt=adapt)
+    elif model or adapter or steps or adapt:
         from ssdiff_cli.errors import BadInputError
 
-        raise BadInputError(f"--model, --adapter and --steps apply to --method ssdiff, not {method}")
+        raise BadInputError(
+            f"--model, --adapter, --steps and --adapt apply to --method ssdiff, not {method}")
     return options
 
 
@@ -419,3 +423,12 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     app(args=argv, prog_name="ssdiff")
 
+
+
+def _register_commands() -> None:
+    from ssdiff_cli.cli_train import register
+
+    register(app)
+
+
+_register_commands()

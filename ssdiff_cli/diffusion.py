@@ -145,24 +145,34 @@ class DDIMScheduler:
         return ab.sqrt() * x0 + (1.0 - ab).sqrt() * noise
 
     # ---------------------------------------------------------------- sampling
-    def set_timesteps(self, num_inference_steps: int) -> torch.Tensor:
-        """Choose the sampling timesteps: ``t_i = (i * T) // n`` for i = n-1, ..., 0.
+    def set_timesteps(self, num_inference_steps: int, t_start: int | None = None) -> torch.Tensor:
+        """Choose the sampling timesteps.
 
-        For T = 1000 and n = 10 this is [900, 800, ..., 0]. Stored in ``self.timesteps``
-        (int64) and returned.
+        Default rule: ``t_i = (i * T) // n`` for i = n-1, ..., 0; for T = 1000 and n = 10 this is
+        [900, 800, ..., 0] (the released schedule). With ``t_start`` (e.g. T - 1 = 999) the
+        steps are instead spaced evenly from ``t_start`` down ("trailing"): the first step is
+        ``t_start`` itself, so one step is the network's single guess from pure noise, which is
+        what an x0-predictor needs (the default rule's one step would be [0]). Stored in
+        ``self.timesteps`` (int64) and returned.
 
         Raises
         ------
         ValueError
-            If n < 1 or n > T (both numbers are quoted).
+            If n < 1, n > T, or ``t_start`` is outside [n - 1, T - 1] (the numbers are quoted).
         """
         n, big_t = int(num_inference_steps), self.num_train_timesteps
         if n < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {n}")
         if n > big_t:
             raise ValueError(f"num_inference_steps ({n}) cannot exceed the {big_t} training timesteps")
+        if t_start is None:
+            steps = [(i * big_t) // n for i in range(n - 1, -1, -1)]
+        else:
+            if not n - 1 <= t_start <= big_t - 1:
+                raise ValueError(f"t_start ({t_start}) must lie in [{n - 1}, {big_t - 1}] for {n} steps")
+            steps = [((t_start + 1) * (i + 1)) // n - 1 for i in reversed(range(n))]
         self.num_inference_steps = n
-        self.timesteps = torch.tensor([(i * big_t) // n for i in range(n - 1, -1, -1)])
+        self.timesteps = torch.tensor(steps)
         return self.timesteps
 
     def previous_timestep(self, t: int) -> int:
@@ -220,6 +230,7 @@ def sample(
     scheduler: DDIMScheduler | None = None,
     steps: int = 10,
     clip: tuple[Any, Any] | None = None,
+    t_start: int | None = None,
 ) -> torch.Tensor:
     """DDIM sampling loop (eta = 0) in residual space; returns the final x0 estimate.
 
@@ -242,7 +253,7 @@ def sample(
     Tensor like ``noise``: the residual; the image is this plus lms.
     """
     scheduler = scheduler or DDIMScheduler()
-    timesteps = scheduler.set_timesteps(steps).tolist()
+    timesteps = scheduler.set_timesteps(steps, t_start=t_start).tolist()
     x = noise
     x0 = noise
     for i, t in enumerate(timesteps):

@@ -119,7 +119,7 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
     ref_valid = pair.reference_valid
     if scene.spec.georeferenced:
         pan_t = scene.spec.coarse.transform
-        ms_t = pan_t * Affine.scale(r)
+        ms_t = pan_t @ Affine.scale(r)
     else:  # no georeferencing: grids related by their sizes, as for the original pair
         pan_t = ms_t = Affine.identity()
     crs = scene.spec.out.crs

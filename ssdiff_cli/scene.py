@@ -106,7 +106,7 @@ class SceneSpec:
     def coarse(self) -> Grid:
         """The output grid coarsened by the ratio (where low-res MS tiles live)."""
         return Grid(
-            self.out.transform * Affine.scale(self.ratio),
+            self.out.transform @ Affine.scale(self.ratio),
             math.ceil(self.out.width / self.ratio),
             math.ceil(self.out.height / self.ratio),
             self.out.crs,
@@ -365,7 +365,7 @@ def _whole_ratio(rx: float, ry: float, ms_path: Path) -> int:
 def _whole_pixel_offset(out: Grid, ratio: int, ms: Grid) -> tuple[int, int] | None:
     """(row, col) of the coarse grid's origin in MS pixels if it falls on an MS pixel corner and
     the pixel sizes agree; None if the MS must be resampled by a sub-pixel amount."""
-    coarse_t = out.transform * Affine.scale(ratio)
+    coarse_t = out.transform @ Affine.scale(ratio)
     if abs(coarse_t.a - ms.transform.a) > 1e-6 * abs(ms.transform.a) or \
             abs(coarse_t.e - ms.transform.e) > 1e-6 * abs(ms.transform.e):
         return None
@@ -403,7 +403,7 @@ def _output_grid(pan: Grid, ms: Grid, extent: str, ms_path: Path, pan_path: Path
         row0, row1 = math.floor(r0 + eps), math.ceil(r1 - eps)
     if col1 <= col0 or row1 <= row0:
         raise GridMismatchError(f"{ms_path}: its footprint does not overlap {pan_path.name}")
-    transform = pan.transform * Affine.translation(col0, row0)
+    transform = pan.transform @ Affine.translation(col0, row0)
     return Grid(transform, col1 - col0, row1 - row0, pan.crs), (row0, col0)
 
 

@@ -152,3 +152,15 @@ def test_position_noise_is_standard_normal():
     img = position_noise(0, 2, 0, 0, 256, 256).astype(np.float64)
     assert abs(np.corrcoef(img[0, :, :-1].ravel(), img[0, :, 1:].ravel())[0, 1]) < 0.02
     assert abs(np.corrcoef(img[0].ravel(), img[1].ravel())[0, 1]) < 0.02
+
+
+def test_trailing_schedule_starts_from_pure_noise():
+    from ssdiff_cli.diffusion import DDIMScheduler
+
+    sched = DDIMScheduler()
+    assert sched.set_timesteps(1, t_start=999).tolist() == [999]
+    assert sched.set_timesteps(4, t_start=999).tolist() == [999, 749, 499, 249]
+    # The released schedule is unchanged without t_start.
+    assert sched.set_timesteps(10).tolist() == list(range(900, -1, -100))
+    with pytest.raises(ValueError, match="t_start"):
+        sched.set_timesteps(4, t_start=2)

@@ -24,6 +24,8 @@ from ssdiff_cli.scene import TileData
 
 FAITHFUL_PATCH = 64
 FAITHFUL_STRIDE = 32
+#: Side (PAN px) of the central window whose reduced-resolution crops ``--adapt`` trains on.
+ADAPT_WINDOW = 1024
 
 
 def resolve_device(device: str) -> str:
@@ -64,6 +66,9 @@ class SSDiffMethod(FusionMethod):
     precision : {"fp32", "bf16"}
     batch : int
         Patches per forward for the faithful network.
+    adapt : int
+        Scene adaptation: L-BAF steps on reduced-resolution crops of the scene being sharpened
+        (a central window of at most ``ADAPT_WINDOW`` PAN px a side) before fusing it.
     """
 
     name = "ssdiff"
@@ -71,7 +76,7 @@ class SSDiffMethod(FusionMethod):
 
     def __init__(self, model: str | None = None, adapter: str | None = None,
                  steps: int | None = None, seed: int = 0, device: str = "auto",
-                 precision: str = "fp32", batch: int = 16):
+                 precision: str = "fp32", batch: int = 16, adapt: int = 0):
         if precision not in ("fp32", "bf16"):
             raise ModelError(f"unknown precision {precision!r}; choose fp32 or bf16")
         self.model_name = model
@@ -81,6 +86,7 @@ class SSDiffMethod(FusionMethod):
         self.device_request = device
         self.precision = precision
         self.batch = batch
+        self.adapt = int(adapt)
         self.net = None
         self.card = None
 
@@ -107,9 +113,14 @@ class SSDiffMethod(FusionMethod):
             from ssdiff_cli.training.finetune import apply_adapter
 
             net = apply_adapter(net, self.adapter, card)
+        if self.adapt > 0:
+            net = self._adapt(net, card, ctx)
         self.net = net.to(self.device).eval()
         self.card = card
         self.steps = self.steps or int(card.sampling.get("steps", 1))
+        # Cards of x0-predictors start sampling from pure noise at T - 1 (one step is one guess);
+        # without t_start the released schedule (900, 800, ..., 0 for 10 steps) is used.
+        self.t_start = card.sampling.get("t_start")
         self.scale = self._scale(card.normalisation, ctx)
         from ssdiff_cli.diffusion import DDIMScheduler, DiffusionConfig
 
@@ -124,6 +135,28 @@ class SSDiffMethod(FusionMethod):
             self.align = math.lcm(granularity, FAITHFUL_STRIDE)
             self.halo = FAITHFUL_STRIDE
             self.overlap = FAITHFUL_PATCH
+
+    def _adapt(self, net, card, ctx: SceneContext):
+        """Fine-tune adapters on the scene itself (Wald crops of a central window), merged."""
+        from ssdiff_cli.scene import SceneReader
+        from ssdiff_cli.training.finetune import adapt_to_scene
+
+        spec, r = ctx.scene.spec, ctx.scene.ratio
+        side = min(ADAPT_WINDOW, spec.out.height // r * r, spec.out.width // r * r)
+        row = (spec.out.height - side) // 2 // r * r
+        col = (spec.out.width - side) // 2 // r * r
+        reader = SceneReader(spec)
+        try:
+            pan, pan_valid = reader.read_pan(row, col, side, side)
+            ms = reader.read_coarse_ms(row // r, col // r, side // r, side // r)
+        finally:
+            reader.close()
+        ms_valid = np.all(np.isfinite(ms), axis=0)
+        return adapt_to_scene(
+            net, card, np.nan_to_num(pan), np.nan_to_num(ms), self.adapt, pan_valid=pan_valid,
+            ms_valid=ms_valid, ms_gnyq=getattr(ctx.sensor, "ms_gnyq", None),
+            pan_gnyq=getattr(ctx.sensor, "pan_gnyq", None), seed=self.seed, device=self.device,
+        )
 
     @staticmethod
     def _scale(norm: dict, ctx: SceneContext) -> float:
@@ -171,7 +204,7 @@ class SSDiffMethod(FusionMethod):
             with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None):
                 return self.net(x, t, t_lms, t_pan, t_ms).float()
 
-        out = sample(model_fn, x_t, self.scheduler, steps=self.steps)
+        out = sample(model_fn, x_t, self.scheduler, steps=self.steps, t_start=self.t_start)
         return out.float().cpu().numpy()
 
     def _sample_patches(self, noise, lms, pan, ms) -> np.ndarray:
@@ -207,4 +240,5 @@ class SSDiffMethod(FusionMethod):
             "device": getattr(self, "device", self.device_request),
             "precision": self.precision,
             "adapter": self.adapter,
+            "adapt_steps": self.adapt,
         }

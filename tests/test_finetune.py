@@ -1,0 +1,166 @@
+"""L-BAF fine-tuning, adapter files, merging, scene adaptation, and the models/train CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import typer
+from typer.testing import CliRunner
+
+from ssdiff_cli import zoo
+from ssdiff_cli.errors import ModelError
+from ssdiff_cli.nn import ModelConfig, SSDiffDenoiser, merge_lora
+from ssdiff_cli.training.crops import CropSampler, build_scene
+from ssdiff_cli.training.finetune import (
+    FinetuneConfig,
+    adapt_to_scene,
+    add_adapters,
+    apply_adapter,
+    branch_at,
+    check_same_layout,
+    run_lbaf,
+    save_adapter,
+)
+from tests.conftest import requires_data, scene_paths
+
+pytestmark = requires_data
+TINY = {"base_channels": 16, "time_dim": 16, "embed_dim": 32, "window": 4}
+
+
+@pytest.fixture(scope="module")
+def ge1():
+    return build_scene(*scene_paths("ge1_grip"), holdout=0.2)
+
+
+@pytest.fixture()
+def base(ge1, tmp_path):
+    torch.manual_seed(0)
+    net = SSDiffDenoiser(ModelConfig(bands=4, ratio=4, **TINY)).eval()
+    with torch.no_grad():  # stand-in for a trained base: no zero-initialised layer left
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    card = zoo.ModelCard(name="tiny-base", sensor="ge1", band_names=ge1.band_names, bands=4, ratio=4,
+                         normalisation={"kind": "scene", "percentile": 99.0}, model=net.config.to_dict())
+    zoo.save_checkpoint(net, card, tmp_path / "tiny-base")
+    return net, card
+
+
+def _inputs(ge1):
+    b = CropSampler([ge1], crop=16, seed=7).sample(2)
+    t = {k: torch.from_numpy(v) for k, v in b.items()}
+    x = torch.randn(t["gt"].shape, generator=torch.Generator().manual_seed(1))
+    return x, torch.tensor([999.0, 500.0]), t["lms"], t["pan"], t["ms"]
+
+
+def test_schedule_alternates_starting_with_spatial():
+    assert [branch_at(s, 2) for s in range(6)] == ["spatial"] * 2 + ["spectral"] * 2 + ["spatial"] * 2
+
+
+def test_finetune_changes_only_adapters_and_adapter_file_round_trips(ge1, base, tmp_path):
+    torch.set_num_threads(1)
+    net, card = base
+    tuned = copy.deepcopy(net)
+    before = {k: v.clone() for k, v in tuned.state_dict().items()}
+    add_adapters(tuned, rank=2)
+    cfg = FinetuneConfig(steps=4, rank=2, switch_every=2, batch=2, crop=16, precision="fp32", lr=1e-2)
+    run_lbaf(tuned, CropSampler([ge1], crop=16, seed=0), cfg)
+    after = tuned.state_dict()
+    for k, v in before.items():  # every base weight (now under .base) is untouched
+        key = k if k in after else k.rsplit(".", 1)[0] + ".base." + k.rsplit(".", 1)[1]
+        assert torch.equal(after[key], v), k
+    lora_b = {k: v for k, v in after.items() if "lora_B" in k}
+    spatial = [v for k, v in lora_b.items() if k.startswith("spatial")]
+    spectral = [v for k, v in lora_b.items() if k.startswith("spectral")]
+    assert any(v.abs().sum() > 0 for v in spatial) and any(v.abs().sum() > 0 for v in spectral)
+    inputs = _inputs(ge1)
+    with torch.no_grad():
+        want = tuned(*inputs)
+    save_adapter(tuned, card, tmp_path / "ad", cfg)
+    info = json.loads((tmp_path / "ad.json").read_text())
+    assert info["base_model"] == "tiny-base" and info["rank"] == 2
+    assert info["schedule"]["first"] == "spatial" and info["schedule"]["switch_every"] == 2
+    fresh, card2 = zoo.load_checkpoint(tmp_path / "tiny-base")
+    applied = apply_adapter(fresh, tmp_path / "ad", card2)
+    with torch.no_grad():
+        got = applied(*inputs)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # merged full checkpoint equals base + adapter
+    merged = merge_lora(copy.deepcopy(tuned))
+    zoo.save_checkpoint(merged, zoo.ModelCard(**{**card.to_dict(), "name": "merged"}), tmp_path / "merged")
+    m, _ = zoo.load_checkpoint(tmp_path / "merged")
+    with torch.no_grad():
+        torch.testing.assert_close(m(*inputs), want, atol=1e-5, rtol=1e-5)
+    # an adapter refuses another base
+    other = zoo.ModelCard(**{**card.to_dict(), "name": "other"})
+    with pytest.raises(ModelError, match="tiny-base"):
+        apply_adapter(zoo.build_model(other), tmp_path / "ad", other)
+
+
+def test_other_band_count_says_train_from_scratch(base):
+    with pytest.raises(ModelError, match="ssdiff train"):
+        check_same_layout(base[1], 8, 4)
+
+
+def test_adapt_to_scene_returns_a_merged_network(ge1, base):
+    net, card = base
+    pan_path, ms_path = scene_paths("ge1_grip")
+    with rasterio.open(pan_path) as p, rasterio.open(ms_path) as m:
+        pan, ms = p.read(1)[:256, :256], m.read()[:, :64, :64]
+    out = adapt_to_scene(copy.deepcopy(net), card, pan, ms, steps=2, batch=2, crop=16, precision="fp32")
+    assert not any("lora_" in k for k in out.state_dict())
+    assert set(out.state_dict()) == set(net.state_dict())
+
+
+def test_models_list_and_show_cli(base, tmp_path, monkeypatch):
+    from ssdiff_cli.cli_train import register
+
+    monkeypatch.setenv("SSDIFF_MODELS", str(tmp_path))
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """test app"""
+
+    register(app)
+    runner = CliRunner()
+    res = runner.invoke(app, ["models", "list", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)["models"]
+    assert [r["name"] for r in rows] == ["tiny-base"] and rows[0]["bands"] == 4
+    res = runner.invoke(app, ["models", "list"])
+    assert res.exit_code == 0 and "tiny-base" in res.output
+    res = runner.invoke(app, ["models", "show", "tiny-base"])
+    assert res.exit_code == 0, res.output
+    card = json.loads(res.output)
+    assert card["parameters"] == sum(p.numel() for p in base[0].parameters())
+    res = runner.invoke(app, ["models", "show", "nope"])
+    assert res.exit_code == 6
+
+
+def test_train_cli_writes_a_checkpoint(tmp_path):
+    from ssdiff_cli.cli_train import register
+
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """test app"""
+
+    register(app)
+    pan, ms = scene_paths("ge1_grip")
+    out = tmp_path / "cli-model"
+    res = CliRunner().invoke(app, ["train", f"{pan},{ms}", "-o", str(out), "--max-steps", "2",
+                                   "--batch-size", "2", "--eval-every", "0", "--precision", "fp32",
+                                   "--threads", "1", "-q", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output[res.output.index("{"):])
+    assert summary["step"] == 2
+    card = zoo.read_card(out)
+    assert card.sensor == "ge1" and card.normalisation == {"kind": "scene", "percentile": 99.0}
+    assert "non-profit" in card.training["terms"][0]
+    assert np.isfinite(card.training["wall_time_s"])
