@@ -359,6 +359,8 @@ def evaluate(
         show_default=False)] = None,
     method: Annotated[list[str] | None, typer.Option(
         "--method", "-m", help="Method to evaluate; repeat for several.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model for -m ssdiff (zoo name or path).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="DDIM steps for -m ssdiff.")] = None,
     reference: Annotated[Path | None, typer.Option(help="Reference image for FUSED.")] = None,
     pan: Annotated[Path | None, typer.Option(help="PAN for scoring FUSED without reference.")] = None,
     ms: Annotated[list[Path] | None, typer.Option(help="MS for scoring FUSED without reference.")] = None,
@@ -380,7 +382,8 @@ def evaluate(
         if modes != 1:
             raise BadInputError("give exactly one of --reduced PAN MS, --full PAN MS, or FUSED...")
         methods = method or ["gsa", "mtf-glp"]
-        options = SharpenOptions(tile_size=tile_size, workers=workers)
+        model_options = {k: v for k, v in (("model", model), ("steps", steps)) if v is not None}
+        options = SharpenOptions(tile_size=tile_size, workers=workers, method_options=model_options)
         keep = {} if quicklook else None
         with _progress_bar(not quiet, "evaluate") as progress:
             if reduced is not None:

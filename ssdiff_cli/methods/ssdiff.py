@@ -49,6 +49,27 @@ def _patch_weights(size: int) -> np.ndarray:
     return np.outer(w, w).astype(np.float32)
 
 
+def pan_values(spec, max_side: int = 1024) -> np.ndarray:
+    """Valid PAN values over the output grid, subsampled (nearest, not averaged, so their
+    percentiles are those of full-resolution pixels, as in training) to at most ``max_side``
+    pixels a side."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    r0, c0 = max(spec.pan_offset[0], 0), max(spec.pan_offset[1], 0)
+    with rasterio.open(spec.pan_path) as ds:
+        h = min(spec.out.height, ds.height - r0)
+        w = min(spec.out.width, ds.width - c0)
+        step = max(1, math.ceil(max(h, w) / max_side))
+        shape = (math.ceil(h / step), math.ceil(w / step))
+        win = Window(c0, r0, w, h)
+        data = ds.read(1, window=win, out_shape=shape, resampling=Resampling.nearest)
+        valid = ds.read_masks(1, window=win, out_shape=shape, resampling=Resampling.nearest) > 0
+    data = data.astype(np.float32)
+    return data[valid & np.isfinite(data)]
+
+
 class SSDiffMethod(FusionMethod):
     """The SSDiff diffusion model (see the module docstring).
 
@@ -164,8 +185,9 @@ class SSDiffMethod(FusionMethod):
         if kind == "fixed":
             return float(norm["scale"])
         if kind == "scene":
-            s = ctx.sample
-            values = s.pan[s.valid]
+            values = pan_values(ctx.scene.spec)
+            if values.size == 0:
+                raise ModelError(f"{ctx.scene.pan_path}: no valid PAN pixel to normalise by")
             return float(max(np.percentile(values, norm.get("percentile", 99.0)), 1e-6))
         raise ModelError(f"model card: unknown normalisation {kind!r}")
 
