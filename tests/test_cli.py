@@ -134,7 +134,7 @@ def test_misregistration_is_refused_unless_forced(tmp_path):
     out = tmp_path / "out.tif"
     result = invoke("sharpen", pan, ms, "-o", out, "--refuse-px", "1.0")
     assert_clean_failure(result, EXIT_MISREGISTERED, "shifted", "--force", out=out)
-    result = invoke("sharpen", pan, ms, "-o", out, "--refuse-px", "1.0", "--force", "-q")
+    result = invoke("sharpen", pan, ms, "-o", out, "--refuse-px", "1.0", "--force", "-q", "-m", "mtf-glp")
     assert result.exit_code == 0 and out.exists()
 
 

@@ -173,3 +173,16 @@ def test_shipped_model_beats_classical_fusion_on_a_real_scene(tmp_path):
     rows = ev.rows
     assert rows["ssdiff"]["ERGAS"] < min(rows["mtf-glp-fs"]["ERGAS"], rows["gsa"]["ERGAS"])
     assert rows["ssdiff"]["SAM"] < min(rows["mtf-glp-fs"]["SAM"], rows["gsa"]["SAM"])
+
+
+def test_auto_picks_ssdiff_where_a_shipped_model_fits_and_mtf_glp_elsewhere():
+    from ssdiff_cli.pipeline import prepare_scene, resolve_method
+
+    for name, expected in (("ge1_grip", "ssdiff"), ("landsat8_satellite", "mtf-glp")):
+        pan, ms = scene_paths(name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scene, detection, _ = prepare_scene(pan, [ms])
+        fits = zoo.find_model_for(scene.bands, scene.ratio, detection.preset.key) is not None
+        assert resolve_method("auto", scene, detection) == (expected if fits else "mtf-glp")
+    assert zoo.find_model_for(4, 4, "ge1") is not None, "the 4-band model is shipped"
