@@ -93,12 +93,15 @@ def prepare_scene(pan: str | Path, ms: list, sensor: str | None = None,
 
 
 def resolve_method(name: str, scene: Scene, detection: Detection) -> str:
-    """``auto`` means SSDiff where a shipped model fits the sensor's band layout, else MTF-GLP."""
+    """``auto`` means SSDiff where a shipped model was made for the detected sensor, else MTF-GLP.
+
+    (A model of the same band layout made for another sensor is used only when asked for with
+    ``--method ssdiff``: it may not transfer, see models/README.md.)"""
     if name != "auto":
         return name
     from ssdiff_cli.zoo import find_model_for
 
-    card = find_model_for(scene.bands, scene.ratio, detection.preset.key)
+    card = find_model_for(scene.bands, scene.ratio, detection.preset.key, same_sensor=True)
     return "ssdiff" if card is not None else "mtf-glp"
 
 

@@ -102,13 +102,15 @@ def list_models(folder: Path | None = None) -> list[ModelCard]:
     return cards
 
 
-def find_model_for(bands: int, ratio: int, sensor_key: str | None = None) -> ModelCard | None:
-    """The best shipped model for an input: same sensor first, else same band layout and ratio."""
+def find_model_for(bands: int, ratio: int, sensor_key: str | None = None,
+                   same_sensor: bool = False) -> ModelCard | None:
+    """The best shipped model for an input: one made for the same sensor first, else (unless
+    ``same_sensor``) one for the same band layout and ratio."""
     cards = [c for c in list_models() if c.bands == bands and c.ratio == ratio]
     for card in cards:
         if sensor_key and card.sensor == sensor_key:
             return card
-    return cards[0] if cards else None
+    return None if same_sensor or not cards else cards[0]
 
 
 def check_fits(card: ModelCard, bands: int, ratio: int, what: str) -> None:

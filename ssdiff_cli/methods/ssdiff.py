@@ -15,10 +15,11 @@ weights (the released inference, batched), and tiles overlap by a patch.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
-from ssdiff_cli.errors import ModelError
+from ssdiff_cli.errors import ModelError, SsdiffWarning
 from ssdiff_cli.methods.base import FusionMethod, SceneContext
 from ssdiff_cli.scene import TileData
 
@@ -127,6 +128,14 @@ class SSDiffMethod(FusionMethod):
                     "--method"
                 )
             name = card.name
+            sensor_key = getattr(ctx.sensor, "key", None)
+            if card.sensor != sensor_key:
+                warnings.warn(
+                    f"{scene.ms_paths[0]}: using model {card.name}, made for {card.sensor} data, on "
+                    f"{getattr(ctx.sensor, 'name', 'this sensor')}; it may not transfer (consider "
+                    "--adapt N, ssdiff finetune, or a classical --method)",
+                    SsdiffWarning, stacklevel=2,
+                )
         self.device = resolve_device(self.device_request)
         net, card = zoo.load_checkpoint(name, device="cpu")
         zoo.check_fits(card, scene.bands, scene.ratio, str(scene.ms_paths[0]))
