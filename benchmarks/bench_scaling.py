@@ -14,6 +14,7 @@ cluster start-up excluded, printed apart), best of ``--repeat``. "speed-up" is a
 
     python benchmarks/bench_scaling.py                    # 4096^2: local:1, local:2, threads -j 1, -j 2
     python benchmarks/bench_scaling.py --size 2048 --runs local:1,local:2 --repeat 2
+    python benchmarks/bench_scaling.py --methods ssdiff --size 1024
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ from ssdiff_cli.distributed import open_executor  # noqa: E402
 from ssdiff_cli.pipeline import SharpenOptions, sharpen  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
-# METHODS BENCHMARKED. Add "ssdiff" here (with its options in METHOD_OPTIONS, e.g. the model
-# checkpoint and steps) once the diffusion method is wired into the registry.
-METHODS: list[str] = ["mtf-glp"]
+# METHODS BENCHMARKED: a classical method and the model (the shipped 8-band one, one step). The
+# model is ~20x slower per pixel on a CPU: run it on a smaller scene, e.g.
+#   python benchmarks/bench_scaling.py --methods ssdiff --size 1024
+METHODS: list[str] = ["mtf-glp", "ssdiff"]
 METHOD_OPTIONS: dict[str, dict] = {
-    # "ssdiff": {"model": "path/to/ssdiff.safetensors", "steps": 10},
+    "ssdiff": {"model": "ssdiff-8band", "steps": 1},
 }
 # ----------------------------------------------------------------------------------------------
 
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
                     help="comma list of local:N and threads:N (default local:1,local:2,threads:1,threads:2)")
     ap.add_argument("--tile-size", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=1, help="best of this many runs")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default="mtf-glp", help=f"comma-separated, of {METHODS}")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args(argv)
     if not (SOURCE / "pan.tif").exists():

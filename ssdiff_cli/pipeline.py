@@ -142,11 +142,18 @@ def output_spec(scene: Scene, detection: Detection, sample: SceneSample, dtype: 
         dtype=dtype,
         bands=spec.bands,
         nodata=nodata,
-        band_names=list(scene.band_names),
+        band_names=_band_names(scene, detection),
         value_min=lo,
         value_max=hi,
         tags={"SSDIFF_METHOD": method.name, "SENSOR": detection.preset.name},
     )
+
+
+def _band_names(scene: Scene, detection: Detection) -> list[str]:
+    """The MS band descriptions, or the sensor preset's band names where the file has none."""
+    preset = detection.preset.band_names
+    return [name if not (name.startswith("band ") and len(preset) == scene.bands) else preset[i]
+            for i, name in enumerate(scene.band_names)]
 
 
 def _identity():

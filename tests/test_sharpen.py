@@ -35,6 +35,8 @@ def test_every_scene_sharpens_with_every_classical_method(scene, method, tmp_pat
     with rasterio.open(pan_path) as pan, rasterio.open(ms_path) as ms, rasterio.open(out) as res:
         assert res.count == ms.count
         assert res.dtypes[0] == ms.dtypes[0]
+        # Band descriptions: the file's, else the sensor preset's names.
+        assert all(d and not d.startswith("band ") for d in res.descriptions), res.descriptions
         assert res.crs == pan.crs
         # On the PAN lattice: same pixel size, origin on a PAN pixel corner.
         assert res.transform.a == pytest.approx(pan.transform.a)
