@@ -118,6 +118,15 @@ def _call(fn, args, kwargs):
     return fn(*args, **kwargs)
 
 
+def _limit_threads(threads: int) -> int:
+    """In a worker: cap PyTorch's intra-op threads, so N local workers share the cores instead of
+    each trying to use all of them."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def _probe() -> str:
     """Runs on every worker at connection time: can it import ssdiff?"""
     import ssdiff_cli
@@ -302,6 +311,7 @@ def open_executor(scheduler: str | None = None, cluster: str | None = None,
                     silence_logs=logging.ERROR,
                 ))
             client = stack.enter_context(Client(local, timeout=timeout))
+            client.run(_limit_threads, max(1, (os.cpu_count() or 1) // n))
             where = f"local dask cluster, {n} worker process{'es' if n > 1 else ''} x 1 thread"
         else:
             try:
