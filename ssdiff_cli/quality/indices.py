@@ -559,29 +559,28 @@ def sam(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None = None) -> float:
     return math.degrees(float(ang[ok].mean())) if ok.any() else math.nan
 
 
-def ergas(F: np.ndarray, R: np.ndarray, ratio: int, mask: np.ndarray | None = None) -> float:
-    """ERGAS = ``(100 / ratio) * sqrt(mean_b(MSE_b / mean(R_b)^2))`` over the valid pixels,
-    where ``ratio`` is PAN resolution / MS resolution (4 for 4x). Dimensionless, ideal 0."""
+def _band_mse(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None):
+    """Per-band mean squared error and reference mean over the valid pixels (float64)."""
     F, R = np.asarray(F, np.float64), np.asarray(R, np.float64)
     mask = _as_mask(mask, F.shape[1:])
     if mask is not None:
         F, R = F[:, mask], R[:, mask]
     else:
         F, R = F.reshape(F.shape[0], -1), R.reshape(R.shape[0], -1)
-    mse = np.mean((F - R) ** 2, axis=1)
-    return 100.0 / ratio * math.sqrt(float(np.mean(mse / R.mean(axis=1) ** 2)))
+    return np.mean((F - R) ** 2, axis=1), R.mean(axis=1)
+
+
+def ergas(F: np.ndarray, R: np.ndarray, ratio: int, mask: np.ndarray | None = None) -> float:
+    """ERGAS = ``(100 / ratio) * sqrt(mean_b(MSE_b / mean(R_b)^2))`` over the valid pixels,
+    where ``ratio`` is PAN resolution / MS resolution (4 for 4x). Dimensionless, ideal 0."""
+    mse, ref_mean = _band_mse(F, R, mask)
+    return 100.0 / ratio * math.sqrt(float(np.mean(mse / ref_mean**2)))
 
 
 def psnr(F: np.ndarray, R: np.ndarray, data_range: float, mask: np.ndarray | None = None) -> np.ndarray:
     """PSNR per band in dB: ``10 log10(data_range^2 / MSE_b)`` over valid pixels (inf when equal).
     ``data_range`` is the peak, e.g. ``2**bit_depth - 1``."""
-    F, R = np.asarray(F, np.float64), np.asarray(R, np.float64)
-    mask = _as_mask(mask, F.shape[1:])
-    if mask is not None:
-        F, R = F[:, mask], R[:, mask]
-    else:
-        F, R = F.reshape(F.shape[0], -1), R.reshape(R.shape[0], -1)
-    mse = np.mean((F - R) ** 2, axis=1)
+    mse, _ = _band_mse(F, R, mask)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(data_range**2 / mse)
 
