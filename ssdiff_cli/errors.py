@@ -67,6 +67,3 @@ class NotGeoreferencedWarning(SsdiffWarning):
 class MisregistrationWarning(SsdiffWarning):
     """The measured PAN/MS shift is above the warning threshold."""
 
-
-class NodataWarning(SsdiffWarning):
-    """Something about the validity masks the user should know."""

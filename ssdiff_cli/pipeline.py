@@ -270,7 +270,3 @@ def _shift_dict(shift: coreg.ShiftReport, opts: SharpenOptions) -> dict:
         "verdict": verdict, "summary": shift.summary(),
     }
 
-
-def tiles_for(height: int, width: int, tile_size: int) -> int:
-    """Rough tile count for a grid (for messages)."""
-    return math.ceil(height / tile_size) * math.ceil(width / tile_size)

@@ -133,11 +133,6 @@ class TilePlan:
         """2-D blend weights over the tile's blend extent (separable product)."""
         return np.outer(self.rows.weights(tile.iy), self.cols.weights(tile.ix))
 
-    @property
-    def max_read_shape(self) -> tuple[int, int]:
-        """Largest read window, for sizing memory."""
-        return (max(t.read_height for t in self.tiles), max(t.read_width for t in self.tiles))
-
 
 def plan_tiles(height: int, width: int, tile_size: int = 1024, overlap: int = 32, halo: int = 0,
                align: int = 1) -> TilePlan:
@@ -202,11 +197,6 @@ class Blender:
         self._row_cells = plan.rows.cells()
         self._col_cells = plan.cols.cells()
         self._pending: dict[tuple[int, int], list] = {}
-
-    @property
-    def pending_bytes(self) -> int:
-        """Memory held by seams waiting for neighbours."""
-        return sum(v[0].nbytes + v[1].nbytes for v in self._pending.values())
 
     def add(self, tile: Tile, data: np.ndarray, valid: np.ndarray) -> None:
         """Add a tile's result over its blend extent (``data`` (C, h, w), ``valid`` (h, w))."""
