@@ -361,6 +361,8 @@ def evaluate(
         "--method", "-m", help="Method to evaluate; repeat for several.")] = None,
     model: Annotated[str | None, typer.Option(help="Model for -m ssdiff (zoo name or path).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="DDIM steps for -m ssdiff.")] = None,
+    adapt: Annotated[int | None, typer.Option(
+        min=0, help="-m ssdiff adapts to each (degraded) scene for N steps first.")] = None,
     reference: Annotated[Path | None, typer.Option(help="Reference image for FUSED.")] = None,
     pan: Annotated[Path | None, typer.Option(help="PAN for scoring FUSED without reference.")] = None,
     ms: Annotated[list[Path] | None, typer.Option(help="MS for scoring FUSED without reference.")] = None,
@@ -382,7 +384,8 @@ def evaluate(
         if modes != 1:
             raise BadInputError("give exactly one of --reduced PAN MS, --full PAN MS, or FUSED...")
         methods = method or ["gsa", "mtf-glp"]
-        model_options = {k: v for k, v in (("model", model), ("steps", steps)) if v is not None}
+        model_options = {k: v for k, v in (("model", model), ("steps", steps), ("adapt", adapt))
+                         if v is not None}
         options = SharpenOptions(tile_size=tile_size, workers=workers, method_options=model_options)
         keep = {} if quicklook else None
         with _progress_bar(not quiet, "evaluate") as progress:
