@@ -77,7 +77,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary to s
 SensorOpt = Annotated[
     str | None, typer.Option("--sensor", help="Sensor preset; overrides detection.")
 ]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker threads.")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", "-j", min=1, help="Worker threads (default: one per CPU core).")]
 TileOpt = Annotated[int, typer.Option("--tile-size", min=64, help="Tile core size (PAN px).")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Model device.")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision.")]
@@ -206,7 +207,7 @@ def sharpen(
     tile_size: TileOpt = 1024,
     overlap: Annotated[int | None, typer.Option(
         "--overlap", min=0, help="Blend width between tiles (PAN px); default: the method's.")] = None,
-    workers: WorkersOpt = 1,
+    workers: WorkersOpt = None,
     dtype: Annotated[str | None, typer.Option(help="Output data type (default: the MS type).")] = None,
     weights: Annotated[list[float] | None, typer.Option(
         "--weight", "-w", help="Brovey pseudo-PAN weight, once per band (as gdal_pansharpen -w).")] = None,
@@ -235,12 +236,13 @@ def sharpen(
             raise BadInputError("give PAN, MS and -o OUTPUT (or --batch PAIRS)")
         if batch is not None and (pan is not None or ms):
             raise BadInputError("--batch replaces the PAN and MS arguments; give one or the other")
-        from ssdiff_cli.pipeline import SharpenOptions
+        from ssdiff_cli.pipeline import SharpenOptions, default_workers
         from ssdiff_cli.pipeline import sharpen as run_sharpen
 
         options = SharpenOptions(
             method=method, sensor=sensor, extent=extent.value, tile_size=tile_size,
-            overlap=overlap, workers=workers, dtype=dtype, overwrite=overwrite, force=force,
+            overlap=overlap, workers=workers or default_workers(), dtype=dtype,
+            overwrite=overwrite, force=force,
             warn_px=warn_px, refuse_px=refuse_px, check_only=check_only, compress=compress,
             method_options=_method_options(method, weights, model, adapter, steps, seed,
                                            device.value, precision.value, adapt),
@@ -368,7 +370,7 @@ def evaluate(
     ms: Annotated[list[Path] | None, typer.Option(help="MS for scoring FUSED without reference.")] = None,
     sensor: SensorOpt = None,
     tile_size: TileOpt = 1024,
-    workers: WorkersOpt = 1,
+    workers: WorkersOpt = None,
     quicklook: Annotated[Path | None, typer.Option(
         help="PNG panel: composites with one stretch and per-method error maps.")] = None,
     quiet: QuietOpt = False,
@@ -378,7 +380,7 @@ def evaluate(
     with _reporting(quiet):
         from ssdiff_cli import evaluate as ev_lib
         from ssdiff_cli.errors import BadInputError
-        from ssdiff_cli.pipeline import SharpenOptions
+        from ssdiff_cli.pipeline import SharpenOptions, default_workers
 
         modes = sum(x is not None for x in (reduced, full)) + bool(fused)
         if modes != 1:
@@ -386,7 +388,8 @@ def evaluate(
         methods = method or ["gsa", "mtf-glp"]
         model_options = {k: v for k, v in (("model", model), ("steps", steps), ("adapt", adapt))
                          if v is not None}
-        options = SharpenOptions(tile_size=tile_size, workers=workers, method_options=model_options)
+        options = SharpenOptions(tile_size=tile_size, workers=workers or default_workers(),
+                                 method_options=model_options)
         keep = {} if quicklook else None
         with _progress_bar(not quiet, "evaluate") as progress:
             if reduced is not None:

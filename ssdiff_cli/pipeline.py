@@ -7,6 +7,7 @@ run (read, fuse, blend) -> write COG. The CLI is a thin layer over :func:`sharpe
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -26,6 +27,11 @@ from ssdiff_cli.sensors import Detection, detect_sensor
 from ssdiff_cli.tiling import Blender, plan_tiles
 
 
+def default_workers() -> int:
+    """Tile threads by default: one per CPU core (NumPy, GDAL and PyTorch release the GIL)."""
+    return max(1, os.cpu_count() or 1)
+
+
 @dataclass
 class SharpenOptions:
     """Everything ``sharpen`` can be told. Sizes are in PAN pixels."""
@@ -35,7 +41,7 @@ class SharpenOptions:
     extent: str = "intersection"
     tile_size: int = 1024
     overlap: int | None = None  # None: the method's default
-    workers: int = 1
+    workers: int = field(default_factory=lambda: default_workers())
     dtype: str | None = None
     overwrite: bool = False
     force: bool = False

@@ -187,7 +187,8 @@ class Blender:
 
     ``write(row, col, data, valid)`` receives float32 ``data`` (C, h, w) and a boolean ``valid``
     (h, w) for a rectangle of the grid, exactly once per pixel. Regions covered by one tile are
-    written as soon as that tile arrives; seams wait for all their tiles.
+    written as soon as that tile arrives; seams wait for all their tiles (2, or 4 at corners) and
+    are summed in tile order, so the output does not depend on the order tiles complete in.
     """
 
     def __init__(self, plan: TilePlan, bands: int, write: WriteFn):
@@ -212,16 +213,17 @@ class Blender:
                 if contributors == 1:
                     self.write(a, c, data[:, sl[0], sl[1]], valid[sl])
                     continue
-                part = data[:, sl[0], sl[1]] * weights[sl]
-                entry = self._pending.get((ci, cj))
-                if entry is None:
-                    self._pending[(ci, cj)] = [part, valid[sl].copy(), contributors - 1]
-                    continue
-                entry[0] += part
-                entry[2] -= 1
-                if entry[2] == 0:
+                parts, seam_valid = self._pending.setdefault((ci, cj), ({}, valid[sl].copy()))
+                parts[tile.index] = data[:, sl[0], sl[1]] * weights[sl]
+                if len(parts) == contributors:
                     del self._pending[(ci, cj)]
-                    self.write(a, c, entry[0], entry[1])
+                    # Sum in tile order, not arrival order: float addition is not associative,
+                    # and the result must not depend on which worker finished first.
+                    order = sorted(parts)
+                    total = parts[order[0]]
+                    for k in order[1:]:
+                        total += parts[k]
+                    self.write(a, c, total, seam_valid)
 
     def finished(self) -> bool:
         """True when no seam is waiting."""

@@ -191,3 +191,24 @@ def test_dtype_option_changes_the_output_type(tmp_path):
         assert ds.dtypes[0] == "float32"
         data = ds.read(masked=True)
     assert float(data.min()) >= 0 and data.count() > 0.9 * data.size
+
+
+def test_blending_does_not_depend_on_the_order_tiles_arrive_in():
+    from ssdiff_cli.tiling import Blender, plan_tiles
+
+    plan = plan_tiles(300, 300, tile_size=64, overlap=32, align=4)
+    rng = np.random.default_rng(0)
+    results = {t.index: rng.random((2, t.height, t.width), dtype=np.float32) * 1000 for t in plan}
+    outputs = []
+    for order in (list(plan), list(reversed(list(plan))), list(rng.permutation(list(plan)))):
+        out = np.zeros((2, 300, 300), np.float32)
+
+        def write(row, col, data, valid, out=out):
+            out[:, row : row + data.shape[1], col : col + data.shape[2]] = data
+
+        blender = Blender(plan, 2, write)
+        for tile in order:
+            blender.add(tile, results[tile.index], np.ones((tile.height, tile.width), bool))
+        assert blender.finished()
+        outputs.append(out)
+    assert np.array_equal(outputs[0], outputs[1]) and np.array_equal(outputs[0], outputs[2])
