@@ -27,7 +27,7 @@ from affine import Affine
 from ssdiff_cli.errors import BadInputError
 from ssdiff_cli.pipeline import SharpenOptions, prepare_scene, sharpen
 from ssdiff_cli.quality import indices, wald
-from ssdiff_cli.scene import Scene, SceneReader
+from ssdiff_cli.scene import Scene, read_arrays
 
 #: Which way each index improves, for marking the best value of a column.
 HIGHER_IS_BETTER = {"Q2n": True, "SCC": True, "Q_mean": True, "PSNR_mean": True, "HQNR": True,
@@ -59,22 +59,6 @@ class Evaluation:
         """JSON-friendly form, with the best row of each column."""
         return {"protocol": self.protocol, "rows": self.rows, "details": self.details,
                 "best": {c: self.best(c) for c in self.columns}}
-
-
-def _read_scene_arrays(scene: Scene):
-    """Whole-scene PAN (H, W), MS on the coarse grid (C, h, w) and their masks, float32."""
-    spec = scene.spec
-    reader = SceneReader(spec)
-    try:
-        pan, pan_valid = reader.read_pan(0, 0, spec.out.height, spec.out.width)
-        coarse = spec.coarse
-        ms = reader.read_coarse_ms(0, 0, coarse.height, coarse.width)
-    finally:
-        reader.close()
-    ms_valid = np.all(np.isfinite(ms), axis=0)
-    if spec.ms_nodata is not None:
-        ms_valid &= np.all(ms != spec.ms_nodata, axis=0)
-    return pan, pan_valid, ms, ms_valid
 
 
 def _write(path: Path, data: np.ndarray, transform: Affine, crs, nodata, names=None, tags=None):
@@ -112,7 +96,7 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
     """
     scene, detection, _ = prepare_scene(pan, ms, sensor)
     preset, r = detection.preset, scene.ratio
-    pan_a, pan_valid, ms_a, ms_valid = _read_scene_arrays(scene)
+    pan_a, pan_valid, ms_a, ms_valid = read_arrays(scene.spec)
     pair = wald.degrade_pair(pan_a, ms_a, r, preset.ms_gnyq, preset.pan_gnyq,
                              pan_valid=pan_valid, ms_valid=ms_valid)
     ref = pair.reference
@@ -186,8 +170,10 @@ def evaluate_full(pan, ms, methods: list[str], sensor: str | None = None,
                 report = sharpen(pan, ms, str(out), opts, progress=progress)
             fused_paths[method], seconds[method] = out, report.seconds
         lms, lms_valid = _read(fused_paths["upsample"])
+        arrays = read_arrays(scene.spec)
         for method in methods:
-            scores = score_full(fused_paths[method], scene, detection, lms=(lms, lms_valid))
+            scores = score_full(fused_paths[method], scene, detection, lms=(lms, lms_valid),
+                                arrays=arrays)
             scores["seconds"] = seconds[method]
             ev.rows[method] = scores
             if keep is not None:
@@ -199,10 +185,11 @@ def evaluate_full(pan, ms, methods: list[str], sensor: str | None = None,
     return ev
 
 
-def score_full(fused_path: Path, scene: Scene, detection, lms=None) -> dict:
-    """Full-resolution indices of a fused image on the scene's output grid."""
+def score_full(fused_path: Path, scene: Scene, detection, lms=None, arrays=None) -> dict:
+    """Full-resolution indices of a fused image on the scene's output grid; ``arrays`` is
+    :func:`ssdiff_cli.scene.read_arrays` of the scene, read here when not given."""
     fused, fused_valid = _read(fused_path)
-    pan_a, pan_valid, ms_a, ms_valid = _read_scene_arrays(scene)
+    pan_a, pan_valid, ms_a, ms_valid = arrays if arrays is not None else read_arrays(scene.spec)
     if fused.shape[1:] != pan_a.shape or fused.shape[0] != scene.bands:
         raise BadInputError(
             f"{fused_path}: {fused.shape[0]} bands of {fused.shape[2]}x{fused.shape[1]} px, "
@@ -252,9 +239,10 @@ def evaluate_images(fused: list[Path], reference: Path | None = None, pan: Path 
             sharpen(pan, ms, str(out), SharpenOptions(method="upsample", sensor=sensor,
                                                       force=True, dtype="float32"))
         lms = _read(out)
+        arrays = read_arrays(scene.spec)
         for path in fused:
             _read_checked(path)
-            ev.rows[path.name] = score_full(path, scene, detection, lms=lms)
+            ev.rows[path.name] = score_full(path, scene, detection, lms=lms, arrays=arrays)
     return ev
 
 

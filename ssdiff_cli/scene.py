@@ -570,6 +570,26 @@ def fill_invalid(img: np.ndarray, valid: np.ndarray, fallback: np.ndarray | floa
     return out[0] if squeeze else out
 
 
+def read_arrays(spec: SceneSpec, row: int = 0, col: int = 0, height: int | None = None,
+                width: int | None = None):
+    """PAN (H, W) and coarse-grid MS (C, H/r, W/r) over an output-grid window (default: the whole
+    grid), float32 with NaN where absent, and their validity masks:
+    ``(pan, pan_valid, ms, ms_valid)``. ``row`` and ``col`` must be multiples of the ratio."""
+    r = spec.ratio
+    height = spec.out.height - row if height is None else height
+    width = spec.out.width - col if width is None else width
+    reader = SceneReader(spec)
+    try:
+        pan, pan_valid = reader.read_pan(row, col, height, width)
+        ms = reader.read_coarse_ms(row // r, col // r, math.ceil(height / r), math.ceil(width / r))
+    finally:
+        reader.close()
+    ms_valid = np.all(np.isfinite(ms), axis=0)
+    if spec.ms_nodata is not None:
+        ms_valid &= np.all(ms != spec.ms_nodata, axis=0)
+    return pan, pan_valid, ms, ms_valid
+
+
 #: Coarse pixels read around a tile for the cubic interpolator's support (offsets -1..+2).
 _CUBIC_MARGIN = 2
 

@@ -168,20 +168,14 @@ class SSDiffMethod(FusionMethod):
 
     def _adapt(self, net, card, ctx: SceneContext):
         """Fine-tune adapters on the scene itself (Wald crops of a central window), merged."""
-        from ssdiff_cli.scene import SceneReader
+        from ssdiff_cli.scene import read_arrays
         from ssdiff_cli.training.finetune import adapt_to_scene
 
         spec, r = ctx.scene.spec, ctx.scene.ratio
         side = min(ADAPT_WINDOW, spec.out.height // r * r, spec.out.width // r * r)
         row = (spec.out.height - side) // 2 // r * r
         col = (spec.out.width - side) // 2 // r * r
-        reader = SceneReader(spec)
-        try:
-            pan, pan_valid = reader.read_pan(row, col, side, side)
-            ms = reader.read_coarse_ms(row // r, col // r, side // r, side // r)
-        finally:
-            reader.close()
-        ms_valid = np.all(np.isfinite(ms), axis=0)
+        pan, pan_valid, ms, ms_valid = read_arrays(spec, row, col, side, side)
         return adapt_to_scene(
             net, card, np.nan_to_num(pan), np.nan_to_num(ms), self.adapt, pan_valid=pan_valid,
             ms_valid=ms_valid, ms_gnyq=getattr(ctx.sensor, "ms_gnyq", None),

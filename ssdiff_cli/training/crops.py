@@ -119,20 +119,11 @@ def read_scene_arrays(pan_path, ms_path, sensor: str | None = None):
     """Whole-scene PAN, coarse MS, their masks and the detection (through the pipeline's reader,
     so nodata, alpha and georeferencing are handled as in ``sharpen``)."""
     from ssdiff_cli.pipeline import prepare_scene
-    from ssdiff_cli.scene import SceneReader
+    from ssdiff_cli.scene import read_arrays
 
     scene, detection, _ = prepare_scene(pan_path, [ms_path], sensor)
-    spec = scene.spec
-    reader = SceneReader(spec)
-    try:
-        pan, pan_valid = reader.read_pan(0, 0, spec.out.height, spec.out.width)
-        ms = reader.read_coarse_ms(0, 0, spec.coarse.height, spec.coarse.width)
-    finally:
-        reader.close()
-    ms_valid = np.all(np.isfinite(ms), axis=0)
-    if spec.ms_nodata is not None:
-        ms_valid &= np.all(ms != spec.ms_nodata, axis=0)
-    return scene, detection, pan.astype(np.float32), pan_valid, ms.astype(np.float32), ms_valid
+    pan, pan_valid, ms, ms_valid = read_arrays(scene.spec)
+    return scene, detection, pan, pan_valid, ms, ms_valid
 
 
 def holdout_columns(width: int, fraction: float, ratio: int) -> int:
