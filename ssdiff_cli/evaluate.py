@@ -61,6 +61,20 @@ class Evaluation:
                 "best": {c: self.best(c) for c in self.columns}}
 
 
+def _with_baseline(methods: list[str]) -> list[str]:
+    """The methods to run: plain upsampling (the baseline, also the lms) first, then the rest."""
+    return ["upsample", *[m for m in methods if m != "upsample"]]
+
+
+def _fuse(pan, ms, out: Path, method: str, sensor, base: SharpenOptions, progress):
+    """Fuse through ``sharpen`` into a float32 file for scoring (misregistration not refused)."""
+    opts = SharpenOptions(**{**base.__dict__, "method": method, "sensor": sensor, "force": True,
+                             "overwrite": True, "dtype": "float32", "quicklook": None})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sharpen(pan, ms, str(out), opts, progress=progress)
+
+
 def _write(path: Path, data: np.ndarray, transform: Affine, crs, nodata, names=None, tags=None):
     data = data if data.ndim == 3 else data[None]
     profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
@@ -120,14 +134,9 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
         _write(lr_ms, np.where(pair.ms_valid, pair.ms, nodata), ms_t, crs, nodata,
                names=scene.band_names, tags=tags)
         base = options or SharpenOptions()
-        for method in ["upsample", *[m for m in methods if m != "upsample"]]:
+        for method in _with_baseline(methods):
             out = tmp / f"{method}.tif"
-            opts = SharpenOptions(**{**base.__dict__, "method": method, "sensor": preset.key,
-                                     "force": True, "overwrite": True, "dtype": "float32",
-                                     "quicklook": None})
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                report = sharpen(lr_pan, lr_ms, str(out), opts, progress=progress)
+            report = _fuse(lr_pan, lr_ms, out, method, preset.key, base, progress)
             fused, fused_valid = _read(out)
             h, w = min(fused.shape[1], ref.shape[1]), min(fused.shape[2], ref.shape[2])
             fused, mask = fused[:, :h, :w], fused_valid[:h, :w]
@@ -160,14 +169,9 @@ def evaluate_full(pan, ms, methods: list[str], sensor: str | None = None,
     with tempfile.TemporaryDirectory(prefix="ssdiff-eval-") as tmp:
         fused_paths = {}
         seconds = {}
-        for method in ["upsample", *[m for m in methods if m != "upsample"]]:
+        for method in _with_baseline(methods):
             out = Path(tmp) / f"{method}.tif"
-            opts = SharpenOptions(**{**base.__dict__, "method": method, "sensor": sensor,
-                                     "force": True, "overwrite": True, "dtype": "float32",
-                                     "quicklook": None})
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                report = sharpen(pan, ms, str(out), opts, progress=progress)
+            report = _fuse(pan, ms, out, method, sensor, base, progress)
             fused_paths[method], seconds[method] = out, report.seconds
         lms, lms_valid = _read(fused_paths["upsample"])
         arrays = read_arrays(scene.spec)
