@@ -26,7 +26,9 @@ memory-mapped, integer) arrays so that only one strip at a time is converted to 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import ndimage
@@ -708,6 +710,46 @@ def _full_res_masks(mask, ratio):
     return m, _block_all(m, ratio)
 
 
+def _full_hr_sums(F, F_lp, pan, pan_lp, lms, b, row, x0, x1, sel):
+    """PAN-resolution sums of :class:`FullScorer` over one group of blocks."""
+    c = F.shape[0]
+    sl = slice(row * b, row * b + b)
+    # [F; PAN], [lms; PAN_LP] and F_lp blocks, centred on their block means
+    x1b = _row_blocks([F[:, sl], pan[None, sl]], b, x0, x1, sel)
+    x2b = _row_blocks([lms[:, sl], pan_lp[None, sl]], b, x0, x1, sel)
+    lpb = _row_blocks([F_lp[:, sl]], b, x0, x1, sel)
+    m1, ss1, _ = _centre(x1b)
+    m2, ss2, const2 = _centre(x2b)
+    mlp, sslp, _ = _centre(lpb)
+    n = x1b.shape[-1]
+    # Khan: Q2n(F_lp, reference lms)
+    fc, mc = x1b[:, :c], x2b[:, :c]
+    d = max(n - 1, 1)
+    cross = _gram(mc, lpb) / d
+    khan = float(_q2n_stats(m2[:, :c], mlp, ss2[:, :c] / d, sslp / d, cross, const2[:, :c]).sum())
+    # UIQI(F_b, PAN), UIQI(lms_b, PAN_LP) and the UIQI between the bands of F
+    cfp = _gram(fc, x1b[:, c:]).reshape(-1, c) / n
+    q_f_pan = _uiqi_moments(m1[:, :c], m1[:, c:], ss1[:, :c] / n, ss1[:, c:] / n, cfp).sum(axis=0)
+    cmp_ = _gram(mc, x2b[:, c:]).reshape(-1, c) / n
+    q_lms = _uiqi_moments(m2[:, :c], m2[:, c:], ss2[:, :c] / n, ss2[:, c:] / n, cmp_).sum(axis=0)
+    pairs_f = _uiqi_pairs_stats(m1[:, :c], fc).sum(axis=0)
+    return "hr", (khan, q_f_pan, q_lms, pairs_f, int(x1b.shape[0]))
+
+
+def _full_lr_sums(ms, pan_lr, lb, row, x0, x1, sel):
+    """MS-resolution sums of :class:`FullScorer` over one group of blocks."""
+    c = ms.shape[0]
+    sl = slice(row * lb, row * lb + lb)
+    xb = _row_blocks([ms[:, sl], pan_lr[None, sl]], lb, x0, x1, sel)
+    m, ss, _ = _centre(xb)
+    n = xb.shape[-1]
+    mc = xb[:, :c]
+    pairs_ms = _uiqi_pairs_stats(m[:, :c], mc).sum(axis=0)
+    cmp_ = _gram(mc, xb[:, c:]).reshape(-1, c) / n
+    q_ms = _uiqi_moments(m[:, :c], m[:, c:], ss[:, :c] / n, ss[:, c:] / n, cmp_).sum(axis=0)
+    return "lr", (pairs_ms, q_ms, int(xb.shape[0]))
+
+
 class FullScorer:
     """Accumulates the full-resolution (no reference) indices over row strips.
 
@@ -733,52 +775,30 @@ class FullScorer:
         self._pairs_ms = np.zeros((bands, bands))
         self._q_ms_panlr = np.zeros(bands)
 
-    def update(self, F, F_lp, pan, pan_lp, lms, ms, pan_lr, mask=None, mask_lr=None) -> None:
-        """Add one strip (see the class docstring for the arrays)."""
+    def update(self, F, F_lp, pan, pan_lp, lms, ms, pan_lr, mask=None, mask_lr=None, pool=None) -> None:
+        """Add one strip (see the class docstring for the arrays). ``pool`` (an executor) spreads
+        the strip's groups of blocks over threads; sums are added in a fixed order, so the
+        result does not depend on it."""
         b, lb = self.block, self.lblock
-        c = self.bands
         hv = _block_valid(mask, F.shape[1:], b)
-        for row, x0, x1, sel in _block_rows(F.shape[1], F.shape[2], b, hv):
-            sl = slice(row * b, row * b + b)
-            # [F; PAN], [lms; PAN_LP] and F_lp blocks, centred on their block means
-            x1b = _row_blocks([F[:, sl], pan[None, sl]], b, x0, x1, sel)
-            x2b = _row_blocks([lms[:, sl], pan_lp[None, sl]], b, x0, x1, sel)
-            lpb = _row_blocks([F_lp[:, sl]], b, x0, x1, sel)
-            m1, ss1, _ = _centre(x1b)
-            m2, ss2, const2 = _centre(x2b)
-            mlp, sslp, _ = _centre(lpb)
-            n = x1b.shape[-1]
-            # Khan: Q2n(F_lp, reference lms)
-            fc, mc = x1b[:, :c], x2b[:, :c]
-            d = max(n - 1, 1)
-            cross = _gram(mc, lpb) / d
-            self._khan += float(
-                _q2n_stats(m2[:, :c], mlp, ss2[:, :c] / d, sslp / d, cross, const2[:, :c]).sum()
-            )
-            # UIQI(F_b, PAN), UIQI(lms_b, PAN_LP) and the UIQI between the bands of F
-            cfp = _gram(fc, x1b[:, c:]).reshape(-1, c) / n
-            self._q_f_pan += _uiqi_moments(m1[:, :c], m1[:, c:], ss1[:, :c] / n, ss1[:, c:] / n, cfp).sum(
-                axis=0
-            )
-            cmp_ = _gram(mc, x2b[:, c:]).reshape(-1, c) / n
-            self._q_lms_panlp += _uiqi_moments(
-                m2[:, :c], m2[:, c:], ss2[:, :c] / n, ss2[:, c:] / n, cmp_
-            ).sum(axis=0)
-            self._pairs_f += _uiqi_pairs_stats(m1[:, :c], fc).sum(axis=0)
-            self._nh += int(x1b.shape[0])
         lv = _block_valid(mask_lr, ms.shape[1:], lb)
-        for row, x0, x1, sel in _block_rows(ms.shape[1], ms.shape[2], lb, lv):
-            sl = slice(row * lb, row * lb + lb)
-            xb = _row_blocks([ms[:, sl], pan_lr[None, sl]], lb, x0, x1, sel)
-            m, ss, _ = _centre(xb)
-            n = xb.shape[-1]
-            mc = xb[:, :c]
-            self._pairs_ms += _uiqi_pairs_stats(m[:, :c], mc).sum(axis=0)
-            cmp_ = _gram(mc, xb[:, c:]).reshape(-1, c) / n
-            self._q_ms_panlr += _uiqi_moments(m[:, :c], m[:, c:], ss[:, :c] / n, ss[:, c:] / n, cmp_).sum(
-                axis=0
-            )
-            self._nl += int(xb.shape[0])
+        jobs = [(_full_hr_sums, (F, F_lp, pan, pan_lp, lms, b) + g)
+                for g in _block_rows(F.shape[1], F.shape[2], b, hv)]
+        jobs += [(_full_lr_sums, (ms, pan_lr, lb) + g) for g in _block_rows(ms.shape[1], ms.shape[2], lb, lv)]
+        run = pool.map if pool is not None else map
+        for kind, sums in run(lambda job: job[0](*job[1]), jobs):
+            if kind == "hr":
+                khan, q_f_pan, q_lms_panlp, pairs_f, nb = sums
+                self._khan += khan
+                self._q_f_pan += q_f_pan
+                self._q_lms_panlp += q_lms_panlp
+                self._pairs_f += pairs_f
+                self._nh += nb
+            else:
+                pairs_ms, q_ms_panlr, nb = sums
+                self._pairs_ms += pairs_ms
+                self._q_ms_panlr += q_ms_panlr
+                self._nl += nb
 
     def result(self) -> dict:
         """``{"D_lambda", "D_s", "HQNR", "QNR_D_lambda", "QNR_D_s", "QNR"}`` (see
@@ -829,6 +849,7 @@ def full_resolution(
     mask: np.ndarray | None = None,
     block: int = 32,
     strip_rows: int = 512,
+    workers: int | None = None,
 ) -> dict:
     """All full-resolution indices, computed strip by strip (only a strip plus its halo is ever
     held in floating point; the result equals the whole-array one).
@@ -851,63 +872,46 @@ def full_resolution(
     lb = max(1, block // ratio)
     unit = math.lcm(block, ratio, lb * ratio)
     step = _strip_rows(strip_rows, unit)
-    e = full_res_erosion(ratio)
-    halo = -(-2 * e // ratio) * ratio
-    fhalo = filters.MTF_TAPS // 2  # reach of the (undecimated) MTF low-pass of F
     gains = np.broadcast_to(np.asarray(ms_gnyq, dtype=np.float64), (c,))
     sc = FullScorer(ratio, c, block)
-    for y0 in range(0, h, step):
-        y1 = min(h, y0 + step)
-        a, b = max(0, y0 - halo), min(h, y1 + halo)
-        o0, o1 = y0 - a, y1 - a
-        fa, fb = max(0, y0 - fhalo), min(h, y1 + fhalo)
-        fx = np.asarray(F[:, fa:fb], dtype=np.float32)
-        f_lp = _lowpass_rows(fx, gains, ratio, y0 - fa, y1 - fa)
-        px = np.asarray(pan[a:b], dtype=np.float32)
-        p_lr_x = filters.degrade(px, pan_gnyq, ratio)
-        p_lp = filters.upsample_cubic(p_lr_x, ratio)[o0:o1]
-        p_lr = p_lr_x[o0 // ratio : o1 // ratio]
-        if mask is not None:
-            m = _erode(mask[a:b], e)[o0:o1]
-            m_lr = _block_all(m, ratio)
-        else:
-            m = m_lr = None
-        sc.update(
-            fx[:, y0 - fa : y1 - fa],
-            f_lp,
-            px[o0:o1],
-            p_lp,
-            np.asarray(lms[:, y0:y1], dtype=np.float32),
-            np.asarray(ms[:, y0 // ratio : y1 // ratio], dtype=np.float32),
-            p_lr,
-            m,
-            m_lr,
-        )
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        for y0 in range(0, h, step):
+            _full_strip(sc, pool, F, pan, lms, ms, mask, ratio, gains, pan_gnyq, y0, min(h, y0 + step))
     return sc.result()
 
 
-_PANEL = 128  # columns per transposed panel in the vertical pass of _lowpass_rows
-
-
-def _lowpass_rows(x: np.ndarray, gains: np.ndarray, ratio: int, r0: int, r1: int) -> np.ndarray:
-    """Rows ``r0 .. r1 - 1`` of ``filters.lowpass(x, gains, ratio)`` for float32 ``(C, n, W)``,
-    bit for bit (the same scipy correlations on the same float32 kernels), faster: the vertical
-    pass runs on cache-sized transposed panels (scipy filters contiguous lines fastest) and the
-    horizontal pass only on the rows asked for. Rows within the filter's reach of the array's
-    top and bottom are only exact where those are the image's own edges (mirror), as there."""
-    c, n, w = x.shape
-    out = np.empty((c, r1 - r0, w), np.float32)
-    k0, k1 = max(0, r0 - filters.MTF_TAPS // 2), min(n, r1 + filters.MTF_TAPS // 2)
-    for i in range(c):
-        k = filters.mtf_kernel(float(gains[i]), ratio).astype(np.float32)
-        band = x[i]
-        vert = np.empty((r1 - r0, w), np.float32)
-        for x0 in range(0, w, _PANEL):
-            panel = np.ascontiguousarray(band[:, x0 : x0 + _PANEL].T)  # (cols, n)
-            res = ndimage.correlate1d(panel[:, k0:k1], k, axis=1, mode="mirror")
-            vert[:, x0 : x0 + _PANEL] = res.T[r0 - k0 : r1 - k0]
-        ndimage.correlate1d(vert, k, axis=1, mode="mirror", output=out[i])
-    return out
+def _full_strip(sc, pool, F, pan, lms, ms, mask, ratio, gains, pan_gnyq, y0, y1) -> None:
+    """Filter rows ``y0 .. y1`` (with the halos the filters need) and feed them to ``sc``."""
+    h = F.shape[1]
+    e = full_res_erosion(ratio)
+    halo = -(-2 * e // ratio) * ratio
+    fhalo = filters.MTF_TAPS // 2  # reach of the (undecimated) MTF low-pass of F
+    a, b = max(0, y0 - halo), min(h, y1 + halo)
+    o0, o1 = y0 - a, y1 - a
+    fa, fb = max(0, y0 - fhalo), min(h, y1 + fhalo)
+    fx = np.asarray(F[:, fa:fb], dtype=np.float32)
+    f_lp = filters.lowpass(fx, gains, ratio)[:, y0 - fa : y1 - fa]
+    px = np.asarray(pan[a:b], dtype=np.float32)
+    p_lr_x = filters.degrade(px, pan_gnyq, ratio)
+    p_lp = filters.upsample_cubic(p_lr_x, ratio)[o0:o1]
+    p_lr = p_lr_x[o0 // ratio : o1 // ratio]
+    if mask is not None:
+        m = _erode(mask[a:b], e)[o0:o1]
+        m_lr = _block_all(m, ratio)
+    else:
+        m = m_lr = None
+    sc.update(
+        fx[:, y0 - fa : y1 - fa],
+        f_lp,
+        px[o0:o1],
+        p_lp,
+        np.asarray(lms[:, y0:y1], dtype=np.float32),
+        np.asarray(ms[:, y0 // ratio : y1 // ratio], dtype=np.float32),
+        p_lr,
+        m,
+        m_lr,
+        pool=pool,
+    )
 
 
 def d_lambda_khan(F: np.ndarray, lms: np.ndarray, ratio: int, ms_gnyq, mask=None, block: int = 32) -> float:
