@@ -399,7 +399,7 @@ def evaluate(
                 result = ev_lib.evaluate_full(full[0], [full[1]], methods, sensor, options,
                                               progress, keep)
             else:
-                result = ev_lib.evaluate_images(list(fused), reference, pan, ms, sensor)
+                result = ev_lib.evaluate_images(list(fused), reference, pan, ms, sensor, progress)
         if quicklook and keep:
             ev_lib.write_evaluation_quicklook(keep, quicklook, result.protocol)
         if json_out:

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.windows import Window
 
 from ssdiff_cli.errors import BadInputError
-from ssdiff_cli.pipeline import SharpenOptions, prepare_scene, sharpen
+from ssdiff_cli.pipeline import SharpenOptions, fill_values, prepare_scene, sharpen
 from ssdiff_cli.quality import indices, wald
-from ssdiff_cli.scene import Scene, read_arrays
+from ssdiff_cli.scene import Scene, read_arrays, read_tile
 
 #: Which way each index improves, for marking the best value of a column.
 HIGHER_IS_BETTER = {"Q2n": True, "SCC": True, "Q_mean": True, "PSNR_mean": True, "HQNR": True,
@@ -161,108 +162,162 @@ def evaluate_full(pan, ms, methods: list[str], sensor: str | None = None,
                   options: SharpenOptions | None = None, progress: Callable | None = None,
                   keep: dict | None = None) -> Evaluation:
     """Fuse at full resolution with each method via ``sharpen`` and score without a reference."""
-    scene, detection, _ = prepare_scene(pan, ms, sensor)
+    scene, detection, sample = prepare_scene(pan, ms, sensor)
     ev = Evaluation("full", FULL_COLUMNS + ("seconds",))
     ev.details = {"sensor": detection.preset.name, "ratio": scene.ratio, "pan": str(pan),
                   "ms": [str(p) for p in scene.ms_paths]}
     base = options or SharpenOptions()
+    fills = fill_values(sample)
     with tempfile.TemporaryDirectory(prefix="ssdiff-eval-") as tmp:
-        fused_paths = {}
-        seconds = {}
-        for method in _with_baseline(methods):
+        for method in methods:
             out = Path(tmp) / f"{method}.tif"
             report = _fuse(pan, ms, out, method, sensor, base, progress)
-            fused_paths[method], seconds[method] = out, report.seconds
-        lms, lms_valid = _read(fused_paths["upsample"])
-        arrays = read_arrays(scene.spec)
-        for method in methods:
-            scores = score_full(fused_paths[method], scene, detection, lms=(lms, lms_valid),
-                                arrays=arrays)
-            scores["seconds"] = seconds[method]
+            scores = score_full(out, scene, detection, fills)
+            scores["seconds"] = report.seconds
             ev.rows[method] = scores
             if keep is not None:
-                keep.setdefault("fused", {})[method] = _read(fused_paths[method])[0]
+                keep.setdefault("fused", {})[method] = _read(out)[0]
         if keep is not None:
-            keep["reference"] = lms
-            keep["mask"] = lms_valid
+            whole = read_tile(scene.spec, 0, 0, *_scored_size(scene), fills)
+            keep["reference"] = whole.lms
+            keep["mask"] = whole.valid
             keep["rgb"] = detection.preset.rgb
     return ev
 
 
-def score_full(fused_path: Path, scene: Scene, detection, lms=None, arrays=None) -> dict:
-    """Full-resolution indices of a fused image on the scene's output grid; ``arrays`` is
-    :func:`ssdiff_cli.scene.read_arrays` of the scene, read here when not given."""
-    fused, fused_valid = _read(fused_path)
-    pan_a, pan_valid, ms_a, ms_valid = arrays if arrays is not None else read_arrays(scene.spec)
-    if fused.shape[1:] != pan_a.shape or fused.shape[0] != scene.bands:
-        raise BadInputError(
-            f"{fused_path}: {fused.shape[0]} bands of {fused.shape[2]}x{fused.shape[1]} px, "
-            f"expected {scene.bands} bands of {pan_a.shape[1]}x{pan_a.shape[0]} on the PAN grid"
-        )
-    if lms is None:
-        raise ValueError("lms (the MS upsampled onto the PAN grid) is required")
-    lms_a, lms_valid = lms
+def _scored_size(scene: Scene) -> tuple[int, int]:
+    """The output grid cropped to whole low-res pixels (what the full-resolution indices score)."""
     r = scene.ratio
-    h, w = (pan_a.shape[0] // r) * r, (pan_a.shape[1] // r) * r
-    hc, wc = h // r, w // r
-    mask = fused_valid & pan_valid & lms_valid
+    return scene.spec.out.height // r * r, scene.spec.out.width // r * r
+
+
+class FusedSceneInputs:
+    """Inputs of the full-resolution indices read window by window (memory bounded by the strip,
+    not the scene): a fused raster on the scene's output grid, the scene's PAN, its MS brought
+    onto the PAN grid per window exactly as ``sharpen -m upsample`` does (the lms), and the MS on
+    the coarse grid. Implements :class:`ssdiff_cli.quality.indices.FullResInputs`."""
+
+    def __init__(self, fused_path: Path, scene: Scene, fills: tuple[np.ndarray, float]):
+        self.path, self.spec, self.fills = Path(fused_path), scene.spec, fills
+        if not self.path.exists():
+            raise BadInputError(f"{fused_path}: file does not exist")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                # GDAL decodes the strips' compressed blocks on every core
+                self.ds = rasterio.open(self.path, NUM_THREADS="ALL_CPUS")
+        except rasterio.errors.RasterioIOError:
+            raise BadInputError(f"{fused_path}: not a raster GDAL can read") from None
+        out = scene.spec.out
+        if (self.ds.count, self.ds.height, self.ds.width) != (scene.bands, out.height, out.width):
+            self.ds.close()
+            raise BadInputError(
+                f"{fused_path}: {self.ds.count} bands of {self.ds.width}x{self.ds.height} px, "
+                f"expected {scene.bands} bands of {out.width}x{out.height} on the PAN grid"
+            )
+        h, w = _scored_size(scene)
+        self.shape = (scene.bands, h, w)
+
+    def rows(self, a: int, b: int) -> indices.FullResRows:
+        """Rows ``a .. b - 1`` of every input (``a``, ``b`` multiples of the ratio)."""
+        w = self.shape[2]
+        tile = read_tile(self.spec, a, 0, b - a, w, self.fills, want_ms=True)
+        win = Window(0, a, w, b - a)
+        fused = self.ds.read(window=win, out_dtype="float32")
+        valid = tile.valid & (self.ds.read_masks(1, window=win) > 0)
+        finite = np.isfinite(fused)
+        if not finite.all():
+            valid &= finite.all(axis=0)
+            fused[~finite] = 0.0  # masked out; keeps the filters free of NaN
+        return indices.FullResRows(fused, tile.pan, tile.lms, tile.ms, valid)
+
+    def close(self) -> None:
+        """Close the fused raster."""
+        self.ds.close()
+
+
+def score_full(fused_path: Path, scene: Scene, detection, fills: tuple[np.ndarray, float],
+               progress: Callable | None = None) -> dict:
+    """Full-resolution indices of a fused raster on the scene's output grid, read strip by strip;
+    ``fills`` is :func:`ssdiff_cli.pipeline.fill_values` of the scene's sample."""
+    inputs = FusedSceneInputs(fused_path, scene, fills)
     preset = detection.preset
-    scores = indices.full_resolution(
-        fused[:, :h, :w], np.nan_to_num(pan_a[:h, :w]), lms_a[:, :h, :w],
-        np.nan_to_num(ms_a[:, :hc, :wc]), r, preset.ms_gnyq, preset.pan_gnyq, mask=mask[:h, :w],
-    )
+    try:
+        scores = indices.full_resolution_from(inputs, scene.ratio, preset.ms_gnyq, preset.pan_gnyq,
+                                              progress=progress)
+    finally:
+        inputs.close()
     return _plain(scores)
 
 
 def evaluate_images(fused: list[Path], reference: Path | None = None, pan: Path | None = None,
-                    ms: list[Path] | None = None, sensor: str | None = None) -> Evaluation:
-    """Score images made by any tool: against ``reference``, or without one (``pan`` + ``ms``)."""
+                    ms: list[Path] | None = None, sensor: str | None = None,
+                    progress: Callable | None = None) -> Evaluation:
+    """Score images made by any tool: against ``reference``, or without one (``pan`` + ``ms``).
+
+    Images are read strip by strip; ``progress(strips_done, strips_total, pixels_done)``."""
     if reference is not None:
-        ref, ref_valid = _read_checked(reference)
         ev = Evaluation("reference", REDUCED_COLUMNS)
         ev.details = {"reference": str(reference)}
-        ratio = _ratio_guess(reference)
         for path in fused:
-            data, valid = _read_checked(path)
-            if data.shape != ref.shape:
-                raise BadInputError(
-                    f"{path}: shape {data.shape} differs from the reference's {ref.shape}"
-                )
-            ev.rows[path.name] = _plain(indices.reduced_resolution(
-                data, ref, ratio, mask=valid & ref_valid))
+            ev.rows[path.name] = _plain(score_against(path, reference, progress))
         return ev
     if pan is None or not ms:
         raise BadInputError("give --reference, or --pan and --ms, to score an image")
-    scene, detection, _ = prepare_scene(pan, ms, sensor)
+    scene, detection, sample = prepare_scene(pan, ms, sensor)
     ev = Evaluation("full", FULL_COLUMNS)
     ev.details = {"pan": str(pan), "ms": [str(p) for p in ms], "sensor": detection.preset.name}
-    with tempfile.TemporaryDirectory(prefix="ssdiff-eval-") as tmp:
-        out = Path(tmp) / "lms.tif"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sharpen(pan, ms, str(out), SharpenOptions(method="upsample", sensor=sensor,
-                                                      force=True, dtype="float32"))
-        lms = _read(out)
-        arrays = read_arrays(scene.spec)
-        for path in fused:
-            _read_checked(path)
-            ev.rows[path.name] = score_full(path, scene, detection, lms=lms, arrays=arrays)
+    fills = fill_values(sample)
+    for path in fused:
+        ev.rows[path.name] = score_full(path, scene, detection, fills, progress)
     return ev
 
 
-def _read_checked(path: Path):
+def score_against(path: Path, reference: Path, progress: Callable | None = None,
+                  strip_rows: int = 256) -> dict:
+    """Reduced-resolution indices of the raster ``path`` against the raster ``reference`` (same
+    shape), read strip by strip. The ratio (for ERGAS) is the reference's RATIO tag, else 4."""
+    with _open_checked(reference) as ref, _open_checked(path) as img:
+        if (img.count, img.height, img.width) != (ref.count, ref.height, ref.width):
+            raise BadInputError(
+                f"{path}: {img.count} bands of {img.width}x{img.height} px differ from the "
+                f"reference's {ref.count} bands of {ref.width}x{ref.height}"
+            )
+        ratio = int(ref.tags().get("RATIO", 4))
+        scorer = indices.ReducedScorer(ratio, ref.count)
+        step = max(32, strip_rows // 32 * 32)  # whole 32-px blocks in every strip but the last
+        starts = range(0, ref.height, step)
+        for i, y in enumerate(starts):
+            win = Window(0, y, ref.width, min(step, ref.height - y))
+            data, valid = _read_window(img, win)
+            rdata, rvalid = _read_window(ref, win)
+            scorer.update(data, rdata, valid & rvalid)
+            if progress is not None:
+                progress(i + 1, len(starts), (y + win.height) * ref.width)
+        return scorer.result()
+
+
+def _read_window(ds, win: Window) -> tuple[np.ndarray, np.ndarray]:
+    """A window as float32 with its validity (dataset mask of band 1, finite in every band);
+    invalid values are zeroed (they never enter a sum)."""
+    data = ds.read(window=win, out_dtype="float32")
+    valid = ds.read_masks(1, window=win) > 0
+    finite = np.isfinite(data)
+    if not finite.all():
+        valid &= finite.all(axis=0)
+        data[~finite] = 0.0
+    return data, valid
+
+
+def _open_checked(path: Path):
     if not Path(path).exists():
         raise BadInputError(f"{path}: file does not exist")
     try:
-        return _read(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            return rasterio.open(path, NUM_THREADS="ALL_CPUS")
     except rasterio.errors.RasterioIOError:
         raise BadInputError(f"{path}: not a raster GDAL can read") from None
-
-
-def _ratio_guess(reference: Path) -> int:
-    """ERGAS needs the ratio; reference images carry no PAN, so 4 unless tagged RATIO."""
-    with rasterio.open(reference) as ds:
-        return int(ds.tags().get("RATIO", 4))
 
 
 def _plain(scores: dict) -> dict:

@@ -29,7 +29,6 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
-from scipy import ndimage
 
 from ssdiff_cli import filters
 from ssdiff_cli.errors import BadInputError, GridMismatchError, NotGeoreferencedWarning
@@ -540,34 +539,66 @@ def reader_for(spec: SceneSpec) -> SceneReader:
     return reader
 
 
+#: Side of the chunks :func:`fill_invalid` works in: only chunks holding an invalid pixel are
+#: filled (each with a halo of the fill's reach), so a window whose only holes are thin margins
+#: costs little.
+_FILL_CHUNK = 64
+
+
 def fill_invalid(img: np.ndarray, valid: np.ndarray, fallback: np.ndarray | float,
                  iterations: int = FILL_ITERATIONS) -> np.ndarray:
     """Replace invalid pixels of ``img`` ((H, W) or (C, H, W)) by a local average of valid ones.
 
     Each iteration spreads valid values one pixel further with a normalised 3x3 mean; pixels
     still unreached after ``iterations`` take ``fallback`` (one value or one per band). The value
-    at a pixel depends only on pixels within ``iterations`` of it, so tiles with a halo of at
-    least that many pixels fill identically.
+    at a pixel depends only on pixels within ``iterations`` of it, and its arithmetic not on where
+    the array starts, so tiles with a halo of at least that many pixels fill identically.
     """
     if valid.all():
         return img
     squeeze = img.ndim == 2
     arr = img[None] if squeeze else img
+    out = np.array(arr, dtype=np.float32)
+    h, w = valid.shape
+    c, k = _FILL_CHUNK, iterations
+    for y in range(0, h, c):
+        for x in range(0, w, c):
+            if valid[y : y + c, x : x + c].all():
+                continue
+            y0, y1, x0, x1 = max(0, y - k), min(h, y + c + k), max(0, x - k), min(w, x + c + k)
+            filled = _fill_window(arr[:, y0:y1, x0:x1], valid[y0:y1, x0:x1], fallback, k)
+            out[:, y : y + c, x : x + c] = filled[:, y - y0 : y - y0 + c, x - x0 : x - x0 + c]
+    return out[0] if squeeze else out
+
+
+def _box3_sum(a: np.ndarray) -> np.ndarray:
+    """Sum over each pixel's 3x3 neighbourhood (zeros outside), added in the same order at every
+    pixel so that the result does not depend on where the array was cut."""
+    s = a.copy()
+    s[..., 1:, :] += a[..., :-1, :]
+    s[..., :-1, :] += a[..., 1:, :]
+    t = s.copy()
+    t[..., 1:] += s[..., :-1]
+    t[..., :-1] += s[..., 1:]
+    return t
+
+
+def _fill_window(arr: np.ndarray, valid: np.ndarray, fallback, iterations: int) -> np.ndarray:
+    """:func:`fill_invalid` on one ``(C, h, w)`` window, whole."""
     out = np.where(valid, arr, 0.0).astype(np.float32)
     weight = valid.astype(np.float32)
     known = valid.copy()
     for _ in range(iterations):
         if known.all():
             break
-        s = np.stack([ndimage.uniform_filter(b, 3, mode="constant") for b in out * weight])
-        w = ndimage.uniform_filter(weight, 3, mode="constant")
-        grow = (~known) & (w > 0)
-        out = np.where(grow, s / np.maximum(w, 1e-12), out)
-        weight = np.where(grow, 1.0, weight)
+        s = _box3_sum(out * weight)
+        wsum = _box3_sum(weight)
+        grow = (~known) & (wsum > 0)
+        out = np.where(grow, s / np.maximum(wsum, 1e-12), out)
+        weight = np.where(grow, 1.0, weight).astype(np.float32)
         known |= grow
     fb = np.broadcast_to(np.asarray(fallback, dtype=np.float32).reshape(-1, 1, 1), out.shape)
-    out = np.where(known, out, fb)
-    return out[0] if squeeze else out
+    return np.where(known, out, fb)
 
 
 def read_arrays(spec: SceneSpec, row: int = 0, col: int = 0, height: int | None = None,

@@ -29,6 +29,8 @@ import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy import ndimage
@@ -838,6 +840,45 @@ def _check_full_shapes(F, pan, lms, ms, ratio):
         )
 
 
+@dataclass
+class FullResRows:
+    """Rows ``a .. b - 1`` of every input of the full-resolution indices: the fused image ``F``
+    ``(C, n, W)``, the ``pan`` ``(n, W)``, the ``lms`` ``(C, n, W)``, the low-res ``ms``
+    ``(C, n/r, W/r)`` (``a``, ``b`` multiples of the ratio) and the ``valid`` mask ``(n, W)`` or
+    ``None``. Any real dtype; invalid pixels may hold anything finite."""
+
+    F: np.ndarray
+    pan: np.ndarray
+    lms: np.ndarray
+    ms: np.ndarray
+    valid: np.ndarray | None
+
+
+class FullResInputs(Protocol):
+    """Where :func:`full_resolution_from` reads its inputs: whole arrays (:class:`ArrayInputs`)
+    or anything that can hand out row ranges, e.g. windows of raster files."""
+
+    shape: tuple[int, int, int]  # (C, H, W) of the fused image; H, W multiples of the ratio
+
+    def rows(self, a: int, b: int) -> FullResRows: ...
+
+
+class ArrayInputs:
+    """:class:`FullResInputs` over arrays (memory-mapped ones welcome): rows are views."""
+
+    def __init__(self, F, pan, lms, ms, ratio: int, mask=None):
+        _check_full_shapes(F, pan, lms, ms, ratio)
+        self.F, self.pan, self.lms, self.ms, self.ratio = F, pan, lms, ms, ratio
+        self.mask = None if mask is None else _as_mask(mask, F.shape[1:])
+        self.shape = F.shape
+
+    def rows(self, a: int, b: int) -> FullResRows:
+        """Rows ``a .. b - 1`` of every array (views)."""
+        r = self.ratio
+        return FullResRows(self.F[:, a:b], self.pan[a:b], self.lms[:, a:b], self.ms[:, a // r : b // r],
+                           None if self.mask is None else self.mask[a:b])
+
+
 def full_resolution(
     F: np.ndarray,
     pan: np.ndarray,
@@ -852,7 +893,7 @@ def full_resolution(
     workers: int | None = None,
 ) -> dict:
     """All full-resolution indices, computed strip by strip (only a strip plus its halo is ever
-    held in floating point; the result equals the whole-array one).
+    held in floating point; the result equals the whole-array one up to float32 rounding).
 
     ``F``, ``lms`` ``(C, H, W)``, ``pan`` ``(H, W)``, ``ms`` ``(C, H/r, W/r)``; ``mask`` ``(H, W)``
     (valid PAN pixels) is eroded by :func:`full_res_erosion` so that no filtered value near nodata
@@ -865,48 +906,91 @@ def full_resolution(
     * ``HQNR`` = ``(1 - D_lambda)(1 - D_s)`` (ideal 1);
     * ``QNR_D_lambda``, ``QNR_D_s``, ``QNR``: Alparone's QNR (ideal 0, 0, 1), see :func:`qnr`.
     """
-    _check_full_shapes(F, pan, lms, ms, ratio)
-    c, h, w = F.shape
-    if mask is not None:
-        mask = _as_mask(mask, (h, w))
+    inputs = ArrayInputs(F, pan, lms, ms, ratio, mask)
+    return full_resolution_from(inputs, ratio, ms_gnyq, pan_gnyq, block, strip_rows, workers)
+
+
+def full_strip_rows(ratio: int, block: int = 32, requested: int = 512) -> int:
+    """Rows per strip of :func:`full_resolution_from`: ``requested`` rounded down to a multiple
+    of the block, the ratio and the low-res block's footprint (at least one such unit)."""
     lb = max(1, block // ratio)
-    unit = math.lcm(block, ratio, lb * ratio)
-    step = _strip_rows(strip_rows, unit)
+    return _strip_rows(requested, math.lcm(block, ratio, lb * ratio))
+
+
+def full_res_halo(ratio: int) -> int:
+    """Rows read above and below each strip: enough for the mask erosion and the PAN's
+    degradation and re-upsampling, a multiple of the ratio."""
+    return -(-2 * full_res_erosion(ratio) // ratio) * ratio
+
+
+def full_resolution_from(
+    inputs: FullResInputs,
+    ratio: int,
+    ms_gnyq,
+    pan_gnyq: float,
+    block: int = 32,
+    strip_rows: int = 512,
+    workers: int | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> dict:
+    """:func:`full_resolution` over any :class:`FullResInputs`, strip by strip.
+
+    The next strip's rows are fetched on a background thread while the current one is scored
+    (reading rasters then overlaps the arithmetic), and each strip's groups of blocks are spread
+    over ``workers`` threads (default: one per core); sums are added in a fixed order, so the
+    result does not depend on ``workers``. ``progress(strips_done, strips_total, pixels_done)``
+    is called after each strip (the pipeline's progress signature).
+    """
+    c, h, w = inputs.shape
+    step = full_strip_rows(ratio, block, strip_rows)
+    halo = full_res_halo(ratio)
     gains = np.broadcast_to(np.asarray(ms_gnyq, dtype=np.float64), (c,))
     sc = FullScorer(ratio, c, block)
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        for y0 in range(0, h, step):
-            _full_strip(sc, pool, F, pan, lms, ms, mask, ratio, gains, pan_gnyq, y0, min(h, y0 + step))
+    strips = [(y0, min(h, y0 + step)) for y0 in range(0, h, step)]
+
+    def fetch(i):
+        y0, y1 = strips[i]
+        a, b = max(0, y0 - halo), min(h, y1 + halo)
+        return a, inputs.rows(a, b)
+
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        pending = reader.submit(fetch, 0) if strips else None
+        for i, (y0, y1) in enumerate(strips):
+            a, rows = pending.result()
+            if i + 1 < len(strips):
+                pending = reader.submit(fetch, i + 1)
+            _full_strip(sc, pool, rows, a, y0, y1, ratio, gains, pan_gnyq)
+            if progress is not None:
+                progress(i + 1, len(strips), y1 * w)
     return sc.result()
 
 
-def _full_strip(sc, pool, F, pan, lms, ms, mask, ratio, gains, pan_gnyq, y0, y1) -> None:
-    """Filter rows ``y0 .. y1`` (with the halos the filters need) and feed them to ``sc``."""
-    h = F.shape[1]
+def _full_strip(sc, pool, rows: FullResRows, a: int, y0: int, y1: int, ratio, gains, pan_gnyq) -> None:
+    """Score rows ``y0 .. y1 - 1`` from ``rows`` (which start at row ``a`` and carry the halo
+    the filters and the mask erosion need, or stop at the image's edge)."""
+    n = rows.pan.shape[0]
     e = full_res_erosion(ratio)
-    halo = -(-2 * e // ratio) * ratio
-    fhalo = filters.MTF_TAPS // 2  # reach of the (undecimated) MTF low-pass of F
-    a, b = max(0, y0 - halo), min(h, y1 + halo)
     o0, o1 = y0 - a, y1 - a
-    fa, fb = max(0, y0 - fhalo), min(h, y1 + fhalo)
-    fx = np.asarray(F[:, fa:fb], dtype=np.float32)
-    f_lp = filters.lowpass(fx, gains, ratio)[:, y0 - fa : y1 - fa]
-    px = np.asarray(pan[a:b], dtype=np.float32)
+    fhalo = filters.MTF_TAPS // 2  # reach of the (undecimated) MTF low-pass of F
+    fa, fb = max(0, o0 - fhalo), min(n, o1 + fhalo)
+    fx = np.asarray(rows.F[:, fa:fb], dtype=np.float32)
+    f_lp = filters.lowpass(fx, gains, ratio)[:, o0 - fa : o1 - fa]
+    px = np.asarray(rows.pan, dtype=np.float32)
     p_lr_x = filters.degrade(px, pan_gnyq, ratio)
     p_lp = filters.upsample_cubic(p_lr_x, ratio)[o0:o1]
     p_lr = p_lr_x[o0 // ratio : o1 // ratio]
-    if mask is not None:
-        m = _erode(mask[a:b], e)[o0:o1]
+    if rows.valid is not None:
+        m = _erode(np.asarray(rows.valid, bool), e)[o0:o1]
         m_lr = _block_all(m, ratio)
     else:
         m = m_lr = None
     sc.update(
-        fx[:, y0 - fa : y1 - fa],
+        fx[:, o0 - fa : o1 - fa],
         f_lp,
         px[o0:o1],
         p_lp,
-        np.asarray(lms[:, y0:y1], dtype=np.float32),
-        np.asarray(ms[:, y0 // ratio : y1 // ratio], dtype=np.float32),
+        np.asarray(rows.lms[:, o0:o1], dtype=np.float32),
+        np.asarray(rows.ms[:, o0 // ratio : o1 // ratio], dtype=np.float32),
         p_lr,
         m,
         m_lr,
