@@ -280,8 +280,8 @@ def score_against(path: Path, reference: Path, progress: Callable | None = None,
     with _open_checked(reference) as ref, _open_checked(path) as img:
         if (img.count, img.height, img.width) != (ref.count, ref.height, ref.width):
             raise BadInputError(
-                f"{path}: {img.count} bands of {img.width}x{img.height} px differ from the "
-                f"reference's {ref.count} bands of {ref.width}x{ref.height}"
+                f"{path}: {img.count} bands of {img.width}x{img.height} px, which differs from the "
+                f"reference's {ref.count} bands of {ref.width}x{ref.height} px"
             )
         ratio = int(ref.tags().get("RATIO", 4))
         scorer = indices.ReducedScorer(ratio, ref.count)

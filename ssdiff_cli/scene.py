@@ -653,13 +653,13 @@ def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
         ms = fill_invalid(ms, ms_valid, ms_means)
     ms, ms_valid = ms[:, extra:-extra, extra:-extra], ms_valid[extra:-extra, extra:-extra]
     inner = (slice(m, -m), slice(m, -m))
-    lms = filters.upsample_cubic(ms, r)[:, m * r : m * r + height, m * r : m * r + width]
+    lms = filters.upsample_cubic(ms, r, rows=(m * r, m * r + height), cols=(m * r, m * r + width))
     if spec.ms_offset is not None:
         valid = pan_valid & np.repeat(np.repeat(ms_valid[inner], r, axis=0), r, axis=1)
     else:
         valid = pan_valid & reader.read_ms_valid(row, col, height, width)
     pan = fill_invalid(pan, pan_valid, pan_mean)
-    return TileData(pan=pan, lms=np.ascontiguousarray(lms), valid=valid, row=row, col=col,
+    return TileData(pan=pan, lms=lms, valid=valid, row=row, col=col,
                     ms=np.ascontiguousarray(ms[:, inner[0], inner[1]]) if want_ms else None)
 
 

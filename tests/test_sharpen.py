@@ -212,3 +212,23 @@ def test_blending_does_not_depend_on_the_order_tiles_arrive_in():
         assert blender.finished()
         outputs.append(out)
     assert np.array_equal(outputs[0], outputs[1]) and np.array_equal(outputs[0], outputs[2])
+
+
+def test_hole_fill_by_chunks_equals_the_whole_window_fill():
+    # fill_invalid only works on the chunks that hold holes; it must give exactly what filling
+    # the whole window at once gives (so tiles fill identically wherever they are cut).
+    from ssdiff_cli.scene import FILL_ITERATIONS, _fill_window, fill_invalid
+
+    with rasterio.open(scene_paths("wv2_grip")[1]) as ds:
+        ms = ds.read().astype(np.float32)
+    valid = np.ones(ms.shape[1:], bool)
+    valid[:, :9] = False  # a margin, as read outside the scene
+    valid[100:140, 200:260] = False  # a hole larger than the fill's reach
+    valid[np.random.default_rng(0).random(valid.shape) < 0.002] = False  # scattered nodata
+    ms[:, ~valid] = np.nan
+    means = np.nanmean(ms, axis=(1, 2))
+    chunked = fill_invalid(ms, valid, means)
+    whole = _fill_window(ms, valid, means, FILL_ITERATIONS)
+    np.testing.assert_array_equal(chunked, whole)
+    assert np.isfinite(chunked).all()
+    np.testing.assert_array_equal(chunked[:, valid], ms[:, valid])

@@ -114,3 +114,36 @@ def test_reduced_resolution_brovey_beats_lms_wv2():
     assert e_brv["SCC"] > e_lms["SCC"]
     # Brovey only rescales each spectral vector: its SAM equals the lms's
     assert e_brv["SAM"] == pytest.approx(e_lms["SAM"], rel=1e-9)
+
+
+# ------------------------------------------------------------------ filters as matrix products
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 40, 41, 97, 640])
+def test_banded_filters_match_scipy_on_real_imagery(size):
+    # correlate_axis must be scipy's correlate1d (mode "mirror") with decimation, up to float32
+    # rounding, for every array size including ones shorter than the kernel.
+    from scipy import ndimage
+
+    pan, _ = _read("wv2_grip", "pan")
+    x = pan[:size, 100 : 100 + size + 3].astype(np.float32)
+    odd = filters.mtf_kernel(0.35, 4).astype(np.float32)
+    even = filters.gaussian_taps(filters.mtf_sigma(0.11, 4), filters.MTF_TAPS + 1).astype(np.float32)
+    for kernel, start, step in ((odd, 0, 1), (even, 2, 4), (odd, 1, 3)):
+        for axis in (-2, -1):
+            ref = ndimage.correlate1d(x, kernel, axis=axis, mode="mirror")
+            ref = ref[start::step] if axis == -2 else ref[:, start::step]
+            got = filters.correlate_axis(x, kernel, axis=axis, start=start, step=step)
+            assert got.shape == ref.shape
+            np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-3)
+
+
+def test_cubic_upsampling_of_a_window_equals_the_cropped_whole():
+    # read_tile asks only for the rows and columns it keeps: they must be the same values.
+    ms, _ = _read("ge1_grip", "ms")
+    x = ms[:, :37, :50].astype(np.float32)
+    whole = filters.upsample_cubic(x, 4)
+    part = filters.upsample_cubic(x, 4, rows=(8, 101), cols=(4, 200))
+    np.testing.assert_array_equal(part, whole[:, 8:101, 4:200])
+    with pytest.raises(ValueError):
+        filters.upsample_cubic(x, 4, rows=(3, 10))  # not on the coarse grid

@@ -34,6 +34,7 @@ from typing import Protocol
 
 import numpy as np
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
 from .. import filters
 
@@ -918,9 +919,9 @@ def full_strip_rows(ratio: int, block: int = 32, requested: int = 512) -> int:
 
 
 def full_res_halo(ratio: int) -> int:
-    """Rows read above and below each strip: enough for the mask erosion and the PAN's
-    degradation and re-upsampling, a multiple of the ratio."""
-    return -(-2 * full_res_erosion(ratio) // ratio) * ratio
+    """Rows read above and below each strip: the reach of the mask erosion, which covers every
+    filter's (:func:`full_res_erosion`), rounded up to a multiple of the ratio."""
+    return -(-full_res_erosion(ratio) // ratio) * ratio
 
 
 def full_resolution_from(
@@ -953,7 +954,13 @@ def full_resolution_from(
         a, b = max(0, y0 - halo), min(h, y1 + halo)
         return a, inputs.rows(a, b)
 
-    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+    # Parallelism comes from these threads: BLAS (the filters' matrix products) runs on one
+    # thread each, as its own threads would only contend with them.
+    with (
+        threadpool_limits(1, user_api="blas"),
+        ThreadPoolExecutor(1) as reader,
+        ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool,
+    ):
         pending = reader.submit(fetch, 0) if strips else None
         for i, (y0, y1) in enumerate(strips):
             a, rows = pending.result()
@@ -974,10 +981,17 @@ def _full_strip(sc, pool, rows: FullResRows, a: int, y0: int, y1: int, ratio, ga
     fhalo = filters.MTF_TAPS // 2  # reach of the (undecimated) MTF low-pass of F
     fa, fb = max(0, o0 - fhalo), min(n, o1 + fhalo)
     fx = np.asarray(rows.F[:, fa:fb], dtype=np.float32)
-    f_lp = filters.lowpass(fx, gains, ratio)[:, o0 - fa : o1 - fa]
     px = np.asarray(rows.pan, dtype=np.float32)
-    p_lr_x = filters.degrade(px, pan_gnyq, ratio)
-    p_lp = filters.upsample_cubic(p_lr_x, ratio)[o0:o1]
+    f_lp = np.empty((fx.shape[0], o1 - o0, fx.shape[2]), np.float32)
+
+    def lowpass_band(i: int) -> None:
+        f_lp[i] = filters.lowpass(fx[i], gains[i], ratio)[o0 - fa : o1 - fa]
+
+    # one job per band and one for the PAN, spread over the pool
+    pan_job = pool.submit(filters.degrade, px, pan_gnyq, ratio)
+    list(pool.map(lowpass_band, range(fx.shape[0])))
+    p_lr_x = pan_job.result()
+    p_lp = filters.upsample_cubic(p_lr_x, ratio, rows=(o0, o1))
     p_lr = p_lr_x[o0 // ratio : o1 // ratio]
     if rows.valid is not None:
         m = _erode(np.asarray(rows.valid, bool), e)[o0:o1]
