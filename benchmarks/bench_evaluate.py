@@ -1,10 +1,22 @@
-"""Benchmark: reading a 4096x4096 PAN scene vs computing its quality indices.
+"""Benchmark: scoring a 4096x4096 PAN scene at full resolution vs reading it.
 
 The scene is built by mirror-tiling ``wv2_grip`` (8-band WorldView-2, ratio 4) up to a 4096x4096
-PAN and 1024x1024 MS, written as GeoTIFFs into a temporary folder outside the repository,
-together with a fused image (a simple Brovey) and the lms as ``.npy`` files. Each stage then runs
-in a fresh child process that memory-maps its inputs, so the peak RSS reported
-(``resource.getrusage``) is that stage's own.
+PAN and a 1024x1024 MS, written as tiled, deflate-compressed GeoTIFFs into a temporary folder
+outside the repository; ``ssdiff sharpen -m mtf-glp`` then makes the fused COG to score and
+``-m upsample`` the lms used as a stand-in reference for the reduced-resolution scorer. Each stage
+runs in a fresh child process, so the peak RSS reported (``resource.getrusage``) is its own:
+
+* ``read``: read the PAN, the MS and the fused image, whole (what scoring must at least read),
+  with GDAL decoding on every core as ``evaluate`` does;
+* ``evaluate``: ``ssdiff evaluate FUSED --pan PAN --ms MS`` as a library call (sensor detection,
+  scene sample, strip-by-strip reading and all full-resolution indices: D_lambda Khan, D_s, HQNR,
+  QNR);
+* ``cli``: the same command run as a program, Python start-up included;
+* ``indices``: the full-resolution indices alone, on arrays already in memory;
+* ``reference``: ``ssdiff evaluate FUSED --reference REF`` (SAM, ERGAS, Q2n, SCC, Q, PSNR).
+
+Target (issue 3): evaluating takes no more than a few times as long as reading, peak memory
+under 2 GB.
 
     python benchmarks/bench_evaluate.py [--size 4096]
 """
@@ -13,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -24,10 +37,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "wv2_grip"
+SSDIFF = Path(sys.executable).with_name("ssdiff")
 sys.path.insert(0, str(ROOT))
 
-MS_GNYQ = [0.35] * 7 + [0.27]
-PAN_GNYQ = 0.11
 RATIO = 4
 
 
@@ -48,66 +60,74 @@ def _mirror_tile(arr: np.ndarray, h: int, w: int) -> np.ndarray:
 def prepare(tmp: Path, size: int) -> None:
     import rasterio
 
-    from ssdiff_cli.quality import wald
-
     with rasterio.open(DATA / "pan.tif") as ds:
-        pan = ds.read(1)
+        pan, tags = ds.read(1), ds.tags()
     with rasterio.open(DATA / "ms.tif") as ds:
         ms = ds.read()
     pan = _mirror_tile(pan, size, size)
     ms = _mirror_tile(ms, size // RATIO, size // RATIO)
     prof = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256, compress="deflate")
-    with rasterio.open(tmp / "pan.tif", "w", width=size, height=size, count=1, dtype="uint16", **prof) as ds:
-        ds.write(pan, 1)
-    with rasterio.open(
-        tmp / "ms.tif", "w", width=size // 4, height=size // 4, count=8, dtype="uint16", **prof
-    ) as ds:
-        ds.write(ms)
-    lms = np.lib.format.open_memmap(tmp / "lms.npy", "w+", np.float32, (8, size, size))
-    fused = np.lib.format.open_memmap(tmp / "fused.npy", "w+", np.float32, (8, size, size))
-    step = 512
-    for y in range(0, size, step):  # lms strip by strip, with a low-res halo for the cubic
-        y0, y1 = max(0, y // 4 - 4), min(size // 4, (y + step) // 4 + 4)
-        up = wald.upsample_ms(ms[:, y0:y1].astype(np.float32), RATIO)
-        lms[:, y : y + step] = up[:, (y // 4 - y0) * 4 : (y // 4 - y0) * 4 + step]
-    inten_mean, pan_mean = float(lms[:, ::8, ::8].mean()), float(pan[::8, ::8].mean())
-    for y in range(0, size, step):  # Brovey with the PAN scaled to the intensity's mean
-        sl = lms[:, y : y + step]
-        inten = sl.mean(axis=0) + 1e-3
-        fused[:, y : y + step] = sl * (pan[y : y + step] * (inten_mean / pan_mean) / inten)
-    lms.flush()
-    fused.flush()
+    for name, data in (("pan", pan[None]), ("ms", ms)):
+        _, h, w = data.shape
+        with rasterio.open(tmp / f"{name}.tif", "w", width=w, height=h, count=data.shape[0],
+                           dtype="uint16", **prof) as ds:
+            ds.write(data)
+            ds.update_tags(**tags)  # SENSOR, BIT_DEPTH, RATIO of the source pair
+    for method, out in (("mtf-glp", "fused.tif"), ("upsample", "lms.tif")):
+        subprocess.run([str(SSDIFF), "sharpen", str(tmp / "pan.tif"), str(tmp / "ms.tif"), "-o",
+                        str(tmp / out), "-m", method, "-q", "--force"], check=True)
 
 
 def stage(name: str, tmp: Path) -> dict:
     import rasterio
 
-    from ssdiff_cli.quality import indices
+    from ssdiff_cli import evaluate
 
+    pan, ms, fused = tmp / "pan.tif", tmp / "ms.tif", tmp / "fused.tif"
     res: dict = {}
     t0 = time.perf_counter()
     if name == "read":
-        with rasterio.open(tmp / "pan.tif") as ds:
-            pan = ds.read(1)
-        with rasterio.open(tmp / "ms.tif") as ds:
-            ms = ds.read()
-        assert pan.size and ms.size
-    elif name in ("full", "reduced"):
-        with rasterio.open(tmp / "pan.tif") as ds:
-            pan = ds.read(1)
-        with rasterio.open(tmp / "ms.tif") as ds:
-            ms = ds.read()
-        lms = np.load(tmp / "lms.npy", mmap_mode="r")
-        fused = np.load(tmp / "fused.npy", mmap_mode="r")
+        for path in (pan, ms, fused):
+            with rasterio.open(path, NUM_THREADS="ALL_CPUS") as ds:
+                assert ds.read().size
+    elif name == "evaluate":
+        ev = evaluate.evaluate_images([fused], pan=pan, ms=[ms])
+        res = ev.rows["fused.tif"]
+    elif name == "cli":
+        out = subprocess.run([str(SSDIFF), "evaluate", str(fused), "--pan", str(pan), "--ms", str(ms),
+                              "--json", "-q"], check=True, capture_output=True, text=True)
+        res = json.loads(out.stdout)["rows"]["fused.tif"]
+        # the child's own peak, not this process's
+        return {"seconds": time.perf_counter() - t0,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, **res}
+    elif name == "indices":
+        from ssdiff_cli.pipeline import fill_values, prepare_scene
+        from ssdiff_cli.quality import indices
+        from ssdiff_cli.scene import read_tile
+
+        scene, detection, sample = prepare_scene(pan, [ms])
+        h, w = scene.spec.out.height, scene.spec.out.width
+        tile = read_tile(scene.spec, 0, 0, h, w, fill_values(sample), want_ms=True)
+        with rasterio.open(fused) as ds:
+            f = ds.read(out_dtype="float32")
+        p = detection.preset
         t0 = time.perf_counter()
-        if name == "full":
-            res = indices.full_resolution(fused, pan, lms, ms, RATIO, MS_GNYQ, PAN_GNYQ)
-        else:  # reduced-resolution scorer throughput (fused vs lms as a stand-in reference)
-            res = indices.reduced_resolution(fused, lms, RATIO, data_range=2047)
-            res = {k: v for k, v in res.items() if not isinstance(v, list)}
+        res = indices.full_resolution(f, tile.pan, tile.lms, tile.ms, RATIO, p.ms_gnyq, p.pan_gnyq)
+    elif name == "reference":
+        res = evaluate.score_against(fused, tmp / "lms.tif")
+        res = {k: v for k, v in res.items() if not isinstance(v, list)}
     else:
         raise ValueError(name)
     return {"seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_mb(), **res}
+
+
+STAGES = (
+    ("read", "read PAN + MS + fused (GeoTIFF, whole)"),
+    ("evaluate", "evaluate FUSED --pan --ms (library)"),
+    ("cli", "ssdiff evaluate FUSED --pan --ms (program)"),
+    ("indices", "full-res indices on in-memory arrays"),
+    ("reference", "evaluate FUSED --reference (8 bands)"),
+)
 
 
 def main() -> int:
@@ -135,27 +155,26 @@ def main() -> int:
             [sys.executable, __file__, "--stage", "prepare", "--tmp", str(tmp), "--size", str(size)],
             check=True,
         )
-        print(f"scene {size}x{size} PAN, 8 bands, built in {time.perf_counter() - t:.1f} s ({tmp})")
+        print(f"scene {size}x{size} PAN, 8 bands, built in {time.perf_counter() - t:.1f} s ({tmp}), "
+              f"{os.cpu_count()} cores")
         rows = []
-        for name, label in (
-            ("read", "read PAN + MS (GeoTIFF)"),
-            ("full", "full-res indices (D_lambda, D_s, HQNR, QNR)"),
-            ("reduced", "reduced-res scorer (SAM..PSNR, 8 bands)"),
-        ):
+        for name, label in STAGES:
             out = subprocess.run(
                 [sys.executable, __file__, "--stage", name, "--tmp", str(tmp)],
-                check=True,
-                capture_output=True,
-                text=True,
+                check=True, capture_output=True, text=True,
             )
-            res = json.loads(out.stdout.strip().splitlines()[-1])
-            rows.append((label, res))
+            rows.append((name, label, json.loads(out.stdout.strip().splitlines()[-1])))
     mp = size * size / 1e6
-    print("\n| stage | seconds | MP/s (PAN px) | peak RSS (MB) |\n|---|---|---|---|")
-    for label, r in rows:
-        print(f"| {label} | {r['seconds']:.2f} | {mp / r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |")
-    for label, r in rows[1:]:
-        vals = {k: round(v, 4) for k, v in r.items() if k not in ("seconds", "peak_rss_mb")}
+    read_s = rows[0][2]["seconds"]
+    print("\n| stage | seconds | x read | MP/s (PAN px) | peak RSS (MB) |\n|---|---|---|---|---|")
+    for _, label, r in rows:
+        print(f"| {label} | {r['seconds']:.2f} | {r['seconds'] / read_s:.1f} | "
+              f"{mp / r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |")
+    for name, label, r in rows[1:]:
+        if name == "cli":
+            continue
+        vals = {k: round(v, 4) for k, v in r.items() if k not in ("seconds", "peak_rss_mb")
+                and not isinstance(v, list)}
         print(f"{label}: {vals}")
     return 0
 

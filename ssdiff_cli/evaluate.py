@@ -223,13 +223,8 @@ class FusedSceneInputs:
         w = self.shape[2]
         tile = read_tile(self.spec, a, 0, b - a, w, self.fills, want_ms=True)
         win = Window(0, a, w, b - a)
-        fused = self.ds.read(window=win, out_dtype="float32")
-        valid = tile.valid & (self.ds.read_masks(1, window=win) > 0)
-        finite = np.isfinite(fused)
-        if not finite.all():
-            valid &= finite.all(axis=0)
-            fused[~finite] = 0.0  # masked out; keeps the filters free of NaN
-        return indices.FullResRows(fused, tile.pan, tile.lms, tile.ms, valid)
+        fused, valid = _read_window(self.ds, win)
+        return indices.FullResRows(fused, tile.pan, tile.lms, tile.ms, valid & tile.valid)
 
     def close(self) -> None:
         """Close the fused raster."""
@@ -302,10 +297,11 @@ def _read_window(ds, win: Window) -> tuple[np.ndarray, np.ndarray]:
     invalid values are zeroed (they never enter a sum)."""
     data = ds.read(window=win, out_dtype="float32")
     valid = ds.read_masks(1, window=win) > 0
-    finite = np.isfinite(data)
-    if not finite.all():
-        valid &= finite.all(axis=0)
-        data[~finite] = 0.0
+    if np.dtype(ds.dtypes[0]).kind == "f":  # integers are always finite
+        finite = np.isfinite(data)
+        if not finite.all():
+            valid &= finite.all(axis=0)
+            data[~finite] = 0.0  # masked out; keeps the filters free of NaN
     return data, valid
 
 
