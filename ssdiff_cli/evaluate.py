@@ -17,6 +17,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -281,14 +282,22 @@ def score_against(path: Path, reference: Path, progress: Callable | None = None,
         ratio = int(ref.tags().get("RATIO", 4))
         scorer = indices.ReducedScorer(ratio, ref.count)
         step = max(32, strip_rows // 32 * 32)  # whole 32-px blocks in every strip but the last
-        starts = range(0, ref.height, step)
-        for i, y in enumerate(starts):
-            win = Window(0, y, ref.width, min(step, ref.height - y))
-            data, valid = _read_window(img, win)
-            rdata, rvalid = _read_window(ref, win)
-            scorer.update(data, rdata, valid & rvalid)
-            if progress is not None:
-                progress(i + 1, len(starts), (y + win.height) * ref.width)
+        wins = [Window(0, y, ref.width, min(step, ref.height - y)) for y in range(0, ref.height, step)]
+
+        def fetch(win):
+            (data, valid), (rdata, rvalid) = _read_window(img, win), _read_window(ref, win)
+            return data, rdata, valid & rvalid
+
+        # the next strip is read while this one is scored
+        with indices.worker_pool() as pool, ThreadPoolExecutor(1) as reader:
+            pending = reader.submit(fetch, wins[0])
+            for i, win in enumerate(wins):
+                data, rdata, valid = pending.result()
+                if i + 1 < len(wins):
+                    pending = reader.submit(fetch, wins[i + 1])
+                scorer.update(data, rdata, valid, pool)
+                if progress is not None:
+                    progress(i + 1, len(wins), (win.row_off + win.height) * ref.width)
         return scorer.result()
 
 

@@ -29,6 +29,7 @@ import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -139,27 +140,36 @@ def _block_rows(h: int, w: int, b: int, valid: np.ndarray):
                 yield row, x0, x1, sel
 
 
-def _q_q2n_sums(f: np.ndarray, r: np.ndarray, b: int, valid: np.ndarray):
+def _q_q2n_sums(f: np.ndarray, r: np.ndarray, b: int, valid: np.ndarray, pool=None):
     """Sums over the valid blocks of ``(C, H, W)`` images of the per-band UIQI ``Q(F_b, R_b)``
-    (``(C,)``) and of Q2n (reference ``R``), and the number of blocks."""
-    c = f.shape[0]
-    q = np.zeros(c)
+    (``(C,)``) and of Q2n (reference ``R``), and the number of blocks. ``pool`` (an executor)
+    spreads the groups of blocks over threads; the sums are added in a fixed order."""
+    q = np.zeros(f.shape[0])
     q2 = 0.0
     nblk = 0
-    for row, x0, x1, sel in _block_rows(f.shape[1], f.shape[2], b, valid):
-        sl = slice(row * b, row * b + b)
-        fb = _row_blocks([f[:, sl]], b, x0, x1, sel)
-        rb = _row_blocks([r[:, sl]], b, x0, x1, sel)
-        mf, ssf, _ = _centre(fb)
-        mr, ssr, rconst = _centre(rb)
-        n = fb.shape[-1]
-        cross = _gram(rb, fb)  # sum of R_i F_j deviations  (nb, C, C)
-        cfr = np.diagonal(cross, axis1=-2, axis2=-1)
-        q += _uiqi_moments(mf, mr, ssf / n, ssr / n, cfr / n).sum(axis=0)
-        d = max(n - 1, 1)
-        q2 += float(_q2n_stats(mr, mf, ssr / d, ssf / d, cross / d, rconst).sum())
-        nblk += fb.shape[0]
+    groups = list(_block_rows(f.shape[1], f.shape[2], b, valid))
+    run = pool.map if pool is not None else map
+    for gq, gq2, gn in run(lambda g: _q_q2n_group(f, r, b, *g), groups):
+        q += gq
+        q2 += gq2
+        nblk += gn
     return q, q2, nblk
+
+
+def _q_q2n_group(f, r, b, row, x0, x1, sel):
+    """:func:`_q_q2n_sums` over one group of blocks."""
+    sl = slice(row * b, row * b + b)
+    fb = _row_blocks([f[:, sl]], b, x0, x1, sel)
+    rb = _row_blocks([r[:, sl]], b, x0, x1, sel)
+    mf, ssf, _ = _centre(fb)
+    mr, ssr, rconst = _centre(rb)
+    n = fb.shape[-1]
+    cross = _gram(rb, fb)  # sum of R_i F_j deviations  (nb, C, C)
+    cfr = np.diagonal(cross, axis1=-2, axis2=-1)
+    q = _uiqi_moments(mf, mr, ssf / n, ssr / n, cfr / n).sum(axis=0)
+    d = max(n - 1, 1)
+    q2 = float(_q2n_stats(mr, mf, ssr / d, ssf / d, cross / d, rconst).sum())
+    return q, q2, fb.shape[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,21 +327,34 @@ class _Moments:
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
         """Add paired samples (any float dtype; sums are accumulated in float64)."""
+        self.merge(_Moments.of(a, b))
+
+    @staticmethod
+    def of(a: np.ndarray, b: np.ndarray) -> _Moments:
+        """The moments of one chunk of paired samples."""
+        out = _Moments()
         k = a.size
         if k == 0:
+            return out
+        out.n = k
+        out.ma, out.mb = float(a.mean(dtype=np.float64)), float(b.mean(dtype=np.float64))
+        ac, bc = np.subtract(a, out.ma, dtype=np.float64), np.subtract(b, out.mb, dtype=np.float64)
+        out.m2a, out.m2b = float(np.vecdot(ac, ac)), float(np.vecdot(bc, bc))
+        out.cab = float(np.vecdot(ac, bc))
+        return out
+
+    def merge(self, other: _Moments) -> None:
+        """Add another chunk's moments (Chan et al.); merging in a fixed order keeps results
+        independent of where the chunks were computed."""
+        k = other.n
+        if k == 0:
             return
-        ma, mb = float(a.mean(dtype=np.float64)), float(b.mean(dtype=np.float64))
-        ac, bc = np.subtract(a, ma, dtype=np.float64), np.subtract(b, mb, dtype=np.float64)
-        # einsum rather than np.dot: a BLAS dot may spin up threads, slow on a busy machine
-        m2a = float(np.einsum("i,i->", ac, ac))
-        m2b = float(np.einsum("i,i->", bc, bc))
-        cab = float(np.einsum("i,i->", ac, bc))
         n = self.n + k
-        da, db = ma - self.ma, mb - self.mb
+        da, db = other.ma - self.ma, other.mb - self.mb
         w = self.n * k / n
-        self.m2a += m2a + da * da * w
-        self.m2b += m2b + db * db * w
-        self.cab += cab + da * db * w
+        self.m2a += other.m2a + da * da * w
+        self.m2b += other.m2b + db * db * w
+        self.cab += other.cab + da * db * w
         self.ma += da * k / n
         self.mb += db * k / n
         self.n = n
@@ -357,6 +380,27 @@ def _as_mask(mask, shape) -> np.ndarray | None:
 
 # --------------------------------------------------------------------------------------------
 # Reduced resolution
+
+
+def _pixel_sums(f: np.ndarray, r: np.ndarray, valid: np.ndarray | None):
+    """SAM, ERGAS and PSNR sums over the valid pixels of a few rows ``(C, k, W)``:
+    ``(n, sam_sum, sam_n, sse, sum_r, rmax)``."""
+    f = np.asarray(f, dtype=np.float64)
+    r = np.asarray(r, dtype=np.float64)
+    if valid is not None and not valid.all():
+        f, r = f[:, valid], r[:, valid]  # (C, n)
+    else:
+        f, r = f.reshape(f.shape[0], -1), r.reshape(r.shape[0], -1)
+    n = f.shape[1]
+    if n == 0:
+        return 0, 0.0, 0, 0.0, 0.0, -np.inf
+    ang, ok = _spectral_angles(f, r)
+    if ok.all():
+        sam_sum, sam_n = float(ang.sum()), n
+    else:
+        sam_sum, sam_n = float(ang[ok].sum()), int(ok.sum())
+    d = f - r
+    return n, sam_sum, sam_n, np.vecdot(d, d), r.sum(axis=1), float(r.max())
 
 
 class ReducedScorer:
@@ -392,8 +436,11 @@ class ReducedScorer:
         self._pending = None
         self._ragged = False
 
-    def update(self, f: np.ndarray, r: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Add a strip ``F, R`` ``(C, s, W)`` with an optional ``(s, W)`` validity mask."""
+    def update(self, f: np.ndarray, r: np.ndarray, mask: np.ndarray | None = None, pool=None) -> None:
+        """Add a strip ``F, R`` ``(C, s, W)`` with an optional ``(s, W)`` validity mask.
+
+        ``pool`` (an executor) spreads the work, a few rows or a group of blocks per job, over
+        threads; partial sums are added in a fixed order, so the result does not depend on it."""
         if self._ragged:
             raise ValueError(f"only the last strip may have a height that is not a multiple of {self.block}")
         if f.shape != r.shape or f.ndim != 3 or f.shape[0] != self.bands:
@@ -403,55 +450,42 @@ class ReducedScorer:
         self._ragged = s % self.block != 0
         f = np.asarray(f)
         r = np.asarray(r)
+        run = pool.map if pool is not None else map
         # pixel indices, a few rows at a time (float64 temporaries stay in the cache)
-        for y0 in range(0, s, _PIXEL_ROWS):
-            y1 = min(s, y0 + _PIXEL_ROWS)
-            self._pixels(f[:, y0:y1], r[:, y0:y1], None if mask is None else mask[y0:y1])
+        chunks = [slice(y0, min(s, y0 + _PIXEL_ROWS)) for y0 in range(0, s, _PIXEL_ROWS)]
+        for sums in run(lambda c: _pixel_sums(f[:, c], r[:, c], None if mask is None else mask[c]), chunks):
+            self._add_pixel_sums(*sums)
         # Q and Q2n on blocks
         bvalid = _block_valid(mask, (s, w), self.block)
         if bvalid.any():
-            q, q2, nb = _q_q2n_sums(f, r, self.block, bvalid)
+            q, q2, nb = _q_q2n_sums(f, r, self.block, bvalid, pool)
             self._q_sum += q
             self._q2n_sum += q2
             self._nblocks += nb
         # SCC (Sobel in float32 when the data are float32 or 16-bit integers)
         wd = _sobel_dtype(f.dtype, r.dtype)
         valid = np.ones((s, w), bool) if mask is None else mask
-        self._scc_feed(np.asarray(f, wd), np.asarray(r, wd), valid)
+        self._scc_feed(np.asarray(f, wd), np.asarray(r, wd), valid, pool)
 
-    def _pixels(self, f: np.ndarray, r: np.ndarray, valid: np.ndarray | None) -> None:
-        """SAM, ERGAS and PSNR sums over the valid pixels of a few rows ``(C, k, W)``."""
-        f = np.asarray(f, dtype=np.float64)
-        r = np.asarray(r, dtype=np.float64)
-        if valid is not None and not valid.all():
-            f, r = f[:, valid], r[:, valid]  # (C, n)
-        else:
-            f, r = f.reshape(f.shape[0], -1), r.reshape(r.shape[0], -1)
-        n = f.shape[1]
+    def _add_pixel_sums(self, n, sam_sum, sam_n, sse, sum_r, rmax) -> None:
         if n == 0:
             return
         self._n += n
-        ang, ok = _spectral_angles(f, r)
-        if ok.all():
-            self._sam_sum += float(ang.sum())
-            self._sam_n += n
-        else:
-            self._sam_sum += float(ang[ok].sum())
-            self._sam_n += int(ok.sum())
-        d = f - r
-        self._sse += np.einsum("cn,cn->c", d, d)
-        self._sum_r += r.sum(axis=1)
-        self._rmax = max(self._rmax, float(r.max()))
+        self._sam_sum += sam_sum
+        self._sam_n += sam_n
+        self._sse += sse
+        self._sum_r += sum_r
+        self._rmax = max(self._rmax, rmax)
 
-    def _scc_feed(self, f, r, valid) -> None:
+    def _scc_feed(self, f, r, valid, pool=None) -> None:
         if self._ctx is None:
             parts = [(f[:, :1], r[:, :1], valid[:1])]
         else:
             parts = [self._ctx, self._pending]
         parts.append((f, r, valid))
-        self._scc_run(parts)
+        self._scc_run(parts, pool)
 
-    def _scc_run(self, parts) -> None:
+    def _scc_run(self, parts, pool=None) -> None:
         """Sobel SCC moments of the inner rows of the rows of ``parts`` stacked (``(F, R, valid)``
         pieces, without copying the big ones); the last two rows are kept for the next call."""
         offs = np.cumsum([0] + [p[0].shape[1] for p in parts])
@@ -471,16 +505,20 @@ class ReducedScorer:
         last = rows(n - 2, n)
         self._ctx = tuple(np.array(a[:, :1] if k < 2 else a[:1]) for k, a in enumerate(last))
         self._pending = tuple(np.array(a[:, 1:] if k < 2 else a[1:]) for k, a in enumerate(last))
+
         # gradient magnitudes a few rows at a time (temporaries stay in the cache)
-        for y0 in range(0, n - 2, _PIXEL_ROWS):
+        def chunk(y0: int) -> _Moments:
             fb, rb, vb = rows(y0, min(n, y0 + _PIXEL_ROWS + 2))
             gf = _sobel_rows(fb)
             gr = _sobel_rows(rb)
             v = _erode_cols(vb[:-2] & vb[1:-1] & vb[2:])
             if v.all():
-                self._scc.add(gf.ravel(), gr.ravel())
-            else:
-                self._scc.add(gf[:, v].ravel(), gr[:, v].ravel())
+                return _Moments.of(gf.ravel(), gr.ravel())
+            return _Moments.of(gf[:, v].ravel(), gr[:, v].ravel())
+
+        run = pool.map if pool is not None else map
+        for moments in run(chunk, range(0, n - 2, _PIXEL_ROWS)):
+            self._scc.merge(moments)
 
     def result(self) -> dict:
         """``{"SAM", "ERGAS", "Q2n", "SCC", "Q", "PSNR"}``; ``Q`` and ``PSNR`` are per-band lists
@@ -537,9 +575,11 @@ def reduced_resolution(
     data_range: float | None = None,
     block: int = 32,
     strip_rows: int = 256,
+    workers: int | None = None,
 ) -> dict:
     """All reduced-resolution indices of ``F`` against the reference ``R`` (``(C, H, W)``,
-    any dtype, memory-mapped arrays welcome) run strip by strip through :class:`ReducedScorer`.
+    any dtype, memory-mapped arrays welcome) run strip by strip through :class:`ReducedScorer`,
+    on ``workers`` threads (:func:`worker_pool`; the result does not depend on their number).
 
     Returns ``{"SAM" (deg, ideal 0), "ERGAS" (ideal 0), "Q2n" (ideal 1), "SCC" (ideal 1),
     "Q" (per band, ideal 1), "Q_mean", "PSNR" (dB per band, ideal inf), "PSNR_mean"}``.
@@ -549,10 +589,19 @@ def reduced_resolution(
     mask = _as_mask(mask, F.shape[1:])
     sc = ReducedScorer(ratio, F.shape[0], data_range=data_range, block=block)
     step = _strip_rows(strip_rows, block)
-    for y in range(0, F.shape[1], step):
-        sl = slice(y, y + step)
-        sc.update(F[:, sl], R[:, sl], None if mask is None else mask[sl])
+    with worker_pool(workers) as pool:
+        for y in range(0, F.shape[1], step):
+            sl = slice(y, y + step)
+            sc.update(F[:, sl], R[:, sl], None if mask is None else mask[sl], pool)
     return sc.result()
+
+
+@contextmanager
+def worker_pool(workers: int | None = None):
+    """A thread pool for the scorers (default: one thread per core), with BLAS held to one
+    thread meanwhile: the pool is the parallelism, BLAS's own threads would only contend."""
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        yield pool
 
 
 def sam(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -958,13 +1007,7 @@ def full_resolution_from(
         a, b = max(0, y0 - halo), min(h, y1 + halo)
         return a, inputs.rows(a, b)
 
-    # Parallelism comes from these threads: BLAS (the filters' matrix products) runs on one
-    # thread each, as its own threads would only contend with them.
-    with (
-        threadpool_limits(1, user_api="blas"),
-        ThreadPoolExecutor(1) as reader,
-        ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool,
-    ):
+    with worker_pool(workers) as pool, ThreadPoolExecutor(1) as reader:
         pending = reader.submit(fetch, 0) if strips else None
         for i, (y0, y1) in enumerate(strips):
             a, rows = pending.result()
