@@ -8,6 +8,8 @@ runs in a fresh child process, so the peak RSS reported (``resource.getrusage``)
 
 * ``read``: read the PAN, the MS and the fused image, whole (what scoring must at least read),
   with GDAL decoding on every core as ``evaluate`` does;
+* ``scene``: read everything ``evaluate`` reads, as it reads it: strips with their halos, the
+  scene opened and sampled, the MS brought onto the PAN grid per strip (no scoring);
 * ``evaluate``: ``ssdiff evaluate FUSED --pan PAN --ms MS`` as a library call (sensor detection,
   scene sample, strip-by-strip reading and all full-resolution indices: D_lambda Khan, D_s, HQNR,
   QNR);
@@ -90,6 +92,17 @@ def stage(name: str, tmp: Path) -> dict:
         for path in (pan, ms, fused):
             with rasterio.open(path, NUM_THREADS="ALL_CPUS") as ds:
                 assert ds.read().size
+    elif name == "scene":
+        from ssdiff_cli.pipeline import fill_values, prepare_scene
+        from ssdiff_cli.quality import indices
+
+        scene, _, sample = prepare_scene(pan, [ms])
+        inputs = evaluate.FusedSceneInputs(fused, scene, fill_values(sample))
+        _, h, _ = inputs.shape
+        step, halo = indices.full_strip_rows(RATIO), indices.full_res_halo(RATIO)
+        for y in range(0, h, step):
+            assert inputs.rows(max(0, y - halo), min(h, y + step + halo)).F.size
+        inputs.close()
     elif name == "evaluate":
         ev = evaluate.evaluate_images([fused], pan=pan, ms=[ms])
         res = ev.rows["fused.tif"]
@@ -123,6 +136,7 @@ def stage(name: str, tmp: Path) -> dict:
 
 STAGES = (
     ("read", "read PAN + MS + fused (GeoTIFF, whole)"),
+    ("scene", "read as evaluate does (strips, MS onto PAN grid)"),
     ("evaluate", "evaluate FUSED --pan --ms (library)"),
     ("cli", "ssdiff evaluate FUSED --pan --ms (program)"),
     ("indices", "full-res indices on in-memory arrays"),

@@ -102,8 +102,9 @@ def _degrade2d(band: np.ndarray, gnyq: float, ratio: int, taps: int) -> np.ndarr
         start = (ratio - 1) // 2
     else:
         # Even ratio: the block centre falls between pixels. An even-length kernel sampled at
-        # half-integer offsets is centred by scipy on index len//2, which places output i at
-        # position i - 0.5; block k's centre r*k + (r-1)/2 is then output index r*k + r/2.
+        # half-integer offsets is centred by correlate_axis (as by scipy) on index len//2, which
+        # places output i at position i - 0.5; block k's centre r*k + (r-1)/2 is then output
+        # index r*k + r/2.
         k = gaussian_taps(sigma, taps + 1).astype(np.float32)
         start = ratio // 2
     out = correlate_axis(band, k, axis=-2, start=start, step=ratio)
