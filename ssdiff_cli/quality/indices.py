@@ -42,13 +42,14 @@ from .. import filters
 # --------------------------------------------------------------------------------------------
 # Block helpers
 #
-# Block statistics are computed one row of blocks at a time, in groups of ``_GROUP`` blocks, so
-# that the float64 working set (a few hundred kB) stays in the CPU cache: each group of blocks is
-# copied once into a contiguous float64 array ``(nb, C, M)`` (``M = block * block``), centred in
-# place on its block means, and reduced with matrix products (BLAS) over all its blocks at once.
+# Block statistics are computed one row of blocks at a time, in groups of blocks (``_GROUP``
+# pixels per band; a few MB of float64, within the CPU's caches, and few enough numpy calls):
+# each group is copied once into a contiguous float64 array ``(nb, C, M)`` (``M = block *
+# block``), centred in place on its block means, and reduced with matrix products (BLAS) over all
+# its blocks at once. Groups are independent, so the scorers spread them over threads.
 
 _EPS = float(np.finfo(np.float64).eps)
-_GROUP = 32 * 1024  # pixels per band in a group of blocks: 32 blocks of 32x32
+_GROUP = 64 * 1024  # 64 blocks of 32 x 32 (measured fastest)
 
 
 def _block_valid(mask: np.ndarray | None, shape: tuple[int, int], b: int) -> np.ndarray:
