@@ -135,22 +135,26 @@ def symmetric_index(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(idx >= n, 2 * n - 1 - idx, idx)
 
 
-def _banded_product(x, band, vertical: bool, n_out: int, first: int, advance: int, index_fn):
+def _banded_product(x, band, vertical: bool, n_out: int, first: int, advance: int, index_fn, out=None):
     """Apply a linear map along one axis of ``x`` as a product with a small band matrix.
 
     Output block ``b`` (``band.shape[1]`` outputs) is ``span @ band`` where ``span`` is the
     ``band.shape[0]`` inputs from ``first + advance * b`` on; inputs outside the array are taken
     at ``index_fn(idx, n)``. ``vertical`` works along axis -2 (rows), otherwise along axis -1.
     BLAS runs these products several times faster than a direct loop over the taps (and on every
-    core), even counting the band matrix's zeros."""
+    core), even counting the band matrix's zeros. ``out`` (float32, the output's shape) is
+    written instead of a new array."""
     span, block = band.shape
     n = x.shape[-2] if vertical else x.shape[-1]
+    shape = x.shape[:-2] + (n_out, x.shape[-1]) if vertical else x.shape[:-1] + (n_out,)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {shape}, got {out.dtype} {out.shape}")
     if vertical:
         band = np.ascontiguousarray(band.T)
-        out = np.empty(x.shape[:-2] + (n_out, x.shape[-1]), np.float32)
         panels = [slice(c, c + _PANEL_COLS) for c in range(0, x.shape[-1], _PANEL_COLS)]
     else:
-        out = np.empty(x.shape[:-1] + (n_out,), np.float32)
         panels = [slice(None)]
     for cols in panels:
         xp, op = (x[..., cols], out[..., cols]) if vertical else (x, out)
@@ -174,15 +178,23 @@ def _check_axis(x: np.ndarray, axis: int) -> bool:
 
 
 def correlate_axis(
-    img: np.ndarray, kernel: np.ndarray, axis: int = -1, start: int = 0, step: int = 1
+    img: np.ndarray,
+    kernel: np.ndarray,
+    axis: int = -1,
+    start: int = 0,
+    step: int = 1,
+    count: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Correlate ``img`` with a 1-D ``kernel`` along its rows (``axis=-2``) or columns
-    (``axis=-1``), keeping every ``step``-th output from ``start``; edges mirror.
+    (``axis=-1``), keeping every ``step``-th output from ``start`` (``count`` of them, default
+    all); edges mirror.
 
     Output ``m`` is ``sum_j kernel[j] * img[start + step * m + j - len(kernel) // 2]``, which is
     scipy's ``correlate1d(img, kernel, mode="mirror")[start::step]`` (the same centring for even
     kernels) up to float32 rounding, computed as banded matrix products (decimation skips the
-    outputs it would throw away; negligible end taps are skipped too). Returns float32.
+    outputs it would throw away; negligible end taps are skipped too). Returns float32, written
+    into ``out`` when given.
     """
     x = np.asarray(img, dtype=np.float32)
     vertical = _check_axis(x, axis)
@@ -196,7 +208,8 @@ def correlate_axis(
     for m in range(block):  # output m reads the inputs from step * m on
         band[step * m : step * m + len(k), m] = k
     n_out = len(range(start, n, step))
-    return _banded_product(x, band, vertical, n_out, start - centre + trim, step * block, mirror_index)
+    n_out = n_out if count is None else min(count, n_out)
+    return _banded_product(x, band, vertical, n_out, start - centre + trim, step * block, mirror_index, out)
 
 
 #: Taps smaller than this fraction of a kernel's largest are dropped from both of its ends: with

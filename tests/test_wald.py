@@ -136,6 +136,13 @@ def test_banded_filters_match_scipy_on_real_imagery(size):
             got = filters.correlate_axis(x, kernel, axis=axis, start=start, step=step)
             assert got.shape == ref.shape
             np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-3)
+            # a run of outputs, written into a given array, is the same run (the last block of
+            # a run may round differently, by an ulp)
+            count = max(1, got.shape[axis] // 2)
+            want = got[:count] if axis == -2 else got[:, :count]
+            part = np.empty(want.shape, np.float32)
+            filters.correlate_axis(x, kernel, axis=axis, start=start, step=step, count=count, out=part)
+            np.testing.assert_allclose(part, want, rtol=1e-6)
 
 
 def test_cubic_upsampling_of_a_window_equals_the_cropped_whole():
