@@ -399,8 +399,8 @@ def evaluate(
                 result = ev_lib.evaluate_full(full[0], [full[1]], methods, sensor, options,
                                               progress, keep)
             else:
-                result = ev_lib.evaluate_images(list(fused), reference, pan, ms, sensor, progress)
-        if quicklook and keep:
+                result = ev_lib.evaluate_images(list(fused), reference, pan, ms, sensor, progress, keep)
+        if quicklook and keep is not None:
             ev_lib.write_evaluation_quicklook(keep, quicklook, result.protocol)
         if json_out:
             _print_json(result.to_dict())

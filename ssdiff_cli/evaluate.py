@@ -24,12 +24,14 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from ssdiff_cli.errors import BadInputError
 from ssdiff_cli.pipeline import SharpenOptions, fill_values, prepare_scene, sharpen
 from ssdiff_cli.quality import indices, wald
-from ssdiff_cli.scene import Scene, read_arrays, read_tile
+from ssdiff_cli.scene import Scene, read_arrays, read_tile, scene_sample
+from ssdiff_cli.sensors import generic_preset, get_preset
 
 #: Which way each index improves, for marking the best value of a column.
 HIGHER_IS_BETTER = {"Q2n": True, "SCC": True, "Q_mean": True, "PSNR_mean": True, "HQNR": True,
@@ -248,15 +250,21 @@ def score_full(fused_path: Path, scene: Scene, detection, fills: tuple[np.ndarra
 
 def evaluate_images(fused: list[Path], reference: Path | None = None, pan: Path | None = None,
                     ms: list[Path] | None = None, sensor: str | None = None,
-                    progress: Callable | None = None) -> Evaluation:
+                    progress: Callable | None = None, keep: dict | None = None) -> Evaluation:
     """Score images made by any tool: against ``reference``, or without one (``pan`` + ``ms``).
 
-    Images are read strip by strip; ``progress(strips_done, strips_total, pixels_done)``."""
+    Images are read strip by strip; ``progress(strips_done, strips_total, pixels_done)``.
+    ``keep``, when given, receives small decimated copies of the images (and of the reference,
+    or of the PAN and MS) for a quicklook."""
     if reference is not None:
         ev = Evaluation("reference", REDUCED_COLUMNS)
         ev.details = {"reference": str(reference)}
         for path in fused:
             ev.rows[path.name] = _plain(score_against(path, reference, progress))
+        if keep is not None:
+            ref, valid = _read_small(reference, QUICKLOOK_SIDE)
+            keep.update(reference=ref, mask=valid, rgb=_reference_rgb(reference, sensor),
+                        fused={p.name: _read_small(p, QUICKLOOK_SIDE, ref.shape[1:])[0] for p in fused})
         return ev
     if pan is None or not ms:
         raise BadInputError("give --reference, or --pan and --ms, to score an image")
@@ -266,7 +274,48 @@ def evaluate_images(fused: list[Path], reference: Path | None = None, pan: Path 
     fills = fill_values(sample)
     for path in fused:
         ev.rows[path.name] = score_full(path, scene, detection, fills, progress)
+    if keep is not None:
+        small = scene_sample(scene.spec, max_side=QUICKLOOK_SIDE)
+        shape = small.ms.shape[1:]
+        keep.update(reference=small.ms, mask=small.valid, pan=small.pan, rgb=detection.preset.rgb,
+                    fused={p.name: _read_small(p, QUICKLOOK_SIDE, shape)[0] for p in fused})
     return ev
+
+
+#: Longest side, in pixels, of the images a quicklook panel shows.
+QUICKLOOK_SIDE = 384
+
+
+def _read_small(path: Path, max_side: int, shape: tuple[int, int] | None = None):
+    """A raster averaged down to ``shape`` (default: at most ``max_side`` a side), float32, and
+    its validity: memory stays small whatever the image's size."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path) as ds:
+            if shape is None:
+                step = max(1, -(-max(ds.width, ds.height) // max_side))
+                shape = (-(-ds.height // step), -(-ds.width // step))
+            data = ds.read(out_shape=(ds.count, *shape), resampling=Resampling.average,
+                           out_dtype="float32")
+            valid = ds.read_masks(1, out_shape=shape, resampling=Resampling.nearest) > 0
+    return data, valid & np.all(np.isfinite(data), axis=0)
+
+
+def _reference_rgb(reference: Path, sensor: str | None) -> tuple[int, int, int]:
+    """True-colour bands of a reference: the sensor's, else its RGB_BANDS tag (1-based), else the
+    usual order for its band count."""
+    if sensor is not None:
+        return get_preset(sensor).rgb
+    with rasterio.open(reference) as ds:
+        count, tag = ds.count, ds.tags().get("RGB_BANDS")
+    if tag:
+        try:
+            rgb = tuple(int(b) - 1 for b in tag.replace(",", " ").split())
+            if len(rgb) == 3 and all(0 <= b < count for b in rgb):
+                return rgb  # type: ignore[return-value]
+        except ValueError:
+            pass
+    return (4, 2, 1) if count == 8 else generic_preset(count, 4).rgb
 
 
 def score_against(path: Path, reference: Path, progress: Callable | None = None,
@@ -340,4 +389,4 @@ def write_evaluation_quicklook(keep: dict, png: str | Path, protocol: str) -> Pa
     from ssdiff_cli.quality.quicklook import comparison_panel
 
     return comparison_panel(keep["fused"], keep["reference"], keep["mask"], keep["rgb"], png,
-                            with_errors=protocol == "reduced")
+                            pan=keep.get("pan"), with_errors=protocol in ("reduced", "reference"))

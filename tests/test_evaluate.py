@@ -74,11 +74,39 @@ def test_images_from_any_tool_are_scored_against_a_reference(tmp_path):
 def test_fused_image_of_another_tool_scored_without_reference(tmp_path):
     pan, ms = scene_paths("landsat8_satellite")
     out = tmp_path / "fused.tif"
+    png = tmp_path / "look.png"
     assert invoke("sharpen", pan, ms, "-o", out, "-q").exit_code == 0
-    result = invoke("evaluate", out, "--pan", pan, "--ms", ms, "--json", "-q")
+    result = invoke("evaluate", out, "--pan", pan, "--ms", ms, "--json", "-q", "--quicklook", png)
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)["rows"]["fused.tif"]
     assert 0 < scores["HQNR"] <= 1
+    with Image.open(png) as img:  # PAN, upsampled MS and the image, side by side
+        assert img.size[0] > 3 * 41 and img.size[1] > 41
+
+
+def test_quicklook_of_images_scored_against_a_reference(tmp_path):
+    # A quicklook asked for must be written in every mode: composites of the reference and of
+    # each image, then each image's error map; a worse image has a brighter error map.
+    _, ms = scene_paths("wv2_grip")
+    with rasterio.open(ms) as ds:
+        ref = ds.read().astype(np.float32)
+        profile = {**ds.profile, "dtype": "float32"}
+    paths = []
+    for name, shift in (("slight.tif", 1), ("strong.tif", 6)):
+        paths.append(tmp_path / name)
+        with rasterio.open(paths[-1], "w", **profile) as dst:
+            dst.write((ref + np.roll(ref, shift, axis=2)) / 2)
+    png = tmp_path / "look.png"
+    result = invoke("evaluate", *paths, "--reference", ms, "-q", "--quicklook", png)
+    assert result.exit_code == 0, result.output
+    with Image.open(png) as img:
+        panel = np.asarray(img.convert("L"), dtype=np.float32)
+    # 3 composites on the first row (reference, slight, strong), then 2 error maps
+    assert panel.shape[1] > 3 * 300
+    h = panel.shape[0] // 2
+    row = panel[h + 20 :]
+    w = panel.shape[1] // 3
+    assert row[:, w : 2 * w].mean() > row[:, :w].mean()
 
 
 def test_mismatched_sizes_are_a_clear_error(tmp_path):
