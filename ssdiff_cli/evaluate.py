@@ -319,7 +319,7 @@ def _reference_rgb(reference: Path, sensor: str | None) -> tuple[int, int, int]:
 
 
 def score_against(path: Path, reference: Path, progress: Callable | None = None,
-                  strip_rows: int = 256) -> dict:
+                  strip_rows: int | None = None) -> dict:
     """Reduced-resolution indices of the raster ``path`` against the raster ``reference`` (same
     shape), read strip by strip. The ratio (for ERGAS) is the reference's RATIO tag, else 4."""
     with _open_checked(reference) as ref, _open_checked(path) as img:
@@ -330,7 +330,8 @@ def score_against(path: Path, reference: Path, progress: Callable | None = None,
             )
         ratio = int(ref.tags().get("RATIO", 4))
         scorer = indices.ReducedScorer(ratio, ref.count)
-        step = max(32, strip_rows // 32 * 32)  # whole 32-px blocks in every strip but the last
+        rows = strip_rows or indices.rows_for_width(ref.width, 2 * ref.count)
+        step = max(32, rows // 32 * 32)  # whole 32-px blocks in every strip but the last
         wins = [Window(0, y, ref.width, min(step, ref.height - y)) for y in range(0, ref.height, step)]
 
         def fetch(win):

@@ -563,6 +563,16 @@ def _erode_cols(v: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Bytes of float32 image (all bands) a strip holds by default: strips get fewer rows as scenes get
+#: wider, so memory is bounded by this, not by the scene (64 MB: 512 rows of 4096 px x 8 bands).
+STRIP_BYTES = 64 << 20
+
+
+def rows_for_width(width: int, bands: int, strip_bytes: int = STRIP_BYTES) -> int:
+    """Rows of a ``width`` px, ``bands`` band float32 strip of about ``strip_bytes``."""
+    return max(1, strip_bytes // (4 * max(1, width) * max(1, bands)))
+
+
 def _strip_rows(requested: int, *multiples: int) -> int:
     m = math.lcm(*multiples)
     return max(m, requested // m * m)
@@ -575,7 +585,7 @@ def reduced_resolution(
     mask: np.ndarray | None = None,
     data_range: float | None = None,
     block: int = 32,
-    strip_rows: int = 256,
+    strip_rows: int | None = None,
     workers: int | None = None,
 ) -> dict:
     """All reduced-resolution indices of ``F`` against the reference ``R`` (``(C, H, W)``,
@@ -589,7 +599,7 @@ def reduced_resolution(
         raise ValueError(f"F and R must be (C, H, W) of one shape, got {F.shape} and {R.shape}")
     mask = _as_mask(mask, F.shape[1:])
     sc = ReducedScorer(ratio, F.shape[0], data_range=data_range, block=block)
-    step = _strip_rows(strip_rows, block)
+    step = _strip_rows(strip_rows or rows_for_width(F.shape[2], 2 * F.shape[0]), block)
     with worker_pool(workers) as pool:
         for y in range(0, F.shape[1], step):
             sl = slice(y, y + step)
@@ -944,7 +954,7 @@ def full_resolution(
     pan_gnyq: float,
     mask: np.ndarray | None = None,
     block: int = 32,
-    strip_rows: int = 512,
+    strip_rows: int | None = None,
     workers: int | None = None,
 ) -> dict:
     """All full-resolution indices, computed strip by strip (only a strip plus its halo is ever
@@ -984,11 +994,12 @@ def full_resolution_from(
     ms_gnyq,
     pan_gnyq: float,
     block: int = 32,
-    strip_rows: int = 512,
+    strip_rows: int | None = None,
     workers: int | None = None,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> dict:
-    """:func:`full_resolution` over any :class:`FullResInputs`, strip by strip.
+    """:func:`full_resolution` over any :class:`FullResInputs`, strip by strip (``strip_rows``
+    rows, by default as many as fit :data:`STRIP_BYTES` of float32 image at this width).
 
     The next strip's rows are fetched on a background thread while the current one is scored
     (reading rasters then overlaps the arithmetic), and each strip's groups of blocks are spread
@@ -997,7 +1008,7 @@ def full_resolution_from(
     is called after each strip (the pipeline's progress signature).
     """
     c, h, w = inputs.shape
-    step = full_strip_rows(ratio, block, strip_rows)
+    step = full_strip_rows(ratio, block, strip_rows or rows_for_width(w, c))
     halo = full_res_halo(ratio)
     gains = np.broadcast_to(np.asarray(ms_gnyq, dtype=np.float64), (c,))
     sc = FullScorer(ratio, c, block)
