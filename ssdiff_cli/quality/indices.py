@@ -2,7 +2,8 @@
 
 Conventions shared by every function here:
 
-* Images are in their digital numbers (any real dtype; statistics are accumulated in float64).
+* Images are in their digital numbers (any real dtype; statistics are accumulated in float64;
+  the full-resolution filters run in float32, like the fusion pipeline's).
   Multiband arrays are ``(C, H, W)``, single bands ``(H, W)``.
 * ``mask`` is an ``(H, W)`` bool array, ``True`` where a pixel is valid. Pixel indices (SAM, ERGAS,
   PSNR) use the valid pixels; block indices (Q, Q2n and the full-resolution ones) use only the
@@ -20,7 +21,11 @@ Conventions shared by every function here:
 
 The accumulators :class:`ReducedScorer` and :class:`FullScorer` take row strips; the convenience
 functions :func:`reduced_resolution` and :func:`full_resolution` run them over whole (possibly
-memory-mapped, integer) arrays so that only one strip at a time is converted to floating point.
+memory-mapped, integer) arrays so that only one strip at a time is converted to floating point,
+and :func:`full_resolution_from` over any :class:`FullResInputs` (``evaluate`` reads raster files
+window by window through one). Work within a strip is spread over a thread pool
+(:func:`worker_pool`); partial sums are always added in the same order, so results do not depend
+on the number of threads.
 """
 
 from __future__ import annotations
