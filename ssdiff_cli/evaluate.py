@@ -30,7 +30,7 @@ from rasterio.windows import Window
 from ssdiff_cli.errors import BadInputError
 from ssdiff_cli.pipeline import SharpenOptions, fill_values, prepare_scene, sharpen
 from ssdiff_cli.quality import indices, wald
-from ssdiff_cli.scene import Scene, read_arrays, read_tile, scene_sample
+from ssdiff_cli.scene import Scene, read_arrays, read_tile, reader_for
 from ssdiff_cli.sensors import generic_preset, get_preset
 
 #: Which way each index improves, for marking the best value of a column.
@@ -172,20 +172,36 @@ def evaluate_full(pan, ms, methods: list[str], sensor: str | None = None,
     base = options or SharpenOptions()
     fills = fill_values(sample)
     with tempfile.TemporaryDirectory(prefix="ssdiff-eval-") as tmp:
+        fused = {}
         for method in methods:
-            out = Path(tmp) / f"{method}.tif"
+            fused[method] = out = Path(tmp) / f"{method}.tif"
             report = _fuse(pan, ms, out, method, sensor, base, progress)
             scores = score_full(out, scene, detection, fills)
             scores["seconds"] = report.seconds
             ev.rows[method] = scores
-            if keep is not None:
-                keep.setdefault("fused", {})[method] = _read(out)[0]
         if keep is not None:
-            whole = read_tile(scene.spec, 0, 0, *_scored_size(scene), fills)
-            keep["reference"] = whole.lms
-            keep["mask"] = whole.valid
-            keep["rgb"] = detection.preset.rgb
+            _keep_small(keep, scene, detection, fused)
     return ev
+
+
+def _keep_small(keep: dict, scene: Scene, detection, fused: dict[str, Path]) -> None:
+    """Fill ``keep`` for a full-resolution quicklook: the PAN, the MS and each fused image on the
+    output grid brought to at most :data:`QUICKLOOK_SIDE` a side (averaged down, the MS
+    resampled from its own grid), so memory stays small whatever the scene's size."""
+    spec = scene.spec
+    out = spec.out
+    step = max(1, -(-max(out.width, out.height) // QUICKLOOK_SIDE))
+    shape = (-(-out.height // step), -(-out.width // step))
+    reader = reader_for(spec)
+    ms = reader.coarse_vrt.read(out_shape=(scene.bands, *shape), resampling=Resampling.cubic)
+    r0, c0 = spec.pan_offset
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pan = reader.pan.read(1, window=Window(c0, r0, out.width, out.height), out_shape=shape,
+                              resampling=Resampling.average, boundless=True, fill_value=0,
+                              out_dtype="float32")
+    keep.update(reference=ms, mask=np.all(np.isfinite(ms), axis=0), pan=pan, rgb=detection.preset.rgb,
+                fused={name: _read_small(path, QUICKLOOK_SIDE, shape)[0] for name, path in fused.items()})
 
 
 def _scored_size(scene: Scene) -> tuple[int, int]:
@@ -275,10 +291,7 @@ def evaluate_images(fused: list[Path], reference: Path | None = None, pan: Path 
     for path in fused:
         ev.rows[path.name] = score_full(path, scene, detection, fills, progress)
     if keep is not None:
-        small = scene_sample(scene.spec, max_side=QUICKLOOK_SIDE)
-        shape = small.ms.shape[1:]
-        keep.update(reference=small.ms, mask=small.valid, pan=small.pan, rgb=detection.preset.rgb,
-                    fused={p.name: _read_small(p, QUICKLOOK_SIDE, shape)[0] for p in fused})
+        _keep_small(keep, scene, detection, {p.name: p for p in fused})
     return ev
 
 

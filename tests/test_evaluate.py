@@ -42,10 +42,14 @@ def test_reduced_resolution_ranks_classical_methods_above_plain_upsampling(scene
         assert img.size[0] > 300 and img.size[1] > 200
 
 
-def test_full_resolution_scores_without_reference():
+def test_full_resolution_scores_without_reference(tmp_path):
     pan, ms = scene_paths("wv3_cristianics")
-    result = invoke("evaluate", "--full", pan, ms, "-m", "mtf-glp", "-m", "brovey", "--json", "-q")
+    png = tmp_path / "panel.png"
+    result = invoke("evaluate", "--full", pan, ms, "-m", "mtf-glp", "-m", "brovey", "--json", "-q",
+                    "--quicklook", png)
     assert result.exit_code == 0, result.output
+    with Image.open(png) as img:  # PAN, MS, mtf-glp, brovey side by side
+        assert img.size[0] > 4 * 100
     rows = json.loads(result.stdout)["rows"]
     for scores in rows.values():
         assert 0 <= scores["D_lambda"] < 1 and 0 <= scores["D_s"] < 1
