@@ -284,12 +284,18 @@ def evaluate_images(fused: list[Path], reference: Path | None = None, pan: Path 
         return ev
     if pan is None or not ms:
         raise BadInputError("give --reference, or --pan and --ms, to score an image")
-    scene, detection, sample = prepare_scene(pan, ms, sensor)
+    scene, detection, _ = prepare_scene(pan, ms, sensor, with_sample=False)
     ev = Evaluation("full", FULL_COLUMNS)
     ev.details = {"pan": str(pan), "ms": [str(p) for p in ms], "sensor": detection.preset.name}
-    fills = fill_values(sample)
+    # The fill values (what a hole takes far from any valid pixel) cannot change a score: every
+    # pixel they reach is invalid itself or within the mask's erosion of one. So the scene sample
+    # that sharpen reads them from is skipped.
+    fills = (np.zeros(scene.bands, np.float32), 0.0)
     for path in fused:
-        ev.rows[path.name] = score_full(path, scene, detection, fills, progress)
+        scores = score_full(path, scene, detection, fills, progress)
+        if not np.isfinite(scores["HQNR"]):
+            raise BadInputError(f"{path}: no block of 32x32 pixels is valid in it, the PAN and the MS")
+        ev.rows[path.name] = scores
     if keep is not None:
         _keep_small(keep, scene, detection, {p.name: p for p in fused})
     return ev

@@ -79,8 +79,11 @@ class Report:
 
 
 def prepare_scene(pan: str | Path, ms: list, sensor: str | None = None,
-                  extent: str = "intersection") -> tuple[Scene, Detection, SceneSample]:
-    """Detect the sensor, open the pair and read the decimated scene sample."""
+                  extent: str = "intersection",
+                  with_sample: bool = True) -> tuple[Scene, Detection, SceneSample | None]:
+    """Detect the sensor, open the pair and read the decimated scene sample (unless
+    ``with_sample`` is false: the sample is then ``None``, and reading it, a pass over the whole
+    PAN, is saved)."""
     ms = [ms] if isinstance(ms, (str, Path)) else list(ms)
     for path in [pan, *ms]:
         if not Path(path).exists() and not str(path).startswith("/vsi"):
@@ -92,6 +95,8 @@ def prepare_scene(pan: str | Path, ms: list, sensor: str | None = None,
             f"{ms[0]}: {scene.bands} MS bands, but sensor {detection.preset.name} has "
             f"{detection.preset.n_bands}"
         )
+    if not with_sample:
+        return scene, detection, None
     sample = scene_sample(scene.spec)
     if not sample.valid.any():
         raise BadInputError(f"{pan}: no pixel is valid in both the PAN and the MS")

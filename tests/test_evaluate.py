@@ -172,3 +172,30 @@ def test_image_against_reference_is_scored_strip_by_strip(tmp_path):
     for key, value in whole.items():
         assert streamed[key] == pytest.approx(value, rel=1e-12), key
     assert streamed["ERGAS"] > 1.0 and streamed["SCC"] < 1.0
+
+
+def test_full_resolution_scores_do_not_depend_on_hole_fill_values(tmp_path):
+    # evaluate FUSED --pan --ms skips the scene sample that sharpen takes its fill values from,
+    # because no scored pixel can see them. Check it on a real pair given a nodata hole far
+    # wider than the fill's reach, so that its middle takes the fill values.
+    from ssdiff_cli.evaluate import FusedSceneInputs
+    from ssdiff_cli.pipeline import fill_values, prepare_scene
+    from ssdiff_cli.quality import indices
+
+    pan, ms = scene_paths("wv2_grip")
+    holed = tmp_path / "ms.tif"
+    with rasterio.open(ms) as ds:
+        data, profile = ds.read(), ds.profile
+    data[:, 100:200, 120:220] = 0
+    with rasterio.open(holed, "w", **{**profile, "nodata": 0}) as dst:
+        dst.write(data)
+    out = tmp_path / "fused.tif"
+    assert invoke("sharpen", pan, holed, "-o", out, "-m", "gsa", "-q", "--force").exit_code == 0
+    scene, detection, sample = prepare_scene(pan, [holed])
+    p = detection.preset
+    scores = []
+    for fills in (fill_values(sample), (np.full(scene.bands, 1e4, np.float32), -500.0)):
+        inputs = FusedSceneInputs(out, scene, fills)
+        scores.append(indices.full_resolution_from(inputs, scene.ratio, p.ms_gnyq, p.pan_gnyq))
+        inputs.close()
+    assert scores[0] == pytest.approx(scores[1], rel=1e-12)
