@@ -95,11 +95,11 @@ def stage(name: str, tmp: Path) -> dict:
             with rasterio.open(path, NUM_THREADS="ALL_CPUS") as ds:
                 assert ds.read().size
     elif name == "scene":
-        from ssdiff_cli.pipeline import fill_values, prepare_scene
+        from ssdiff_cli.pipeline import prepare_scene
         from ssdiff_cli.quality import indices
 
-        scene, _, sample = prepare_scene(pan, [ms])
-        inputs = evaluate.FusedSceneInputs(fused, scene, fill_values(sample))
+        scene, _, _ = prepare_scene(pan, [ms], with_sample=False)  # as evaluate does
+        inputs = evaluate.FusedSceneInputs(fused, scene, (np.zeros(scene.bands, np.float32), 0.0))
         _, h, _ = inputs.shape
         step, halo = indices.full_strip_rows(RATIO), indices.full_res_halo(RATIO)
         for y in range(0, h, step):

@@ -278,6 +278,30 @@ def upsample_axis(img: np.ndarray, ratio: int, axis: int = -1,
     return _banded_product(x, band, vertical, stop - start, first, per_block, symmetric_index)
 
 
+def erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Erode a bool mask ``(H, W)`` by a ``(2 radius + 1)`` square: a pixel stays ``True`` only
+    where its whole square is; pixels outside the array count as ``True``."""
+    mask = np.asarray(mask, dtype=bool)
+    if radius <= 0 or mask.all():
+        return mask
+    bad = ~mask
+    for axis in (0, 1):  # a square is separable: grow the False pixels along rows, then columns
+        bad = _any_within(bad, radius, axis)
+    return ~bad
+
+
+def _any_within(flags: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Whether any flag lies within ``radius`` along ``axis`` (window counts from cumulative
+    sums)."""
+    n = flags.shape[axis]
+    counts = np.cumsum(flags, axis=axis, dtype=np.int32)
+    counts = np.concatenate([np.zeros_like(counts.take([0], axis=axis)), counts], axis=axis)
+    idx = np.arange(n)
+    hi = counts.take(np.minimum(idx + radius + 1, n), axis=axis)
+    lo = counts.take(np.maximum(idx - radius, 0), axis=axis)
+    return hi > lo
+
+
 def decimate_mean(img: np.ndarray, ratio: int) -> np.ndarray:
     """Block mean over ``ratio x ratio`` blocks (area-centred decimation); sizes must divide."""
     img = np.asarray(img, dtype=np.float32)

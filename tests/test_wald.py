@@ -154,3 +154,16 @@ def test_cubic_upsampling_of_a_window_equals_the_cropped_whole():
     np.testing.assert_array_equal(part, whole[:, 8:101, 4:200])
     with pytest.raises(ValueError):
         filters.upsample_cubic(x, 4, rows=(3, 10))  # not on the coarse grid
+
+
+@pytest.mark.parametrize("radius", [1, 2, 6, 36])
+def test_mask_erosion_matches_scipy_on_a_real_nodata_mask(radius):
+    from scipy import ndimage
+
+    pan, nodata = _read("wv3_cristianics", "pan")
+    valid = pan != nodata
+    valid[100:103, 200:260] = False  # and a thin gap inside the scene
+    want = ndimage.binary_erosion(valid, np.ones((2 * radius + 1,) * 2, bool), border_value=1)
+    got = filters.erode(valid, radius)
+    np.testing.assert_array_equal(got, want)
+    assert (~valid).any() and got.sum() < valid.sum()

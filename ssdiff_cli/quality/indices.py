@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 from .. import filters
@@ -756,17 +755,6 @@ def full_res_erosion(ratio: int) -> int:
     return filters.support(ratio) + 3 * ratio
 
 
-def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Square erosion by ``radius``; pixels outside the array count as valid."""
-    if radius <= 0 or mask.all():
-        return mask
-    m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
-    size = 2 * radius + 1
-    m = ndimage.minimum_filter1d(m, size, axis=0, mode="constant", cval=1)
-    m = ndimage.minimum_filter1d(m, size, axis=1, mode="constant", cval=1)
-    return m.astype(bool)
-
-
 def _block_all(mask: np.ndarray | None, ratio: int) -> np.ndarray | None:
     if mask is None:
         return None
@@ -777,7 +765,7 @@ def _block_all(mask: np.ndarray | None, ratio: int) -> np.ndarray | None:
 def _full_res_masks(mask, ratio):
     if mask is None:
         return None, None
-    m = _erode(np.asarray(mask, bool), full_res_erosion(ratio))
+    m = filters.erode(np.asarray(mask, bool), full_res_erosion(ratio))
     return m, _block_all(m, ratio)
 
 
@@ -1061,7 +1049,7 @@ def _full_strip(sc, pool, rows: FullResRows, a: int, y0: int, y1: int, ratio, ga
     p_lp = filters.upsample_cubic(p_lr_x, ratio, rows=(o0, o1))
     p_lr = p_lr_x[o0 // ratio : o1 // ratio]
     if rows.valid is not None:
-        m = _erode(np.asarray(rows.valid, bool), e)[o0:o1]
+        m = filters.erode(np.asarray(rows.valid, bool), e)[o0:o1]
         m_lr = _block_all(m, ratio)
     else:
         m = m_lr = None

@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from .. import filters
 
@@ -88,9 +87,7 @@ def degrade_mask(valid: np.ndarray, ratio: int, erode: int | None = None) -> np.
     low = valid.reshape(h // ratio, ratio, w // ratio, ratio).all(axis=(1, 3))
     erode = mask_halo_lowres(ratio) if erode is None else erode
     if erode > 0 and not low.all():
-        low = ndimage.binary_erosion(
-            low, structure=np.ones((2 * erode + 1, 2 * erode + 1), bool), border_value=1
-        )
+        low = filters.erode(low, erode)
     return low
 
 

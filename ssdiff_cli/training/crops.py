@@ -183,9 +183,7 @@ def scene_from_arrays(pan, ms, ratio: int, ms_gnyq, pan_gnyq: float, pan_valid=N
     valid = pair.pan_valid[:H, :W] & pair.reference_valid[:H, :W]
     mv = pair.ms_valid
     if not mv.all():  # the cubic interpolator reaches 2 coarse pixels
-        from scipy import ndimage
-
-        mv = ndimage.binary_erosion(mv, np.ones((5, 5), bool), border_value=1)
+        mv = filters.erode(mv, 2)
     valid &= np.repeat(np.repeat(mv, r, axis=0), r, axis=1)
     valid &= np.isfinite(gt).all(0) & np.isfinite(lms).all(0) & np.isfinite(pan_lr)
     if scale is not None:
