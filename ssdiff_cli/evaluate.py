@@ -236,13 +236,23 @@ class FusedSceneInputs:
             )
         h, w = _scored_size(scene)
         self.shape = (scene.bands, h, w)
+        self._slots, self._turn = [{}, {}], 0
 
     def rows(self, a: int, b: int) -> indices.FullResRows:
-        """Rows ``a .. b - 1`` of every input (``a``, ``b`` multiples of the ratio)."""
-        w = self.shape[2]
-        tile = read_tile(self.spec, a, 0, b - a, w, self.fills, want_ms=True)
-        win = Window(0, a, w, b - a)
-        fused, valid = _read_window(self.ds, win)
+        """Rows ``a .. b - 1`` of every input (``a``, ``b`` multiples of the ratio).
+
+        The two big arrays (fused image and lms) are written into buffers kept for the next
+        call but one, so a strip's arrays stay valid while the next one is read, as
+        :func:`ssdiff_cli.quality.indices.full_resolution_from` needs, and no fresh memory is
+        taken per strip."""
+        c, _, w = self.shape
+        slot = self._slots[self._turn]
+        self._turn ^= 1
+        shape = (c, b - a, w)
+        if slot.get("shape") != shape:
+            slot.update(shape=shape, fused=np.empty(shape, np.float32), lms=np.empty(shape, np.float32))
+        tile = read_tile(self.spec, a, 0, b - a, w, self.fills, want_ms=True, lms_out=slot["lms"])
+        fused, valid = _read_window(self.ds, Window(0, a, w, b - a), out=slot["fused"])
         return indices.FullResRows(fused, tile.pan, tile.lms, tile.ms, valid & tile.valid)
 
     def close(self) -> None:
@@ -370,10 +380,10 @@ def score_against(path: Path, reference: Path, progress: Callable | None = None,
         return scorer.result()
 
 
-def _read_window(ds, win: Window) -> tuple[np.ndarray, np.ndarray]:
-    """A window as float32 with its validity (dataset mask of band 1, finite in every band);
-    invalid values are zeroed (they never enter a sum)."""
-    data = ds.read(window=win, out_dtype="float32")
+def _read_window(ds, win: Window, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A window as float32 (into ``out`` when given) with its validity (dataset mask of band 1,
+    finite in every band); invalid values are zeroed (they never enter a sum)."""
+    data = ds.read(window=win, out_dtype="float32", out=out)
     valid = ds.read_masks(1, window=win) > 0
     if np.dtype(ds.dtypes[0]).kind == "f":  # integers are always finite
         finite = np.isfinite(data)

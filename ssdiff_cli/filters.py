@@ -241,22 +241,24 @@ def _cubic_weights(t: np.ndarray, a: float = -0.5) -> np.ndarray:
 
 
 def upsample_cubic(img: np.ndarray, ratio: int, rows: tuple[int, int] | None = None,
-                   cols: tuple[int, int] | None = None) -> np.ndarray:
+                   cols: tuple[int, int] | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Upsample ``(..., h, w)`` by ``ratio`` with Keys cubic convolution (a = -0.5) on
     area-centred grids, reflecting (edge pixels repeated) at the edges. Returns
     ``(..., h*ratio, w*ratio)`` float32, or only the output rows and columns ``(start, stop)``
-    asked for (starts multiples of ``ratio``), computed without the rest."""
+    asked for (starts multiples of ``ratio``), computed without the rest; written into ``out``
+    when given."""
     img = np.asarray(img, dtype=np.float32)
     # columns first: the along-row products are the slower kind, and this way they make only
     # the coarse rows' worth of outputs
-    return upsample_axis(upsample_axis(img, ratio, -1, cols), ratio, -2, rows)
+    return upsample_axis(upsample_axis(img, ratio, -1, cols), ratio, -2, rows, out)
 
 
 def upsample_axis(img: np.ndarray, ratio: int, axis: int = -1,
-                  span: tuple[int, int] | None = None) -> np.ndarray:
+                  span: tuple[int, int] | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Upsample ``img`` by ``ratio`` along its rows (``axis=-2``) or columns (``axis=-1``) with
     Keys cubic convolution on area-centred grids (see :func:`upsample_cubic`); ``span`` keeps
-    only outputs ``start .. stop - 1`` (``start`` a multiple of ``ratio``)."""
+    only outputs ``start .. stop - 1`` (``start`` a multiple of ``ratio``); ``out`` receives
+    them when given."""
     x = np.asarray(img, dtype=np.float32)
     vertical = _check_axis(x, axis)
     n = x.shape[-2] if vertical else x.shape[-1]
@@ -275,7 +277,7 @@ def upsample_axis(img: np.ndarray, ratio: int, axis: int = -1,
             for m, wm in zip(range(-1, 3), w):
                 band[k + base + m + 2, ratio * k + p] = wm
     first = start // ratio - 2
-    return _banded_product(x, band, vertical, stop - start, first, per_block, symmetric_index)
+    return _banded_product(x, band, vertical, stop - start, first, per_block, symmetric_index, out)
 
 
 def erode(mask: np.ndarray, radius: int) -> np.ndarray:

@@ -626,7 +626,8 @@ _CUBIC_MARGIN = 2
 
 
 def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
-              fill_values: tuple[np.ndarray, float], want_ms: bool = False) -> TileData:
+              fill_values: tuple[np.ndarray, float], want_ms: bool = False,
+              lms_out: np.ndarray | None = None) -> TileData:
     """Read one output-grid window (may reach outside the grid) ready for fusion.
 
     The window must be aligned to the coarse grid (``row``, ``col``, sizes multiples of the
@@ -634,7 +635,8 @@ def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
     locally, and it is brought onto the PAN grid by cubic convolution
     (:func:`ssdiff_cli.filters.upsample_cubic`); a PAN pixel is MS-valid when the coarse pixel
     it lies in is. ``fill_values`` is ``(ms_band_means, pan_mean)`` from the scene statistics:
-    the value far from any valid pixel, so fills never depend on the tile.
+    the value far from any valid pixel, so fills never depend on the tile. ``lms_out``
+    (float32 ``(C, height, width)``), when given, receives the lms instead of a new array.
     """
     r = spec.ratio
     if row % r or col % r or height % r or width % r:
@@ -653,7 +655,8 @@ def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
         ms = fill_invalid(ms, ms_valid, ms_means)
     ms, ms_valid = ms[:, extra:-extra, extra:-extra], ms_valid[extra:-extra, extra:-extra]
     inner = (slice(m, -m), slice(m, -m))
-    lms = filters.upsample_cubic(ms, r, rows=(m * r, m * r + height), cols=(m * r, m * r + width))
+    lms = filters.upsample_cubic(ms, r, rows=(m * r, m * r + height), cols=(m * r, m * r + width),
+                                 out=lms_out)
     if spec.ms_offset is not None:
         valid = pan_valid & np.repeat(np.repeat(ms_valid[inner], r, axis=0), r, axis=1)
     else:

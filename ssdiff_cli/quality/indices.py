@@ -914,7 +914,9 @@ class FullResRows:
 
 class FullResInputs(Protocol):
     """Where :func:`full_resolution_from` reads its inputs: whole arrays (:class:`ArrayInputs`)
-    or anything that can hand out row ranges, e.g. windows of raster files."""
+    or anything that can hand out row ranges, e.g. windows of raster files. The caller holds at
+    most two results of :meth:`rows` at a time (the strip being scored and the next), so an
+    implementation may reuse the buffers of the result before those."""
 
     shape: tuple[int, int, int]  # (C, H, W) of the fused image; H, W multiples of the ratio
 
@@ -1006,6 +1008,7 @@ def full_resolution_from(
     gains = np.broadcast_to(np.asarray(ms_gnyq, dtype=np.float64), (c,))
     sc = FullScorer(ratio, c, block)
     strips = [(y0, min(h, y0 + step)) for y0 in range(0, h, step)]
+    scratch: dict = {}  # buffers reused from strip to strip
 
     def fetch(i):
         y0, y1 = strips[i]
@@ -1018,15 +1021,17 @@ def full_resolution_from(
             a, rows = pending.result()
             if i + 1 < len(strips):
                 pending = reader.submit(fetch, i + 1)
-            _full_strip(sc, pool, rows, a, y0, y1, ratio, gains, pan_gnyq)
+            _full_strip(sc, pool, rows, a, y0, y1, ratio, gains, pan_gnyq, scratch)
             if progress is not None:
                 progress(i + 1, len(strips), y1 * w)
     return sc.result()
 
 
-def _full_strip(sc, pool, rows: FullResRows, a: int, y0: int, y1: int, ratio, gains, pan_gnyq) -> None:
+def _full_strip(sc, pool, rows: FullResRows, a: int, y0: int, y1: int, ratio, gains, pan_gnyq,
+                scratch: dict) -> None:
     """Score rows ``y0 .. y1 - 1`` from ``rows`` (which start at row ``a`` and carry the halo
-    the filters and the mask erosion need, or stop at the image's edge)."""
+    the filters and the mask erosion need, or stop at the image's edge); ``scratch`` keeps the
+    low-passed strip's buffer for the next strip."""
     n = rows.pan.shape[0]
     e = full_res_erosion(ratio)
     o0, o1 = y0 - a, y1 - a
@@ -1034,7 +1039,10 @@ def _full_strip(sc, pool, rows: FullResRows, a: int, y0: int, y1: int, ratio, ga
     fa, fb = max(0, o0 - fhalo), min(n, o1 + fhalo)
     fx = np.asarray(rows.F[:, fa:fb], dtype=np.float32)
     px = np.asarray(rows.pan, dtype=np.float32)
-    f_lp = np.empty((fx.shape[0], o1 - o0, fx.shape[2]), np.float32)
+    shape = (fx.shape[0], o1 - o0, fx.shape[2])
+    if scratch.get("f_lp") is None or scratch["f_lp"].shape != shape:
+        scratch["f_lp"] = np.empty(shape, np.float32)
+    f_lp = scratch["f_lp"]
 
     def lowpass_band(i: int) -> None:
         # filters.lowpass, for the rows scored only, written in place
