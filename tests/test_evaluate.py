@@ -121,6 +121,15 @@ def test_mismatched_sizes_are_a_clear_error(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_image_not_on_the_pan_grid_is_a_clear_error():
+    # scoring the MS itself against its PAN: wrong size for the PAN grid
+    pan, ms = scene_paths("wv3_cristianics")
+    result = invoke("evaluate", ms, "--pan", pan, "--ms", ms, "-q")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "on the PAN grid" in result.stderr and str(ms) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_exactly_one_mode_is_required():
     pan, ms = scene_paths("wv3_cristianics")
     result = invoke("evaluate", "--reduced", pan, ms, "--full", pan, ms)
