@@ -7,7 +7,8 @@ outside the repository; ``ssdiff sharpen -m mtf-glp`` then makes the fused COG t
 runs in a fresh child process, so the peak RSS reported (``resource.getrusage``) is its own:
 
 * ``read``: read the PAN, the MS and the fused image, whole (what scoring must at least read),
-  with GDAL decoding on every core as ``evaluate`` does;
+  with GDAL decoding on every core as ``evaluate`` does: the baseline of the ``x read`` column;
+* ``read1``: the same read with rasterio's defaults (GDAL decodes on one thread);
 * ``scene``: read everything ``evaluate`` reads, as it reads it: strips with their halos, the
   scene opened and sampled, the MS brought onto the PAN grid per strip (no scoring);
 * ``evaluate``: ``ssdiff evaluate FUSED --pan PAN --ms MS`` as a library call (sensor detection,
@@ -90,9 +91,10 @@ def stage(name: str, tmp: Path) -> dict:
     pan, ms, fused = tmp / "pan.tif", tmp / "ms.tif", tmp / "fused.tif"
     res: dict = {}
     t0 = time.perf_counter()
-    if name == "read":
+    if name in ("read", "read1"):
+        threads = {"NUM_THREADS": "ALL_CPUS"} if name == "read" else {}
         for path in (pan, ms, fused):
-            with rasterio.open(path, NUM_THREADS="ALL_CPUS") as ds:
+            with rasterio.open(path, **threads) as ds:
                 assert ds.read().size
     elif name == "scene":
         from ssdiff_cli.pipeline import prepare_scene
@@ -138,6 +140,7 @@ def stage(name: str, tmp: Path) -> dict:
 
 STAGES = (
     ("read", "read PAN + MS + fused (GeoTIFF, whole)"),
+    ("read1", "the same with rasterio's defaults (one decode thread)"),
     ("scene", "read as evaluate does (strips, MS onto PAN grid)"),
     ("evaluate", "evaluate FUSED --pan --ms (library)"),
     ("cli", "ssdiff evaluate FUSED --pan --ms (program)"),
