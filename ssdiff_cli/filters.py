@@ -6,8 +6,13 @@ columns. Grids are *area-centred*: low-resolution pixel ``k`` covers high-resolu
 it resamples between the PAN and MS grids. Decimation and upsampling here follow it, so a
 low-passed, decimated and re-upsampled PAN lines up with an MS band brought onto the PAN grid.
 
-Edges are handled by mirror reflection of the array given; a caller that needs results
-independent of where an array was cut (tiling) must pass a halo at least :func:`support` wide.
+Edges are handled by mirror reflection of the array given (the cubic interpolator repeats the
+edge pixel); a caller that needs results independent of where an array was cut (tiling) must
+pass a halo at least :func:`support` wide.
+
+Every filter here is a banded matrix product along one axis at a time (:func:`correlate_axis`,
+:func:`upsample_axis`): BLAS runs those several times faster than a loop over the taps. The
+module also erodes validity masks (:func:`erode`).
 """
 
 from __future__ import annotations
