@@ -98,10 +98,9 @@ def _write(path: Path, data: np.ndarray, transform: Affine, crs, nodata, names=N
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A whole raster as float32 with its validity (see :func:`_read_window`)."""
     with rasterio.open(path) as ds:
-        data = ds.read().astype(np.float32)
-        valid = ds.read_masks(1) > 0
-    return data, valid & np.all(np.isfinite(data), axis=0)
+        return _read_window(ds, None)
 
 
 def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
@@ -217,16 +216,8 @@ class FusedSceneInputs:
     the coarse grid. Implements :class:`ssdiff_cli.quality.indices.FullResInputs`."""
 
     def __init__(self, fused_path: Path, scene: Scene, fills: tuple[np.ndarray, float]):
-        self.path, self.spec, self.fills = Path(fused_path), scene.spec, fills
-        if not self.path.exists():
-            raise BadInputError(f"{fused_path}: file does not exist")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                # GDAL decodes the strips' compressed blocks on every core
-                self.ds = rasterio.open(self.path, NUM_THREADS="ALL_CPUS")
-        except rasterio.errors.RasterioIOError:
-            raise BadInputError(f"{fused_path}: not a raster GDAL can read") from None
+        self.spec, self.fills = scene.spec, fills
+        self.ds = _open_checked(fused_path)
         out = scene.spec.out
         if (self.ds.count, self.ds.height, self.ds.width) != (scene.bands, out.height, out.width):
             self.ds.close()
@@ -380,9 +371,9 @@ def score_against(path: Path, reference: Path, progress: Callable | None = None,
         return scorer.result()
 
 
-def _read_window(ds, win: Window, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A window as float32 (into ``out`` when given) with its validity (dataset mask of band 1,
-    finite in every band); invalid values are zeroed (they never enter a sum)."""
+def _read_window(ds, win: Window | None, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A window (``None``: all) as float32 (into ``out`` when given) with its validity (dataset
+    mask of band 1, finite in every band); invalid values are zeroed (they never enter a sum)."""
     data = ds.read(window=win, out_dtype="float32", out=out)
     valid = ds.read_masks(1, window=win) > 0
     if np.dtype(ds.dtypes[0]).kind == "f":  # integers are always finite
@@ -394,6 +385,8 @@ def _read_window(ds, win: Window, out: np.ndarray | None = None) -> tuple[np.nda
 
 
 def _open_checked(path: Path):
+    """Open a raster to score (GDAL decoding its compressed blocks on every core), or fail with
+    a one-line error naming it."""
     if not Path(path).exists():
         raise BadInputError(f"{path}: file does not exist")
     try:
