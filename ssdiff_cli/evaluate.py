@@ -187,6 +187,8 @@ def _keep_small(keep: dict, scene: Scene, detection, fused: dict[str, Path]) -> 
     """Fill ``keep`` for a full-resolution quicklook: the PAN, the MS and each fused image on the
     output grid brought to at most :data:`QUICKLOOK_SIDE` a side (averaged down, the MS
     resampled from its own grid), so memory stays small whatever the scene's size."""
+    from ssdiff_cli.quality.quicklook import read_decimated  # PIL only when asked for
+
     spec = scene.spec
     out = spec.out
     step = max(1, -(-max(out.width, out.height) // QUICKLOOK_SIDE))
@@ -200,7 +202,7 @@ def _keep_small(keep: dict, scene: Scene, detection, fused: dict[str, Path]) -> 
                               resampling=Resampling.average, boundless=True, fill_value=0,
                               out_dtype="float32")
     keep.update(reference=ms, mask=np.all(np.isfinite(ms), axis=0), pan=pan, rgb=detection.preset.rgb,
-                fused={name: _read_small(path, QUICKLOOK_SIDE, shape)[0] for name, path in fused.items()})
+                fused={name: read_decimated(path, QUICKLOOK_SIDE, shape)[0] for name, path in fused.items()})
 
 
 def _scored_size(scene: Scene) -> tuple[int, int]:
@@ -279,9 +281,11 @@ def evaluate_images(fused: list[Path], reference: Path | None = None, pan: Path 
         for path in fused:
             ev.rows[path.name] = _plain(score_against(path, reference, progress))
         if keep is not None:
-            ref, valid = _read_small(reference, QUICKLOOK_SIDE)
+            from ssdiff_cli.quality.quicklook import read_decimated  # PIL only when asked for
+
+            ref, valid = read_decimated(reference, QUICKLOOK_SIDE)
             keep.update(reference=ref, mask=valid, rgb=_reference_rgb(reference, sensor),
-                        fused={p.name: _read_small(p, QUICKLOOK_SIDE, ref.shape[1:])[0] for p in fused})
+                        fused={p.name: read_decimated(p, QUICKLOOK_SIDE, ref.shape[1:])[0] for p in fused})
         return ev
     if pan is None or not ms:
         raise BadInputError("give --reference, or --pan and --ms, to score an image")
@@ -304,21 +308,6 @@ def evaluate_images(fused: list[Path], reference: Path | None = None, pan: Path 
 
 #: Longest side, in pixels, of the images a quicklook panel shows.
 QUICKLOOK_SIDE = 384
-
-
-def _read_small(path: Path, max_side: int, shape: tuple[int, int] | None = None):
-    """A raster averaged down to ``shape`` (default: at most ``max_side`` a side), float32, and
-    its validity: memory stays small whatever the image's size."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(path) as ds:
-            if shape is None:
-                step = max(1, -(-max(ds.width, ds.height) // max_side))
-                shape = (-(-ds.height // step), -(-ds.width // step))
-            data = ds.read(out_shape=(ds.count, *shape), resampling=Resampling.average,
-                           out_dtype="float32")
-            valid = ds.read_masks(1, out_shape=shape, resampling=Resampling.nearest) > 0
-    return data, valid & np.all(np.isfinite(data), axis=0)
 
 
 def _reference_rgb(reference: Path, sensor: str | None) -> tuple[int, int, int]:

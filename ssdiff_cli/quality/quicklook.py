@@ -8,6 +8,7 @@ in brightness are real, not artefacts of per-image stretching.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,16 +44,29 @@ def to_uint8(rgb: np.ndarray, limits: np.ndarray, valid: np.ndarray | None = Non
     return img
 
 
+def read_decimated(path: str | Path, max_side: int, shape: tuple[int, int] | None = None,
+                   indexes: list[int] | None = None):
+    """Bands ``indexes`` (1-based; default all) of a raster averaged down to ``shape`` (default:
+    at most ``max_side`` pixels a side; overviews are used when present), so memory stays small
+    whatever the raster's size. Returns ``(data (C, h, w) float32, valid (h, w))``, valid from
+    the first band's mask and finite in every band."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path) as ds:
+            indexes = indexes or list(ds.indexes)
+            if shape is None:
+                scale = max(1, math.ceil(max(ds.width, ds.height) / max_side))
+                shape = (math.ceil(ds.height / scale), math.ceil(ds.width / scale))
+            data = ds.read(indexes, out_shape=(len(indexes), *shape), resampling=Resampling.average,
+                           out_dtype="float32")
+            mask = ds.read_masks(indexes[0], out_shape=shape, resampling=Resampling.nearest) > 0
+    return data, mask & np.all(np.isfinite(data), axis=0)
+
+
 def read_rgb(path: str | Path, rgb: tuple[int, int, int], max_side: int = 1024):
     """Read three bands (0-based indices) of a raster decimated to at most ``max_side`` pixels a
-    side (overviews are used when present). Returns ``(rgb (3, h, w) float32, valid (h, w))``."""
-    with rasterio.open(path) as ds:
-        scale = max(1, math.ceil(max(ds.width, ds.height) / max_side))
-        shape = (3, math.ceil(ds.height / scale), math.ceil(ds.width / scale))
-        indexes = [i + 1 for i in rgb]
-        data = ds.read(indexes, out_shape=shape, resampling=Resampling.average).astype(np.float32)
-        mask = ds.read_masks(indexes[0], out_shape=shape[1:], resampling=Resampling.nearest) > 0
-    return data, mask & np.all(np.isfinite(data), axis=0)
+    side (:func:`read_decimated`). Returns ``(rgb (3, h, w) float32, valid (h, w))``."""
+    return read_decimated(path, max_side, indexes=[i + 1 for i in rgb])
 
 
 def write_quicklook(
