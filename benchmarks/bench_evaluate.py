@@ -102,8 +102,8 @@ def stage(name: str, tmp: Path) -> dict:
 
         scene, _, _ = prepare_scene(pan, [ms], with_sample=False)  # as evaluate does
         inputs = evaluate.FusedSceneInputs(fused, scene, (np.zeros(scene.bands, np.float32), 0.0))
-        _, h, _ = inputs.shape
-        step, halo = indices.full_strip_rows(RATIO), indices.full_res_halo(RATIO)
+        c, h, w = inputs.shape
+        step, halo = indices.full_strip_rows(RATIO, w, c), indices.full_res_halo(RATIO)
         for y in range(0, h, step):
             assert inputs.rows(max(0, y - halo), min(h, y + step + halo)).F.size
         inputs.close()

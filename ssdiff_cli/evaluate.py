@@ -17,7 +17,6 @@ from __future__ import annotations
 import tempfile
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -339,21 +338,16 @@ def score_against(path: Path, reference: Path, progress: Callable | None = None,
             )
         ratio = int(ref.tags().get("RATIO", 4))
         scorer = indices.ReducedScorer(ratio, ref.count)
-        rows = strip_rows or indices.rows_for_width(ref.width, 2 * ref.count)
-        step = max(32, rows // 32 * 32)  # whole 32-px blocks in every strip but the last
+        # whole 32-px blocks in every strip but the last
+        step = indices.rows_per_strip(ref.width, 2 * ref.count, 32, strip_rows)
         wins = [Window(0, y, ref.width, min(step, ref.height - y)) for y in range(0, ref.height, step)]
 
         def fetch(win):
             (data, valid), (rdata, rvalid) = _read_window(img, win), _read_window(ref, win)
             return data, rdata, valid & rvalid
 
-        # the next strip is read while this one is scored
-        with indices.worker_pool() as pool, ThreadPoolExecutor(1) as reader:
-            pending = reader.submit(fetch, wins[0])
-            for i, win in enumerate(wins):
-                data, rdata, valid = pending.result()
-                if i + 1 < len(wins):
-                    pending = reader.submit(fetch, wins[i + 1])
+        with indices.worker_pool() as pool:
+            for i, (win, (data, rdata, valid)) in enumerate(zip(wins, indices.prefetched(fetch, wins))):
                 scorer.update(data, rdata, valid, pool)
                 if progress is not None:
                     progress(i + 1, len(wins), (win.row_off + win.height) * ref.width)

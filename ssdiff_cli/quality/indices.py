@@ -572,14 +572,12 @@ def _erode_cols(v: np.ndarray) -> np.ndarray:
 STRIP_BYTES = 64 << 20
 
 
-def rows_for_width(width: int, bands: int, strip_bytes: int = STRIP_BYTES) -> int:
-    """Rows of a ``width`` px, ``bands`` band float32 strip of about ``strip_bytes``."""
-    return max(1, strip_bytes // (4 * max(1, width) * max(1, bands)))
-
-
-def _strip_rows(requested: int, *multiples: int) -> int:
-    m = math.lcm(*multiples)
-    return max(m, requested // m * m)
+def rows_per_strip(width: int, bands: int, multiple: int, requested: int | None = None) -> int:
+    """Rows per strip: ``requested``, by default as many as fit :data:`STRIP_BYTES` of a
+    ``width`` px, ``bands`` band float32 strip, rounded down to a multiple of ``multiple`` (at
+    least one such unit)."""
+    rows = requested or STRIP_BYTES // (4 * max(1, width) * max(1, bands))
+    return max(multiple, rows // multiple * multiple)
 
 
 def reduced_resolution(
@@ -603,12 +601,25 @@ def reduced_resolution(
         raise ValueError(f"F and R must be (C, H, W) of one shape, got {F.shape} and {R.shape}")
     mask = _as_mask(mask, F.shape[1:])
     sc = ReducedScorer(ratio, F.shape[0], data_range=data_range, block=block)
-    step = _strip_rows(strip_rows or rows_for_width(F.shape[2], 2 * F.shape[0]), block)
+    step = rows_per_strip(F.shape[2], 2 * F.shape[0], block, strip_rows)
     with worker_pool(workers) as pool:
         for y in range(0, F.shape[1], step):
             sl = slice(y, y + step)
             sc.update(F[:, sl], R[:, sl], None if mask is None else mask[sl], pool)
     return sc.result()
+
+
+def prefetched(fetch: Callable, items: list):
+    """Yield ``fetch(item)`` for each item in order, the next one being fetched on a background
+    thread while the caller works on the current one (reading then overlaps the arithmetic). At
+    most two results are alive at a time: the one yielded and the one being fetched."""
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(fetch, items[0]) if items else None
+        for i in range(len(items)):
+            result = pending.result()
+            if i + 1 < len(items):
+                pending = reader.submit(fetch, items[i + 1])
+            yield result
 
 
 @contextmanager
@@ -970,11 +981,12 @@ def full_resolution(
     return full_resolution_from(inputs, ratio, ms_gnyq, pan_gnyq, block, strip_rows, workers)
 
 
-def full_strip_rows(ratio: int, block: int = 32, requested: int = 512) -> int:
-    """Rows per strip of :func:`full_resolution_from`: ``requested`` rounded down to a multiple
-    of the block, the ratio and the low-res block's footprint (at least one such unit)."""
+def full_strip_rows(ratio: int, width: int, bands: int, block: int = 32,
+                    requested: int | None = None) -> int:
+    """Rows per strip of :func:`full_resolution_from` (:func:`rows_per_strip`), a multiple of
+    the block, the ratio and the low-res block's footprint."""
     lb = max(1, block // ratio)
-    return _strip_rows(requested, math.lcm(block, ratio, lb * ratio))
+    return rows_per_strip(width, bands, math.lcm(block, ratio, lb * ratio), requested)
 
 
 def full_res_halo(ratio: int) -> int:
@@ -1003,24 +1015,20 @@ def full_resolution_from(
     is called after each strip (the pipeline's progress signature).
     """
     c, h, w = inputs.shape
-    step = full_strip_rows(ratio, block, strip_rows or rows_for_width(w, c))
+    step = full_strip_rows(ratio, w, c, block, strip_rows)
     halo = full_res_halo(ratio)
     gains = np.broadcast_to(np.asarray(ms_gnyq, dtype=np.float64), (c,))
     sc = FullScorer(ratio, c, block)
     strips = [(y0, min(h, y0 + step)) for y0 in range(0, h, step)]
     scratch: dict = {}  # buffers reused from strip to strip
 
-    def fetch(i):
-        y0, y1 = strips[i]
-        a, b = max(0, y0 - halo), min(h, y1 + halo)
+    def fetch(strip):
+        a, b = max(0, strip[0] - halo), min(h, strip[1] + halo)
         return a, inputs.rows(a, b)
 
-    with worker_pool(workers) as pool, ThreadPoolExecutor(1) as reader:
-        pending = reader.submit(fetch, 0) if strips else None
-        for i, (y0, y1) in enumerate(strips):
-            a, rows = pending.result()
-            if i + 1 < len(strips):
-                pending = reader.submit(fetch, i + 1)
+    with worker_pool(workers) as pool:
+        for i, (a, rows) in enumerate(prefetched(fetch, strips)):
+            y0, y1 = strips[i]
             _full_strip(sc, pool, rows, a, y0, y1, ratio, gains, pan_gnyq, scratch)
             if progress is not None:
                 progress(i + 1, len(strips), y1 * w)
