@@ -64,22 +64,30 @@ def support(ratio: int, taps: int = MTF_TAPS) -> int:
     return taps // 2 + ratio
 
 
-def lowpass(img: np.ndarray, gnyq: float | np.ndarray, ratio: int, taps: int = MTF_TAPS) -> np.ndarray:
+def lowpass(img: np.ndarray, gnyq: float | np.ndarray, ratio: int, taps: int = MTF_TAPS,
+            rows: tuple[int, int] | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Low-pass ``img`` (``(H, W)`` or ``(C, H, W)``) with the MTF-matched Gaussian.
 
     ``gnyq`` is one gain, or one per band for a 3-D array. The result keeps the input's shape and
-    is float32.
+    is float32; ``rows`` ``(start, stop)`` keeps only those output rows (computed without the
+    rest), and ``out`` receives the result when given.
     """
     img = np.asarray(img, dtype=np.float32)
     if img.ndim == 2:
-        return _lowpass2d(img, float(np.atleast_1d(gnyq)[0]), ratio, taps)
+        return _lowpass2d(img, float(np.atleast_1d(gnyq)[0]), ratio, taps, rows, out)
     gains = np.broadcast_to(np.asarray(gnyq, dtype=np.float64), (img.shape[0],))
-    return np.stack([_lowpass2d(b, float(g), ratio, taps) for b, g in zip(img, gains)])
+    if out is None:
+        return np.stack([_lowpass2d(b, float(g), ratio, taps, rows) for b, g in zip(img, gains)])
+    for b, g, o in zip(img, gains, out):
+        _lowpass2d(b, float(g), ratio, taps, rows, o)
+    return out
 
 
-def _lowpass2d(band: np.ndarray, gnyq: float, ratio: int, taps: int) -> np.ndarray:
+def _lowpass2d(band: np.ndarray, gnyq: float, ratio: int, taps: int, rows=None, out=None) -> np.ndarray:
     k = mtf_kernel(gnyq, ratio, taps)
-    return correlate_axis(correlate_axis(band, k, axis=-2), k, axis=-1)
+    start, stop = rows if rows is not None else (0, band.shape[0])
+    vert = correlate_axis(band, k, axis=-2, start=start, count=stop - start)
+    return correlate_axis(vert, k, axis=-1, out=out)
 
 
 def degrade(img: np.ndarray, gnyq: float | np.ndarray, ratio: int, taps: int = MTF_TAPS) -> np.ndarray:

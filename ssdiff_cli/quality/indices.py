@@ -1053,10 +1053,7 @@ def _full_strip(sc, pool, rows: FullResRows, a: int, y0: int, y1: int, ratio, ga
     f_lp = scratch["f_lp"]
 
     def lowpass_band(i: int) -> None:
-        # filters.lowpass, for the rows scored only, written in place
-        k = filters.mtf_kernel(float(gains[i]), ratio)
-        vert = filters.correlate_axis(fx[i], k, axis=-2, start=o0 - fa, count=o1 - o0)
-        filters.correlate_axis(vert, k, axis=-1, out=f_lp[i])
+        filters.lowpass(fx[i], gains[i], ratio, rows=(o0 - fa, o1 - fa), out=f_lp[i])
 
     # one job per band and one for the PAN, spread over the pool
     pan_job = pool.submit(filters.degrade, px, pan_gnyq, ratio)
