@@ -1141,6 +1141,16 @@ def hqnr(
 UiqiFn = Callable[[np.ndarray, np.ndarray], float]
 
 
+def _qnr_uiqis(mask, ratio: int, block: int, uiqi_fn: UiqiFn | None):
+    """The UIQI functions of the QNR at PAN and at MS resolution: ``uiqi_fn`` for both when
+    given, else :func:`uiqi` on ``block`` and ``block // ratio`` blocks with the eroded masks."""
+    if uiqi_fn is not None:
+        return uiqi_fn, uiqi_fn
+    m, m_lr = _full_res_masks(mask, ratio)
+    lb = max(1, block // ratio)
+    return (lambda x, y: uiqi(x, y, block, mask=m)), (lambda x, y: uiqi(x, y, lb, mask=m_lr))
+
+
 def d_lambda_qnr(
     F: np.ndarray,
     ms: np.ndarray,
@@ -1153,10 +1163,8 @@ def d_lambda_qnr(
     ``D_lambda = 1/(C(C-1)) sum_{i != j} |Q(F_i, F_j) - Q(MS_i, MS_j)|`` (exponent p = 1).
     Ideal 0. UIQI on ``block`` blocks at PAN resolution and ``block // ratio`` at MS resolution,
     unless ``uiqi_fn(x, y) -> float`` is given (then used at both resolutions, mask ignored)."""
-    m, m_lr = _full_res_masks(mask, ratio)
+    qf, qm = _qnr_uiqis(mask, ratio, block, uiqi_fn)
     c = F.shape[0]
-    qf = uiqi_fn or (lambda x, y: uiqi(x, y, block, mask=m))
-    qm = uiqi_fn or (lambda x, y: uiqi(x, y, max(1, block // ratio), mask=m_lr))
     tot = 0.0
     for i in range(c):
         for j in range(i + 1, c):
@@ -1178,11 +1186,9 @@ def d_s_qnr(
     """Alparone's spatial distortion ``D_s = mean_b |Q(F_b, PAN) - Q(MS_b, PAN_lr)|`` (q = 1),
     ``PAN_lr`` = the PAN degraded to MS size (MTF Gaussian + decimation) unless given. Ideal 0.
     UIQI blocks as in :func:`d_lambda_qnr`; ``uiqi_fn`` as there."""
-    m, m_lr = _full_res_masks(mask, ratio)
+    qf, qm = _qnr_uiqis(mask, ratio, block, uiqi_fn)
     if pan_lr is None:
         pan_lr = filters.degrade(pan, pan_gnyq, ratio)
-    qf = uiqi_fn or (lambda x, y: uiqi(x, y, block, mask=m))
-    qm = uiqi_fn or (lambda x, y: uiqi(x, y, max(1, block // ratio), mask=m_lr))
     return float(np.mean([abs(qf(f, pan) - qm(mb, pan_lr)) for f, mb in zip(F, ms, strict=True)]))
 
 
