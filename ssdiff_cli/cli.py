@@ -400,7 +400,7 @@ def evaluate(
                                               progress, keep)
             else:
                 result = ev_lib.evaluate_images(list(fused), reference, pan, ms, sensor, progress, keep)
-        if quicklook and keep is not None:
+        if keep is not None:  # asked for a quicklook
             ev_lib.write_evaluation_quicklook(keep, quicklook, result.protocol)
         if json_out:
             _print_json(result.to_dict())

@@ -223,21 +223,27 @@ class DaskExecutor(cf.Executor):
                 del self._active[id(result)]
         if result.done():
             return
-        status = dfut.status
-        try:
-            if status != "cancelled":
+        cancelled = dfut.status == "cancelled"
+        if not cancelled:
+            try:
                 value = dfut.result()  # the value, or raises the task's error (or KilledWorker)
-            else:
-                # Not cancelled by us (result is not done): the cluster lost something this
-                # task needed, typically every copy of the scattered callable. Try again.
-                if attempt < self.resubmits and not self._shutdown:
-                    self.resubmitted += 1
-                    self._launch(result, fn, args, kwargs, attempt + 1, stale=remote)
-                    return
-                raise cf.CancelledError(f"dask task {dfut.key} was cancelled by the cluster")
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            except cf.CancelledError:
+                # cancelled by the cluster after its status was read (distributed raises its
+                # FutureCancelledError, a CancelledError): the same case as below
+                cancelled = True
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                with contextlib.suppress(cf.InvalidStateError):
+                    result.set_exception(exc)
+                return
+        if cancelled:
+            # Not cancelled by us (result is not done): the cluster lost something this task
+            # needed, typically every copy of the scattered callable. Try again.
+            if attempt < self.resubmits and not self._shutdown:
+                self.resubmitted += 1
+                self._launch(result, fn, args, kwargs, attempt + 1, stale=remote)
+                return
             with contextlib.suppress(cf.InvalidStateError):
-                result.set_exception(exc)
+                result.set_exception(cf.CancelledError(f"dask task {dfut.key} was cancelled by the cluster"))
             return
         with contextlib.suppress(cf.InvalidStateError):
             result.set_result(value)
