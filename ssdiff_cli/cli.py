@@ -70,6 +70,13 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
+class AdaptObjective(str, Enum):
+    """What ``--adapt`` optimises for a generalist model."""
+
+    full = "full"
+    reduced = "reduced"
+
+
 # Shared options, defined once so a flag means the same in every command.
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or warnings.")]
@@ -199,7 +206,10 @@ def sharpen(
     steps: Annotated[int | None, typer.Option(min=1, help="DDIM sampling steps (ssdiff).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the diffusion noise (ssdiff).")] = 0,
     adapt: Annotated[int, typer.Option(
-        min=0, help="Fine-tune adapters N steps on this scene before fusing it (ssdiff).")] = 0,
+        min=0, help="Fine-tune the model N steps on this scene before fusing it (ssdiff).")] = 0,
+    adapt_objective: Annotated[AdaptObjective, typer.Option(
+        help="--adapt objective of a generalist model: full (unsupervised, full resolution, "
+        "Z-PNN style) or reduced (Wald protocol on the scene).")] = AdaptObjective.full,
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.fp32,
     sensor: SensorOpt = None,
@@ -247,6 +257,7 @@ def sharpen(
             method_options=_method_options(method, weights, model, adapter, steps, seed,
                                            device.value, precision.value, adapt),
             quicklook=str(quicklook) if quicklook else None,
+            adapt_objective=adapt_objective.value,
         )
         if json_out and output == "-" and not check_only:
             raise typer.BadParameter("--json and -o - both want stdout; choose one")

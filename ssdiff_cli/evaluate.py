@@ -138,7 +138,8 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
         base = options or SharpenOptions()
         for method in _with_baseline(methods):
             out = tmp / f"{method}.tif"
-            report = _fuse(lr_pan, lr_ms, out, method, preset.key, base, progress)
+            report = _fuse(lr_pan, lr_ms, out, method, None if preset.generic else preset.key, base,
+                           progress)
             fused, fused_valid = _read(out)
             h, w = min(fused.shape[1], ref.shape[1]), min(fused.shape[2], ref.shape[2])
             fused, mask = fused[:, :h, :w], fused_valid[:h, :w]

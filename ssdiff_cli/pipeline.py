@@ -51,6 +51,7 @@ class SharpenOptions:
     compress: str = "deflate"
     quicklook: str | None = None
     method_options: dict = field(default_factory=dict)
+    adapt_objective: str = "full"
 
 
 @dataclass
@@ -104,16 +105,60 @@ def prepare_scene(pan: str | Path, ms: list, sensor: str | None = None,
 
 
 def resolve_method(name: str, scene: Scene, detection: Detection) -> str:
-    """``auto`` means SSDiff where a shipped model was made for the detected sensor, else MTF-GLP.
-
-    (A model of the same band layout made for another sensor is used only when asked for with
-    ``--method ssdiff``: it may not transfer, see models/README.md.)"""
+    """``auto`` means SSDiff where a shipped model accepts the scene (the generalist takes 1-16
+    bands at ratios 2-8), else MTF-GLP. With ``auto`` the model also checks itself on the scene
+    and may fall back to its classical base (:func:`apply_guard`)."""
     if name != "auto":
         return name
     from ssdiff_cli.zoo import find_model_for
 
-    card = find_model_for(scene.bands, scene.ratio, detection.preset.key, same_sensor=True)
+    card = find_model_for(scene.bands, scene.ratio, detection.preset.key)
     return "ssdiff" if card is not None else "mtf-glp"
+
+
+def adapt_scene(method: FusionMethod, scene: Scene, sample: SceneSample, opts: SharpenOptions,
+                report: Report, progress: Callable | None = None) -> None:
+    """``--adapt N`` for a generalist model: fine-tune it on this scene before fusing
+    (:func:`ssdiff_cli.training.scene_adapt.adapt_generalist`, objective
+    ``opts.adapt_objective``); what it did goes into the report."""
+    fusion = getattr(method, "generalist", None)
+    steps = int(getattr(method, "adapt", 0) or 0)
+    if fusion is None or steps <= 0:
+        return
+    from ssdiff_cli.training.scene_adapt import adapt_generalist
+
+    start = time.perf_counter()
+    losses = adapt_generalist(
+        fusion, scene.spec, fill_values(sample), steps, objective=opts.adapt_objective,
+        seed=getattr(method, "seed", 0),
+        progress=None if progress is None else lambda s, n, loss: progress(s, n, 0))
+    report.method["adaptation"] = {
+        "steps": steps, "objective": opts.adapt_objective, "seconds": round(time.perf_counter() - start, 2),
+        "loss_first": round(losses[0], 5), "loss_last": round(float(np.mean(losses[-10:])), 5)}
+
+
+def apply_guard(method: FusionMethod, scene: Scene, sample: SceneSample, detection: Detection,
+                report: Report) -> FusionMethod:
+    """``--method auto``'s self-check of a generalist model: when its full-resolution HQNR on a
+    central window is below its classical base's, fuse with the base instead (said on stderr and
+    in the report). Returns the method to run."""
+    fusion = getattr(method, "generalist", None)
+    if fusion is None:
+        return method
+    from ssdiff_cli.errors import SsdiffWarning
+    from ssdiff_cli.methods.generalist import guard_check
+
+    guard = guard_check(fusion, scene.spec, fill_values(sample), detection.preset)
+    report.method["guard"] = guard
+    if not guard["fallback"]:
+        return method
+    warnings.warn(
+        f"{scene.ms_paths[0]}: the model scored below its classical base on this scene (HQNR "
+        f"{guard['model']['HQNR']:.4f} < {guard['base']['HQNR']:.4f}); fusing with MTF-GLP-FS "
+        "instead", SsdiffWarning, stacklevel=2)
+    report.method = {**fusion.glp.describe(), "name": "mtf-glp-fs", "fallback_from": report.method,
+                     "guard": guard}
+    return fusion.glp
 
 
 def check_registration(scene: Scene, sample: SceneSample, detection: Detection) -> coreg.ShiftReport:
@@ -237,6 +282,9 @@ def sharpen(
     start = time.perf_counter()
     method.prepare(SceneContext(scene=scene, sample=sample, sensor=detection.preset))
     report.method = method.describe()
+    adapt_scene(method, scene, sample, opts, report, progress)
+    if opts.method == "auto":
+        method = apply_guard(method, scene, sample, detection, report)
     overlap = method.overlap if opts.overlap is None else opts.overlap
     grid = scene.spec.out
     plan = plan_tiles(grid.height, grid.width, tile_size=opts.tile_size, overlap=overlap,

@@ -102,19 +102,46 @@ def list_models(folder: Path | None = None) -> list[ModelCard]:
     return cards
 
 
-def find_model_for(bands: int, ratio: int, sensor_key: str | None = None,
-                   same_sensor: bool = False) -> ModelCard | None:
-    """The best shipped model for an input: one made for the same sensor first, else (unless
-    ``same_sensor``) one for the same band layout and ratio."""
-    cards = [c for c in list_models() if c.bands == bands and c.ratio == ratio]
-    for card in cards:
-        if sensor_key and card.sensor == sensor_key:
-            return card
-    return None if same_sensor or not cards else cards[0]
+#: Band counts and PAN/MS ratios a generalist model accepts.
+GENERALIST_BANDS = (1, 16)
+GENERALIST_RATIOS = (2, 8)
+#: The default model for any sensor (when no model was made for the sensor itself).
+DEFAULT_GENERALIST = "ssdiff-generalist"
+
+
+def is_generalist(card: ModelCard) -> bool:
+    """True for a band- and ratio-agnostic model (``model.family == "generalist"``)."""
+    return isinstance(card.model, dict) and card.model.get("family") == "generalist"
+
+
+def accepts(card: ModelCard, bands: int, ratio: int) -> bool:
+    """Whether a model can fuse ``bands`` MS bands at ``ratio``."""
+    if is_generalist(card):
+        return (GENERALIST_BANDS[0] <= bands <= GENERALIST_BANDS[1]
+                and GENERALIST_RATIOS[0] <= ratio <= GENERALIST_RATIOS[1])
+    return card.bands == bands and card.ratio == ratio
+
+
+def find_model_for(bands: int, ratio: int, sensor_key: str | None = None) -> ModelCard | None:
+    """The model ``--method ssdiff`` uses when none is named: the default generalist (then any
+    generalist) that accepts the input, else a model made for the sensor with the same band
+    layout and ratio, else any model with that layout; None when nothing fits."""
+    cards = [c for c in list_models() if accepts(c, bands, ratio)]
+    general = sorted((c for c in cards if is_generalist(c)),
+                     key=lambda c: (c.name != DEFAULT_GENERALIST, c.name))
+    same_sensor = [c for c in cards if sensor_key and c.sensor == sensor_key]
+    return (general or same_sensor or cards or [None])[0]
 
 
 def check_fits(card: ModelCard, bands: int, ratio: int, what: str) -> None:
     """Refuse a model whose band count or ratio does not match the input."""
+    if is_generalist(card):
+        if not accepts(card, bands, ratio):
+            raise ModelError(
+                f"{what}: {bands} MS bands at ratio {ratio} is outside what model {card.name} "
+                f"takes ({GENERALIST_BANDS[0]}-{GENERALIST_BANDS[1]} bands, ratio "
+                f"{GENERALIST_RATIOS[0]}-{GENERALIST_RATIOS[1]})")
+        return
     if card.bands != bands:
         raise ModelError(
             f"{what}: has {bands} MS bands but model {card.name} was made for {card.bands}; "
@@ -145,6 +172,14 @@ def save_checkpoint(model, card: ModelCard, path: str | os.PathLike) -> Path:
 def build_model(card: ModelCard):
     """A network with the card's architecture (weights not loaded)."""
     from ssdiff_cli.nn import ModelConfig, SSDiffDenoiser
+
+    if is_generalist(card):
+        from ssdiff_cli.nn.generalist import GeneralistConfig, GeneralistDenoiser
+
+        try:
+            return GeneralistDenoiser(GeneralistConfig.from_dict(card.model))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"model {card.name}: bad architecture in its card ({exc})") from None
 
     try:
         config = ModelConfig.from_dict(card.model)

@@ -124,16 +124,25 @@ class MTFGLP(FusionMethod):
 
     def prepare(self, ctx: SceneContext) -> None:
         """Equalisation statistics, MTF gains and (FS) injection gains from the sample."""
-        self.ratio = ctx.scene.ratio
         gnyq = getattr(ctx.sensor, "ms_gnyq", None)
         bands = ctx.scene.bands
-        self.gnyq = np.asarray(gnyq if gnyq is not None and len(gnyq) == bands else [0.3] * bands)
+        gnyq = gnyq if gnyq is not None and len(gnyq) == bands else [0.3] * bands
         pan, ms = _valid_pixels(ctx)
+        self.fit(pan, ms, ctx.scene.ratio, gnyq)
+
+    def fit(self, pan: np.ndarray, ms: np.ndarray, ratio: int, gnyq) -> None:
+        """Learn the statistics from valid PAN values ``(n,)`` (averaged onto the MS grid) and
+        the MS values ``(C, n)`` at the same places; ``gnyq`` one MTF gain per band."""
+        pan = np.asarray(pan, np.float64)
+        ms = np.asarray(ms, np.float64)
+        self.ratio = int(ratio)
+        self.gnyq = np.asarray(gnyq, np.float64)
         self.pan_mean = np.float32(pan.mean())
-        pan_std = max(pan.std(), _EPS)
+        self.pan_std = np.float32(max(pan.std(), _EPS))
         ms_mean = ms.mean(axis=1)
         # Equalised PAN for band i: (PAN - mean_P) * scale_i + mean_i.
-        self.scale = (ms.std(axis=1) / pan_std).astype(np.float32)
+        self.ms_std = np.maximum(ms.std(axis=1), _EPS).astype(np.float32)
+        self.scale = (ms.std(axis=1) / self.pan_std).astype(np.float32)
         self.ms_mean = ms_mean.astype(np.float32)
         pan_eq = (pan - pan.mean())[None] * self.scale[:, None] + ms_mean[:, None]
         cov = ((ms - ms_mean[:, None]) * (pan_eq - pan_eq.mean(axis=1, keepdims=True))).mean(1)
@@ -142,24 +151,40 @@ class MTFGLP(FusionMethod):
         self.align = self.ratio
         self.halo = filters.support(self.ratio) + 3 * self.ratio + 12
 
-    def fuse(self, tile: TileData) -> np.ndarray:
-        """Detail injection per band, sharing PAN low-passes between bands of equal gain."""
+    def pan_lowpass(self, pan: np.ndarray) -> np.ndarray:
+        """``PAN_LP_i`` (C, H, W): the PAN degraded with band i's MTF and interpolated back
+        (H, W multiples of the ratio); bands of equal gain share one low-pass."""
         r = self.ratio
-        out = np.empty_like(tile.lms)
-        cache: dict[float, np.ndarray] = {}
+        out = np.empty((len(self.gnyq),) + pan.shape, np.float32)
+        done: dict[float, int] = {}
         for i, g in enumerate(self.gnyq):
             key = round(float(g), 6)
-            if key not in cache:
-                cache[key] = filters.upsample_cubic(filters.degrade(tile.pan, key, r), r)
-            pan_lp = cache[key]
-            pan_eq = (tile.pan - self.pan_mean) * self.scale[i] + self.ms_mean[i]
-            lp_eq = (pan_lp - self.pan_mean) * self.scale[i] + self.ms_mean[i]
+            if key in done:
+                out[i] = out[done[key]]
+            else:
+                out[i] = filters.upsample_cubic(filters.degrade(pan, key, r), r)
+                done[key] = i
+        return out
+
+    def fuse(self, tile: TileData) -> np.ndarray:
+        """Detail injection per band (:meth:`fuse_arrays` on the tile)."""
+        return self.fuse_arrays(tile.pan, tile.lms)
+
+    def fuse_arrays(self, pan: np.ndarray, lms: np.ndarray, pan_lp: np.ndarray | None = None
+                    ) -> np.ndarray:
+        """Detail injection on arrays: PAN (H, W), lms (C, H, W), optionally the
+        :meth:`pan_lowpass` already computed."""
+        pan_lp = self.pan_lowpass(pan) if pan_lp is None else pan_lp
+        out = np.empty_like(lms)
+        for i in range(lms.shape[0]):
+            pan_eq = (pan - self.pan_mean) * self.scale[i] + self.ms_mean[i]
+            lp_eq = (pan_lp[i] - self.pan_mean) * self.scale[i] + self.ms_mean[i]
             if self.injection == "hpm":
                 ok = lp_eq > _EPS
                 ratio_map = np.divide(pan_eq, lp_eq, out=np.ones_like(lp_eq), where=ok)
-                out[i] = tile.lms[i] * ratio_map
+                out[i] = lms[i] * ratio_map
             else:
-                out[i] = tile.lms[i] + self.gains[i] * (pan_eq - lp_eq)
+                out[i] = lms[i] + self.gains[i] * (pan_eq - lp_eq)
         return out
 
     def describe(self) -> dict:

@@ -111,6 +111,7 @@ class SSDiffMethod(FusionMethod):
         self.adapt = int(adapt)
         self.net = None
         self.card = None
+        self.generalist = None
 
     # ------------------------------------------------------------------ preparation
     def prepare(self, ctx: SceneContext) -> None:
@@ -129,7 +130,7 @@ class SSDiffMethod(FusionMethod):
                 )
             name = card.name
             sensor_key = getattr(ctx.sensor, "key", None)
-            if card.sensor != sensor_key:
+            if card.sensor != sensor_key and not zoo.is_generalist(card):
                 warnings.warn(
                     f"{scene.ms_paths[0]}: using model {card.name}, made for {card.sensor} data, on "
                     f"{getattr(ctx.sensor, 'name', 'this sensor')}; it may not transfer (consider "
@@ -143,7 +144,7 @@ class SSDiffMethod(FusionMethod):
             from ssdiff_cli.training.finetune import apply_adapter
 
             net = apply_adapter(net, self.adapter, card)
-        if self.adapt > 0:
+        if self.adapt > 0 and not zoo.is_generalist(card):  # generalists: pipeline.adapt_scene
             net = self._adapt(net, card, ctx)
         self.net = net.to(self.device).eval()
         self.card = card
@@ -151,11 +152,14 @@ class SSDiffMethod(FusionMethod):
         # Cards of x0-predictors start sampling from pure noise at T - 1 (one step is one guess);
         # without t_start the released schedule (900, 800, ..., 0 for 10 steps) is used.
         self.t_start = card.sampling.get("t_start")
-        self.scale = self._scale(card.normalisation, ctx)
         from ssdiff_cli.diffusion import DDIMScheduler, DiffusionConfig
 
         self.scheduler = DDIMScheduler(DiffusionConfig.from_dict(card.diffusion)
                                        if card.diffusion else None)
+        if zoo.is_generalist(card):
+            self._prepare_generalist(ctx)
+            return
+        self.scale = self._scale(card.normalisation, ctx)
         granularity = self.net.granularity
         if self.net.receptive_field is not None:  # fast: exact tiling with a halo
             self.align = granularity
@@ -165,6 +169,20 @@ class SSDiffMethod(FusionMethod):
             self.align = math.lcm(granularity, FAITHFUL_STRIDE)
             self.halo = FAITHFUL_STRIDE
             self.overlap = FAITHFUL_PATCH
+
+    def _prepare_generalist(self, ctx: SceneContext) -> None:
+        """A generalist model corrects MTF-GLP-FS: fit the base, take its tile geometry."""
+        import torch
+
+        from ssdiff_cli.methods.generalist import GeneralistFusion
+
+        dtype = torch.bfloat16 if self.precision == "bf16" else None
+        self.generalist = GeneralistFusion(self.net, self.scheduler, self.steps, self.t_start,
+                                           self.seed, self.device, dtype)
+        self.generalist.prepare(ctx)
+        self.needs_ms = False
+        self.align, self.halo, self.overlap = (self.generalist.align, self.generalist.halo,
+                                               self.generalist.overlap)
 
     def _adapt(self, net, card, ctx: SceneContext):
         """Fine-tune adapters on the scene itself (Wald crops of a central window), merged."""
@@ -196,8 +214,12 @@ class SSDiffMethod(FusionMethod):
 
     # ------------------------------------------------------------------ fusion
     def fuse(self, tile: TileData) -> np.ndarray:
-        """Sample the residual over the tile and add it to the upsampled MS."""
+        """Sample the residual over the tile and add it to the upsampled MS (or, for a
+        generalist model, the correction of the classical base)."""
         import torch
+
+        if self.generalist is not None:
+            return self.generalist.fuse_arrays(tile.pan, tile.lms, tile.row, tile.col)
 
         from ssdiff_cli.diffusion import position_noise
 
@@ -259,7 +281,9 @@ class SSDiffMethod(FusionMethod):
         return {
             "name": self.name,
             "model": self.card.name if self.card else self.model_name,
-            "variant": self.card.model.get("variant") if self.card else None,
+            "variant": (self.card.model.get("variant") or self.card.model.get("family"))
+            if self.card else None,
+            "terms": self.card.training.get("terms") if self.card else None,
             "steps": self.steps,
             "seed": self.seed,
             "device": getattr(self, "device", self.device_request),

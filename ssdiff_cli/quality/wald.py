@@ -57,10 +57,13 @@ def crop_pair(pan: np.ndarray, ms: np.ndarray, ratio: int, multiple: int | None 
     Raises ``ValueError`` when the PAN is smaller than ``ratio`` times the cropped MS.
     """
     multiple = ratio if multiple is None else multiple
-    ms = crop_to_multiple(ms, multiple)
+    # an MS with one coarse row or column more than the PAN covers (a PAN size that is not a
+    # multiple of the ratio) loses it; any larger difference is an error
+    if any(m > -(-p // ratio) for m, p in zip(ms.shape[-2:], pan.shape[-2:])):
+        raise ValueError(f"PAN {pan.shape[-2]}x{pan.shape[-1]} < ratio {ratio} x MS "
+                         f"{ms.shape[-2]}x{ms.shape[-1]}")
+    ms = crop_to_multiple(ms[..., : pan.shape[-2] // ratio, : pan.shape[-1] // ratio], multiple)
     h, w = ms.shape[-2:]
-    if pan.shape[-2] < h * ratio or pan.shape[-1] < w * ratio:
-        raise ValueError(f"PAN {pan.shape[-2]}x{pan.shape[-1]} < ratio {ratio} x MS {h}x{w}")
     return pan[..., : h * ratio, : w * ratio], ms
 
 
@@ -127,7 +130,7 @@ def degrade_pair(
         m = np.asarray(ms_valid, dtype=bool)
         if m.ndim == 3:
             m = m.all(axis=0)
-        rv = crop_to_multiple(m, ratio)
+        rv = m[: ms.shape[-2], : ms.shape[-1]]
         mv = degrade_mask(rv, ratio)
     return ReducedPair(
         pan=pan_lr,

@@ -1,0 +1,149 @@
+"""Leave-one-acquisition-out: the generalist model against the classical methods on scenes it
+never saw.
+
+Every scene is scored by a model that saw neither that scene nor any other crop of the same
+acquisition (``scripts/generalist_data.py``: families and folds):
+
+* families of fold A are scored by the model trained without fold A (``--fold-a``), fold B
+  likewise (``--fold-b``);
+* the GRIP scenes (WorldView-2, GeoEye-1) and the WorldView-3 scene are in no training set of the
+  commercial-use generalist, so the shipped model (``--model``) scores them.
+
+Per scene: ``ssdiff evaluate --reduced`` (Wald protocol: SAM, ERGAS, Q2n) and ``--full`` (HQNR)
+with the model, optionally the model with ``--adapt`` (``--adapt N``), brovey, gsa, mtf-glp,
+mtf-glp-fs and plain upsampling; a family's figure is the mean over its scenes (``--per-family``
+scenes at most). With ``--seen`` the shipped model is also scored on the families it was trained
+on (in distribution: not a generalisation figure, reported apart).
+
+    .venv/bin/python benchmarks/bench_generalization.py --model ssdiff-generalist \\
+        --fold-a runs/fold-A --fold-b runs/fold-B --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from generalist_data import DATA, FOLDS, families  # noqa: E402
+
+CLASSICAL = ["brovey", "gsa", "mtf-glp", "mtf-glp-fs"]
+COLUMNS = ("SAM", "ERGAS", "Q2n", "HQNR")
+
+
+def score_scene(folder: str, model: str, adapt: int) -> dict:
+    """Reduced- and full-resolution scores of every method on one shared scene."""
+    from ssdiff_cli.evaluate import evaluate_full, evaluate_reduced
+    from ssdiff_cli.pipeline import SharpenOptions
+
+    pan, ms = DATA / folder / "pan.tif", DATA / folder / "ms.tif"
+    rows: dict[str, dict] = {}
+    runs = [("generalist", {"model": model})]
+    if adapt:
+        runs.append((f"generalist --adapt {adapt}", {"model": model, "adapt": adapt}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for label, opts in runs:
+            o = SharpenOptions(method_options=opts)
+            red = evaluate_reduced(pan, ms, ["ssdiff"], options=o).rows["ssdiff"]
+            full = evaluate_full(pan, ms, ["ssdiff"], options=o).rows["ssdiff"]
+            rows[label] = {"SAM": red["SAM"], "ERGAS": red["ERGAS"], "Q2n": red["Q2n"],
+                           "HQNR": full["HQNR"]}
+        red = evaluate_reduced(pan, ms, CLASSICAL).rows
+        full = evaluate_full(pan, ms, CLASSICAL).rows
+    for m in CLASSICAL:
+        rows[m] = {"SAM": red[m]["SAM"], "ERGAS": red[m]["ERGAS"], "Q2n": red[m]["Q2n"],
+                   "HQNR": full[m]["HQNR"]}
+    up = red["upsample (baseline)"]
+    rows["upsample"] = {"SAM": up["SAM"], "ERGAS": up["ERGAS"], "Q2n": up["Q2n"], "HQNR": None}
+    return rows
+
+
+def _mean(rows_list: list[dict]) -> dict:
+    out = {}
+    for method in rows_list[0]:
+        out[method] = {}
+        for c in COLUMNS:
+            vals = [r[method][c] for r in rows_list if r[method][c] is not None]
+            out[method][c] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def verdict(rows: dict, model: str = "generalist") -> dict:
+    """Model vs the best classical method per column (lower SAM/ERGAS, higher Q2n/HQNR)."""
+    out = {}
+    for c in COLUMNS:
+        vals = {m: rows[m][c] for m in CLASSICAL if rows[m][c] is not None}
+        if not vals or rows[model][c] is None:
+            continue
+        best = (min if c in ("SAM", "ERGAS") else max)(vals, key=vals.get)
+        ok = rows[model][c] <= vals[best] if c in ("SAM", "ERGAS") else rows[model][c] >= vals[best]
+        out[c] = {"best_classical": best, "value": vals[best], "model": rows[model][c], "ok": bool(ok)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="ssdiff-generalist", help="the shipped (all-data) model")
+    ap.add_argument("--fold-a", required=True, help="model trained without fold A")
+    ap.add_argument("--fold-b", required=True, help="model trained without fold B")
+    ap.add_argument("--adapt", type=int, default=0, help="also score the model with --adapt N")
+    ap.add_argument("--per-family", type=int, default=2, help="scenes scored per family, at most")
+    ap.add_argument("--families", nargs="*", help="only these families")
+    ap.add_argument("--seen", action="store_true", help="also score the shipped model in distribution")
+    ap.add_argument("--json", type=Path, help="write every figure here")
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"shared scenes not found at {DATA}: nothing to benchmark")
+
+    fams = families()
+    which = {f: args.fold_a for f in FOLDS["A"]} | {f: args.fold_b for f in FOLDS["B"]}
+    results = {}
+    for fam, folders in sorted(fams.items()):
+        if args.families and fam not in args.families:
+            continue
+        model = which.get(fam, args.model)
+        per_scene = {}
+        for folder in folders[: args.per_family]:
+            print(f"{fam}: {folder} with {model}", file=sys.stderr, flush=True)
+            per_scene[folder] = score_scene(folder, model, args.adapt)
+        mean = _mean(list(per_scene.values()))
+        results[fam] = {"model": model, "scenes": per_scene, "mean": mean, "verdict": verdict(mean)}
+        if args.seen and fam in which:
+            seen = _mean([score_scene(f, args.model, 0) for f in folders[: args.per_family]])
+            results[fam]["seen_by_shipped_model"] = seen["generalist"]
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1) + "\n")
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    """One markdown table: per family, each method's SAM / ERGAS / Q2n / HQNR."""
+    print("| family (never seen by its model) | method | SAM | ERGAS | Q2n | HQNR |")
+    print("|---|---|---|---|---|---|")
+    for fam, res in results.items():
+        for method, v in res["mean"].items():
+            cells = " | ".join("–" if v[c] is None else f"{v[c]:.4f}" if c in ("Q2n", "HQNR")
+                               else f"{v[c]:.3f}" for c in COLUMNS)
+            print(f"| {fam} | {method} | {cells} |")
+        if "seen_by_shipped_model" in res:
+            v = res["seen_by_shipped_model"]
+            cells = " | ".join("–" if v[c] is None else f"{v[c]:.4f}" for c in COLUMNS)
+            print(f"| {fam} | shipped model (in distribution: trained on it) | {cells} |")
+    ok = {fam: all(x["ok"] for x in res["verdict"].values()) for fam, res in results.items()}
+    print(f"\nfamilies where the generalist is no worse than the best classical method on every "
+          f"index: {sum(ok.values())}/{len(ok)}")
+    ratios = [res["mean"]["generalist"]["ERGAS"] / res["verdict"]["ERGAS"]["value"]
+              for res in results.values() if "ERGAS" in res["verdict"]]
+    if ratios:
+        print(f"median ERGAS, generalist / best classical: {np.median(ratios):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""The generalist SSDiff model as a fusion method: MTF-GLP-FS corrected by a diffusion model.
+
+Per tile: the classical base (MTF-GLP with full-scale regression gains, fitted once per scene)
+and the PAN low-passed with each band's MTF are computed on the tile; everything is
+standardised with the scene's statistics (:class:`Standardisation`); DDIM samples the
+correction from position-keyed noise with the generalist network
+(:class:`ssdiff_cli.nn.generalist.GeneralistDenoiser`); the image is ``base + std * correction``.
+A network whose last layer is zero returns the base exactly.
+
+:func:`guard_check` is ``--method auto``'s self-check: on a central window of the scene it
+compares the full-resolution HQNR of the model and of its classical base, and says whether to
+fall back to the base.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ssdiff_cli.methods.classical import MTFGLP
+
+#: Side (PAN px) of the central window the guard fuses and scores.
+GUARD_WINDOW = 512
+#: The model must reach the base's HQNR minus this to be kept.
+GUARD_TOLERANCE = 0.0
+
+
+@dataclass(frozen=True)
+class Standardisation:
+    """Scene statistics the network's inputs are standardised with (from the MTF-GLP fit)."""
+
+    pan_mean: float
+    pan_std: float
+    ms_mean: np.ndarray
+    ms_std: np.ndarray
+
+    @classmethod
+    def from_glp(cls, glp: MTFGLP) -> Standardisation:
+        """The statistics an :class:`MTFGLP` learnt in ``prepare``/``fit``."""
+        return cls(float(glp.pan_mean), float(glp.pan_std), np.asarray(glp.ms_mean, np.float32),
+                   np.asarray(glp.ms_std, np.float32))
+
+
+def standardise(pan: np.ndarray, lms: np.ndarray, pan_lp: np.ndarray, base: np.ndarray,
+                stats: Standardisation) -> dict[str, np.ndarray]:
+    """The network's conditions, float32: ``base``, ``lms`` ``(C, H, W)`` in band standard
+    deviations around the band means; ``pan`` ``(1, H, W)`` and ``pan_lp`` ``(C, H, W)`` in PAN
+    standard deviations around the PAN mean."""
+    mu = stats.ms_mean[:, None, None]
+    inv = (1.0 / stats.ms_std)[:, None, None]
+    pinv = 1.0 / stats.pan_std
+    return {
+        "base": ((base - mu) * inv).astype(np.float32),
+        "lms": ((lms - mu) * inv).astype(np.float32),
+        "pan": ((pan[None] - stats.pan_mean) * pinv).astype(np.float32),
+        "pan_lp": ((pan_lp - stats.pan_mean) * pinv).astype(np.float32),
+    }
+
+
+def target(gt: np.ndarray, base: np.ndarray, stats: Standardisation) -> np.ndarray:
+    """The correction the network learns: ``(gt - base)`` in band standard deviations."""
+    return ((gt - base) / stats.ms_std[:, None, None]).astype(np.float32)
+
+
+def apply_correction(base: np.ndarray, correction: np.ndarray, stats: Standardisation) -> np.ndarray:
+    """``base + std * correction`` (the inverse of :func:`target`)."""
+    return base + correction * stats.ms_std[:, None, None]
+
+
+def sample_correction(net, scheduler, cond: dict[str, np.ndarray], noise: np.ndarray, ratio: int,
+                      steps: int, t_start: int | None, device: str = "cpu",
+                      dtype=None) -> np.ndarray:
+    """DDIM for the correction over a batch: ``cond`` arrays and ``noise`` carry a leading batch
+    axis (B, ...); returns the x0 estimate (B, C, H, W) as float32 numpy."""
+    import torch
+
+    from ssdiff_cli.diffusion import sample
+
+    t = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in cond.items()}
+    x_t = torch.from_numpy(np.ascontiguousarray(noise)).to(device)
+    dev = "cuda" if str(device).startswith("cuda") else "cpu"
+
+    def model_fn(x, tt):
+        with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None):
+            return net(x, tt, t["base"], t["lms"], t["pan"], t["pan_lp"], ratio).float()
+
+    with torch.inference_mode():
+        out = sample(model_fn, x_t, scheduler, steps=steps, t_start=t_start)
+    return out.float().cpu().numpy()
+
+
+class GeneralistFusion:
+    """The per-scene state of the generalist: the fitted base, the statistics, the geometry.
+
+    ``net`` is a :class:`GeneralistDenoiser`; ``prepare(ctx)`` fits the MTF-GLP-FS base on the
+    scene sample; ``fuse_arrays`` / ``fuse`` correct it.
+    """
+
+    def __init__(self, net, scheduler, steps: int, t_start: int | None, seed: int,
+                 device: str = "cpu", dtype=None) -> None:
+        self.net, self.scheduler = net, scheduler
+        self.steps, self.t_start, self.seed = steps, t_start, seed
+        self.device, self.dtype = device, dtype
+        self.glp = MTFGLP("fs")
+
+    def prepare(self, ctx) -> None:
+        """Fit the classical base on the scene; set the tile geometry (align, halo, overlap)."""
+        self.glp.prepare(ctx)
+        self.pan_gnyq = float(getattr(ctx.sensor, "pan_gnyq", None) or 0.15)
+        self.stats = Standardisation.from_glp(self.glp)
+        self.ratio = self.glp.ratio
+        g = self.net.granularity
+        self.align = math.lcm(g, self.ratio)
+        reach = self.net.receptive_field + self.glp.halo
+        self.halo = int(math.ceil(reach / self.align) * self.align)
+        self.overlap = g
+
+    def fuse_arrays(self, pan: np.ndarray, lms: np.ndarray, row: int, col: int,
+                    with_base: bool = False):
+        """Fuse PAN (H, W) and lms (C, H, W) whose upper-left pixel is at global (row, col);
+        returns the image (and the classical base when ``with_base``)."""
+        pan_lp = self.glp.pan_lowpass(pan)
+        base = self.glp.fuse_arrays(pan, lms, pan_lp)
+        cond = standardise(pan, lms, pan_lp, base, self.stats)
+        from ssdiff_cli.diffusion import position_noise
+
+        c, h, w = lms.shape
+        noise = position_noise(self.seed, c, row, col, h, w)
+        corr = sample_correction(self.net, self.scheduler, {k: v[None] for k, v in cond.items()},
+                                 noise[None], self.ratio, self.steps, self.t_start, self.device,
+                                 self.dtype)[0]
+        out = apply_correction(base, corr, self.stats)
+        return (out, base) if with_base else out
+
+
+def guard_check(fusion: GeneralistFusion, spec, fills, sensor) -> dict:
+    """Full-resolution self-check of the model on a central window of the scene.
+
+    Fuses the window (up to ``GUARD_WINDOW`` PAN px a side) with the model and keeps its
+    classical base; scores both with HQNR, D_lambda and D_s
+    (:func:`ssdiff_cli.quality.indices.full_resolution`); ``fallback`` is true when the model's
+    HQNR is below the base's.
+    """
+    from ssdiff_cli.quality import indices
+    from ssdiff_cli.scene import read_tile
+
+    r, a = fusion.ratio, fusion.align
+    out = spec.out
+    side_h = min(GUARD_WINDOW, out.height) // r * r
+    side_w = min(GUARD_WINDOW, out.width) // r * r
+    row = (out.height - side_h) // 2 // a * a
+    col = (out.width - side_w) // 2 // a * a
+    halo = fusion.halo
+    tile = read_tile(spec, row - halo, col - halo, side_h + 2 * halo, side_w + 2 * halo, fills,
+                     want_ms=True)
+    fused, base = fusion.fuse_arrays(tile.pan, tile.lms, tile.row, tile.col, with_base=True)
+    inner = (slice(halo, halo + side_h), slice(halo, halo + side_w))
+    hr = halo // r
+    ms = tile.ms[:, hr:hr + side_h // r, hr:hr + side_w // r]
+    pan, lms, valid = tile.pan[inner], tile.lms[:, inner[0], inner[1]], tile.valid[inner]
+    gnyq = getattr(sensor, "ms_gnyq", None) or fusion.glp.gnyq
+    pan_gnyq = getattr(sensor, "pan_gnyq", 0.15) or 0.15
+    scores = {}
+    for name, img in (("model", fused[:, inner[0], inner[1]]), ("base", base[:, inner[0], inner[1]])):
+        s = indices.full_resolution(img, pan, lms, ms, r, gnyq, pan_gnyq, mask=valid)
+        scores[name] = {k: round(float(s[k]), 5) for k in ("HQNR", "D_lambda", "D_s")}
+    fallback = not scores["model"]["HQNR"] >= scores["base"]["HQNR"] - GUARD_TOLERANCE
+    return {"window": [row, col, side_h, side_w], **scores, "fallback": bool(fallback)}

@@ -1,0 +1,249 @@
+"""The generalist SSDiff denoiser: one network for any band count and any PAN/MS ratio.
+
+SSDiff's dual branches, made band- and ratio-agnostic:
+
+* the **spatial branch** runs once per image on band-independent inputs (the standardised PAN,
+  and the band means of the noisy correction and of the upsampled MS);
+* the **spectral branch** runs once per band with shared weights (bands are folded into the
+  batch), on that band's noisy correction, its classical fusion, its upsampled MS and the PAN
+  low-passed with that band's MTF; after every stage a pooled spectral context (the mean over
+  bands, through a zero-initialised 1x1 conv) is added back to every band, so bands see each
+  other whatever their number or order;
+* APFM and FMIM join the branches at each of the five stages exactly as in the fast SSDiff
+  variant (windowed attention and low-frequency scaling aligned to the tensor origin);
+* everything lives on the PAN grid, so the ratio enters only as a conditioning scalar added to
+  the timestep embedding (log2 of the ratio), and any integer ratio runs.
+
+The network predicts x0 = a **correction** on top of the classical fusion, in units of each
+band's standard deviation; its last convolution starts at zero, so an untrained (or unsure)
+network returns the classical result exactly. Inputs are standardised by the caller
+(:mod:`ssdiff_cli.methods.generalist`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import fmim
+from .apfm import APFM, _from_windows, _to_windows
+from .blocks import LEAK, Down, InputBlock, ResBlock, TimeEmbedding, Up, zero_
+from .denoiser import fast_receptive_field
+
+#: Channels of the spatial branch's input: PAN, band mean of x_t, band mean of lms.
+SPATIAL_INPUTS = 3
+#: Channels of each band's spectral input: x_t, base, lms, PAN low-pass, PAN, PAN detail.
+SPECTRAL_INPUTS = 6
+#: Upper bounds on size fields read from a card (a card is untrusted input).
+_LIMITS = {"base_channels": 256, "window": 64, "head_dim": 256, "time_dim": 1024, "embed_dim": 2048}
+
+
+@dataclass(frozen=True)
+class GeneralistConfig:
+    """Hyper-parameters of :class:`GeneralistDenoiser` (saved in the model card's ``model``).
+
+    ``base_channels`` C: features at full resolution (2C, 4C at 1/2, 1/4). ``window``: APFM
+    window in feature px at every scale. ``head_dim``: APFM head size. ``time_dim`` /
+    ``embed_dim``: timestep features and embedding. ``spectral_gain`` / ``lowfreq_scale``: the
+    five FMIM stage constants of SSDiff.
+    """
+
+    family: str = "generalist"
+    base_channels: int = 16
+    window: int = 8
+    head_dim: int = 8
+    time_dim: int = 64
+    embed_dim: int = 128
+    spectral_gain: tuple[float, ...] = field(default=(1.2, 1.4, 1.6, 1.4, 1.2))
+    lowfreq_scale: tuple[float, ...] = field(default=(0.9, 0.6, 0.3, 0.6, 0.9))
+
+    def __post_init__(self) -> None:
+        if self.family != "generalist":
+            raise ValueError(f"family must be 'generalist', got {self.family!r}")
+        for name, limit in _LIMITS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= limit:
+                raise ValueError(f"{name} must be an integer in [1, {limit}], got {value!r}")
+        if self.base_channels % self.head_dim:
+            raise ValueError(f"base_channels ({self.base_channels}) must be a multiple of "
+                             f"head_dim ({self.head_dim})")
+        if self.time_dim % 2:
+            raise ValueError(f"time_dim must be even, got {self.time_dim}")
+        for name in ("spectral_gain", "lowfreq_scale"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 5 or not all(math.isfinite(v) for v in value):
+                raise ValueError(f"{name} needs 5 finite values (one per stage)")
+            object.__setattr__(self, name, value)
+
+    @property
+    def channels(self) -> tuple[int, int, int]:
+        c = self.base_channels
+        return (c, 2 * c, 4 * c)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GeneralistConfig:
+        """Rebuild from :meth:`to_dict`; unknown keys are an error (naming them)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown GeneralistConfig keys: {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class BandAPFM(APFM):
+    """Windowed APFM with one spatial input per image shared by its ``c`` bands.
+
+    Exactly :class:`APFM` applied to every band with the image's spatial features, but the
+    spatial side (FMIM, LayerNorm, Q, K and the token attention softmax(Q K^T)) is computed once
+    per image instead of once per band. Attention is written out (64-token windows, tiny heads:
+    faster than SDPA on the CPU).
+    """
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, lowfreq_scale: float | None = None,
+                bands: int = 1) -> torch.Tensor:
+        """``x`` (B * bands, C, H, W) band features, ``y`` (B, C, H, W) image features."""
+        n_img, ch, h, w = y.shape
+        win = self.window
+        xt = _to_windows(x.permute(0, 2, 3, 1), win)
+        yt = _to_windows(y.permute(0, 2, 3, 1), win)
+        if lowfreq_scale is not None and lowfreq_scale != 1.0:
+            yt = yt - (1.0 - lowfreq_scale) * yt.mean(dim=1, keepdim=True)
+        n_tok, d = xt.shape[1], self.head_dim
+        q, k = self._heads(self.qk(self.norm(yt)))  # (B * nw, heads, n, d)
+        v, u = self._heads(self.vu(self.norm(xt)))  # (B * bands * nw, heads, n, d)
+        nw = q.shape[0] // n_img
+        attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * d ** -0.5, dim=-1)
+        shape = (n_img, bands, nw, self.heads, n_tok, d)
+        v6 = v.reshape(shape)
+        spa = torch.matmul(attn.reshape(n_img, 1, nw, self.heads, n_tok, n_tok).to(v6.dtype), v6)
+        logits = torch.matmul(v.transpose(-1, -2), u) * (math.sqrt(d) / n_tok)
+        a_spe = torch.softmax(logits, dim=-1).reshape(n_img, bands, nw, self.heads, d, d)
+        spe = torch.matmul(q.reshape(n_img, 1, nw, self.heads, n_tok, d), a_spe.to(q.dtype))
+        fused = (spa * spe).reshape(-1, self.heads, n_tok, d).transpose(1, 2).reshape(-1, n_tok, ch)
+        xt = xt + self.proj(fused)
+        xt = xt + self.ffn_out(F.leaky_relu(self.ffn_in(self.ffn_norm(xt)), LEAK))
+        return _from_windows(xt, n_img * bands, h, w, win).permute(0, 3, 1, 2)
+
+
+class GeneralistDenoiser(nn.Module):
+    """Band- and ratio-agnostic SSDiff x0-predictor of a correction (see the module docstring).
+
+    Attributes
+    ----------
+    granularity : int
+        PAN px; inputs are padded (replicate) to a multiple of it, and tiles whose origins differ
+        by a multiple of it agree on their common interior.
+    receptive_field : int
+        PAN px each output pixel can see in each direction (the tile halo).
+    """
+
+    def __init__(self, config: GeneralistConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        c0, c1, c2 = cfg.channels
+        stage_ch = (c0, c1, c2, c1, c0)
+        self.time_embed = TimeEmbedding(cfg.time_dim, cfg.embed_dim)
+        self.ratio_embed = nn.Linear(2, cfg.embed_dim)
+        self.spatial_in = InputBlock(SPATIAL_INPUTS, c0, cfg.embed_dim, 0.0, False)
+        self.spectral_in = InputBlock(SPECTRAL_INPUTS, c0, cfg.embed_dim, 0.0, False)
+        self.spatial_blocks = nn.ModuleList(ResBlock(ch, cfg.embed_dim, group_norm=False)
+                                            for ch in stage_ch)
+        self.spectral_blocks = nn.ModuleList(BandAPFM(ch, cfg.head_dim, cfg.window) for ch in stage_ch)
+        self.context = nn.ModuleList(zero_(nn.Conv2d(ch, ch, 1)) for ch in stage_ch)
+        self.downs = nn.ModuleList([Down(c0), Down(c1)])
+        self.ups = nn.ModuleList([Up(c1), Up(c0)])
+        self.head = nn.Sequential(nn.Conv2d(c0, c0, 3, padding=1), nn.LeakyReLU(LEAK),
+                                  zero_(nn.Conv2d(c0, 1, 3, padding=1)))
+
+    @property
+    def granularity(self) -> int:
+        return 4 * self.config.window
+
+    @property
+    def receptive_field(self) -> int:
+        return fast_receptive_field(1, self.config.window)
+
+    def branch_modules(self, branch: str) -> list[nn.Module]:
+        """Modules of one branch only (``"spatial"`` or ``"spectral"``), for adapters."""
+        if branch == "spatial":
+            return [self.spatial_in, self.spatial_blocks]
+        if branch == "spectral":
+            return [self.spectral_in, self.spectral_blocks, self.context]
+        raise ValueError(f"branch must be 'spatial' or 'spectral', got {branch!r}")
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor | float, base: torch.Tensor,
+                lms: torch.Tensor, pan: torch.Tensor, pan_lp: torch.Tensor,
+                ratio: float) -> torch.Tensor:
+        """Predict the correction x0 (B, C, H, W), standardised per band.
+
+        ``x_t``, ``base``, ``lms``, ``pan_lp`` are (B, C, H, W), ``pan`` (B, 1, H, W), all
+        standardised (see :func:`ssdiff_cli.methods.generalist.standardise`); ``t`` real
+        timesteps (B,) or a scalar; ``ratio`` the PAN/MS ratio. Any C >= 1, any H, W.
+        """
+        if x_t.ndim != 4:
+            raise ValueError(f"x_t must be (B, C, H, W), got {tuple(x_t.shape)}")
+        b, c, h, w = x_t.shape
+        for name, a, ch in (("base", base, c), ("lms", lms, c), ("pan_lp", pan_lp, c), ("pan", pan, 1)):
+            if tuple(a.shape) != (b, ch, h, w):
+                raise ValueError(f"{name} must be {(b, ch, h, w)}, got {tuple(a.shape)}")
+        g = self.granularity
+        ph, pw = (-h) % g, (-w) % g
+        if ph or pw:
+            x_t, base, lms, pan, pan_lp = (F.pad(a, (0, pw, 0, ph), mode="replicate")
+                                           for a in (x_t, base, lms, pan, pan_lp))
+        hp, wp = h + ph, w + pw
+        t = torch.as_tensor(t, device=x_t.device).float().reshape(-1).expand(b)
+        r = torch.tensor([[math.log2(float(ratio)), 1.0 / float(ratio)]], device=x_t.device)
+        emb = F.silu(self.time_embed(t) + self.ratio_embed(r))
+        emb_bands = emb.repeat_interleave(c, dim=0)
+
+        spa_in = torch.cat([pan, x_t.mean(1, keepdim=True), lms.mean(1, keepdim=True)], 1)
+        pan_b = pan.expand(b, c, hp, wp)
+        spe_in = torch.stack([x_t, base, lms, pan_lp, pan_b, pan_b - pan_lp], 2)
+        spa = self.spatial_in(spa_in, emb)
+        spe = self.spectral_in(spe_in.reshape(b * c, SPECTRAL_INPUTS, hp, wp), emb_bands)
+        cfg = self.config
+        skips = []
+        for k in range(5):
+            if k in (1, 2):
+                spa, spe = self._shared(self.downs[k - 1], spa, spe)
+            elif k in (3, 4):
+                skip_spa, skip_spe = skips.pop()
+                spa, spe = self._shared_up(self.ups[k - 3], spa, spe, skip_spa, skip_spe)
+            spa = self.spatial_blocks[k](spa, emb)
+            spe = fmim.spectral_gain(spe, cfg.spectral_gain[k])
+            spe = self.spectral_blocks[k](spe, spa, lowfreq_scale=cfg.lowfreq_scale[k], bands=c)
+            spe = spe + self._context(self.context[k], spe, b, c)
+            if k < 2:
+                skips.append((spa, spe))
+        out = self.head(spe).reshape(b, c, hp, wp)
+        return out[:, :, :h, :w] if (ph or pw) else out
+
+    @staticmethod
+    def _context(conv: nn.Module, spe: torch.Tensor, b: int, c: int) -> torch.Tensor:
+        """The pooled spectral context: conv(mean over bands), broadcast back to every band."""
+        n, ch, h, w = spe.shape
+        pooled = spe.reshape(b, c, ch, h, w).mean(1)
+        return conv(pooled).repeat_interleave(c, dim=0)
+
+    @staticmethod
+    def _shared(module: nn.Module, a: torch.Tensor, s: torch.Tensor):
+        """One shared module on both branches as one batch (their batch sizes differ)."""
+        out = module(torch.cat([a, s]))
+        return out[: a.shape[0]], out[a.shape[0]:]
+
+    @staticmethod
+    def _shared_up(module: nn.Module, a, s, skip_a, skip_s):
+        out = module(torch.cat([a, s]), torch.cat([skip_a, skip_s]))
+        return out[: a.shape[0]], out[a.shape[0]:]

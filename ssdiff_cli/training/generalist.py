@@ -1,0 +1,372 @@
+"""Training the generalist model: every scene, both ratios, jittered MTFs, no pickle.
+
+Data. Each scene (PAN + MS) is brought to each training ratio r (2 and 4 by default): at a
+native ratio r0 that r divides, the PAN is first degraded by r0 / r; at a ratio r that is a
+multiple of r0, the MS is degraded by r / r0 and becomes the reference. Then the Wald protocol
+degrades the pair by r with MTF gains jittered around the sensor's (a few versions each), so the
+network sees sensors a little blurrier or sharper than their presets. Per version the classical
+base (MTF-GLP-FS with the sensor's nominal gains, exactly what inference computes), the PAN
+low-passes and the standardisation come from :mod:`ssdiff_cli.methods.generalist`: training and
+inference share them. The target is the correction ``(gt - base) / std``.
+
+Sampling. Every step draws ``groups`` versions (a family, i.e. an acquisition, uniformly, then one
+of its versions), ``batch`` crops of each (ratio-aligned, all valid, flips and right-angle
+rotations) and, half the time, a random subset of at least three bands, so band count and order
+vary.
+
+State. ``P.state.safetensors`` (model, EMA and optimiser tensors) + ``P.state.json`` (step,
+time, RNG states, log) are written atomically every ``save_every`` steps, on SIGINT/SIGTERM and at
+the end; ``resume`` continues from them. ``P.safetensors`` + ``P.json`` hold the EMA weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ssdiff_cli import filters
+from ssdiff_cli.diffusion import DDIMScheduler, DiffusionConfig
+from ssdiff_cli.errors import BadInputError
+from ssdiff_cli.methods.classical import MTFGLP
+from ssdiff_cli.methods.generalist import Standardisation, standardise, target
+from ssdiff_cli.nn.generalist import GeneralistConfig, GeneralistDenoiser
+from ssdiff_cli.quality import wald
+from ssdiff_cli.training.crops import augment, crop_origins, read_scene_arrays, scene_from_arrays
+
+COND_KEYS = ("base", "lms", "pan", "pan_lp")
+
+
+@dataclass
+class Version:
+    """One degraded version of one scene, ready to crop (all arrays on the reduced PAN grid)."""
+
+    name: str
+    family: str
+    ratio: int
+    cond: dict
+    target: np.ndarray
+    origins: np.ndarray
+
+    @property
+    def bands(self) -> int:
+        return self.target.shape[0]
+
+
+@dataclass
+class GeneralistTrainConfig:
+    """Options of a generalist training run (saved in the card)."""
+
+    output: str
+    name: str = "ssdiff-generalist"
+    ratios: tuple = (2, 4)
+    jitters: int = 3
+    jitter: float = 0.25
+    crop: int = 32
+    batch: int = 8
+    groups: int = 2
+    lr: float = 5e-4
+    ema: float = 0.999
+    max_steps: int = 20000
+    max_minutes: float | None = None
+    save_every: int = 200
+    seed: int = 0
+    threads: int | None = None
+    precision: str = "bf16"
+    model: dict = field(default_factory=dict)
+    description: str = ""
+
+
+def _retarget(pan, pan_valid, ms, ms_valid, r0: int, r: int, gains, pan_gain):
+    """PAN and MS at ratio ``r`` from a pair at native ratio ``r0`` (see the module docstring)."""
+    if r == r0:
+        return pan, pan_valid, ms, ms_valid
+    if r0 % r == 0:
+        k = r0 // r
+        pan, _ = wald.crop_pair(pan, ms, r0, multiple=k)
+        pan = filters.degrade(np.nan_to_num(pan), pan_gain, k)
+        return pan, wald.degrade_mask(pan_valid[: pan.shape[0] * k, : pan.shape[1] * k], k), ms, ms_valid
+    if r % r0 == 0:
+        k = r // r0
+        ms = wald.crop_to_multiple(ms, k)
+        mv = wald.degrade_mask(ms_valid[: ms.shape[1], : ms.shape[2]], k)
+        ms = filters.degrade(np.nan_to_num(ms), gains, k)
+        return pan, pan_valid, ms, mv
+    raise BadInputError(f"cannot bring ratio {r0} to ratio {r}")
+
+
+def build_versions(pan_path, ms_path, family: str, ratios=(2, 4), jitters: int = 3,
+                   jitter: float = 0.25, crop: int = 32, seed: int = 0) -> list[Version]:
+    """Every (ratio, jittered MTF) version of one scene (see the module docstring)."""
+    scene, det, pan, pan_valid, ms, ms_valid = read_scene_arrays(pan_path, ms_path)
+    preset, r0 = det.preset, scene.ratio
+    # the MS may have one coarse row or column more than the PAN covers
+    hm, wm = min(ms.shape[1], pan.shape[0] // r0), min(ms.shape[2], pan.shape[1] // r0)
+    ms, ms_valid = ms[:, :hm, :wm], ms_valid[:hm, :wm]
+    pan, pan_valid = pan[: hm * r0, : wm * r0], pan_valid[: hm * r0, : wm * r0]
+    nominal = np.broadcast_to(np.asarray(preset.ms_gnyq, float), (scene.bands,))
+    rng = np.random.default_rng(seed)
+    name = f"{family}/{Path(pan_path).resolve().parent.name}"
+    out = []
+    for r in ratios:
+        if not (r0 % r == 0 or r % r0 == 0):
+            continue
+        p, pv, m, mv = _retarget(pan, pan_valid, ms, ms_valid, r0, r, nominal, preset.pan_gnyq)
+        for j in range(jitters):
+            f = np.exp(rng.uniform(-jitter, jitter, scene.bands + 1)) if j else np.ones(scene.bands + 1)
+            gains = np.clip(nominal * f[:-1], 0.08, 0.7)
+            pg = float(np.clip(preset.pan_gnyq * f[-1], 0.05, 0.7))
+            try:
+                ts = scene_from_arrays(p, m, r, gains, pg, pan_valid=pv, ms_valid=mv, scale=1.0,
+                                       holdout=0.0, name=name)
+            except (BadInputError, ValueError):
+                continue
+            v = _version(ts, nominal, name, family, crop)
+            if v is not None:
+                out.append(v)
+    return out
+
+
+def _version(ts, nominal_gains, name: str, family: str, crop: int) -> Version | None:
+    """Base, conditions and target of one reduced pair (``TrainScene`` in DN, scale 1)."""
+    r = ts.ratio
+    pan = ts.pan[0]
+    valid_lr = ts.valid.reshape(ts.valid.shape[0] // r, r, ts.valid.shape[1] // r, r).all(axis=(1, 3))
+    if valid_lr.sum() < 64:
+        return None
+    glp = MTFGLP("fs")
+    glp.fit(filters.decimate_mean(pan, r)[valid_lr], ts.ms[:, valid_lr], r, nominal_gains)
+    stats = Standardisation.from_glp(glp)
+    pan_lp = glp.pan_lowpass(pan)
+    base = glp.fuse_arrays(pan, ts.lms, pan_lp)
+    cond = standardise(pan, ts.lms, pan_lp, base, stats)
+    tgt = target(ts.gt, base, stats)
+    origins = crop_origins(ts.valid, crop, r, ts.valid.shape[1])
+    if len(origins) == 0:
+        return None
+    return Version(name=name, family=family, ratio=r, cond=cond, target=tgt, origins=origins)
+
+
+class VersionSampler:
+    """Random training batches from versions grouped by family (see the module docstring)."""
+
+    def __init__(self, versions: list[Version], crop: int, seed: int = 0) -> None:
+        if not versions:
+            raise BadInputError("no training scene gave a usable version")
+        self.versions, self.crop = versions, crop
+        self.families = sorted({v.family for v in versions})
+        self.by_family = {f: [i for i, v in enumerate(versions) if v.family == f] for f in self.families}
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch: int) -> tuple[dict, np.ndarray, int]:
+        """``(cond, target, ratio)`` for ``batch`` crops of one version (numpy, batch-first)."""
+        fam = self.families[self.rng.integers(len(self.families))]
+        v = self.versions[self.by_family[fam][self.rng.integers(len(self.by_family[fam]))]]
+        c = self.crop
+        bands = np.arange(v.bands)
+        if v.bands > 3 and self.rng.random() < 0.5:
+            k = int(self.rng.integers(3, v.bands + 1))
+            bands = np.sort(self.rng.choice(v.bands, size=k, replace=False))
+        parts = {k: [] for k in (*COND_KEYS, "target")}
+        for _ in range(batch):
+            y, x = v.origins[self.rng.integers(len(v.origins))]
+            rot, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
+            arrays = [v.cond["pan"][:, y:y + c, x:x + c]] + [
+                a[bands, y:y + c, x:x + c] for a in (v.cond["base"], v.cond["lms"], v.cond["pan_lp"],
+                                                     v.target)]
+            arrays = augment(arrays, rot, flip)
+            for key, a in zip(("pan", "base", "lms", "pan_lp", "target"), arrays):
+                parts[key].append(a)
+        out = {k: np.stack(v_) for k, v_ in parts.items()}
+        return {k: out[k] for k in COND_KEYS}, out["target"], v.ratio
+
+
+# ------------------------------------------------------------------ state without pickle
+def _rng_to_json(state: dict) -> dict:
+    return json.loads(json.dumps(state, default=int))
+
+
+def state_paths(prefix: Path) -> tuple[Path, Path]:
+    """``prefix.state.safetensors`` and ``prefix.state.json``."""
+    return (prefix.with_name(prefix.name + ".state.safetensors"),
+            prefix.with_name(prefix.name + ".state.json"))
+
+
+def save_state(prefix: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write ``prefix.state.safetensors`` + ``prefix.state.json`` atomically."""
+    from safetensors.torch import save_file
+
+    st, js = state_paths(prefix)
+    tmp_st, tmp_js = st.with_name(st.name + ".tmp"), js.with_name(js.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp_st))
+    tmp_js.write_text(json.dumps(meta) + "\n")
+    os.replace(tmp_st, st)
+    os.replace(tmp_js, js)
+
+
+def load_state(prefix: Path) -> tuple[dict, dict]:
+    """Read what :func:`save_state` wrote (safetensors + JSON only)."""
+    from safetensors.torch import load_file
+
+    st, js = state_paths(prefix)
+    if not st.exists() or not js.exists():
+        raise BadInputError(f"{st}: no training state to resume from")
+    return load_file(str(st)), json.loads(js.read_text())
+
+
+def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """AdamW state as flat tensors + JSON-able rest."""
+    sd = opt.state_dict()
+    tensors, steps = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{pid}.{k}"] = v
+            else:
+                steps[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": steps}
+
+
+def _opt_load(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, pid, k = key.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+# ------------------------------------------------------------------ the run
+class GeneralistTrainer:
+    """Train a :class:`GeneralistDenoiser` on a :class:`VersionSampler` (module docstring)."""
+
+    def __init__(self, sampler: VersionSampler, config: GeneralistTrainConfig, card_extra: dict,
+                 resume: bool = False) -> None:
+        self.sampler, self.cfg, self.card_extra = sampler, config, card_extra
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.model_config = GeneralistConfig(**config.model)
+        self.net = GeneralistDenoiser(self.model_config)
+        self.ema = GeneralistDenoiser(self.model_config).eval().requires_grad_(False)
+        self.ema.load_state_dict(self.net.state_dict())
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=0.0)
+        self.diffusion = DiffusionConfig()
+        self.scheduler = DDIMScheduler(self.diffusion)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.dtype = torch.bfloat16 if config.precision == "bf16" else None
+        self.prefix = Path(config.output).with_suffix("") if Path(config.output).suffix in (
+            ".json", ".safetensors") else Path(config.output)
+        self.step, self.elapsed, self.log = 0, 0.0, []
+        if resume:
+            self._resume()
+
+    def _resume(self) -> None:
+        tensors, meta = load_state(self.prefix)
+        if meta["model_config"] != self.model_config.to_dict():
+            raise BadInputError(f"{self.prefix}: saved run has another architecture")
+        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        _opt_load(self.opt, tensors, meta["optimizer"])
+        self.step, self.elapsed, self.log = meta["step"], meta["elapsed"], meta["log"]
+        self.gen.set_state(tensors["rng.torch"].to(torch.uint8))
+        self.sampler.rng.bit_generator.state = meta["sampler_rng"]
+
+    def save(self) -> None:
+        """The resumable state and the EMA checkpoint with its card."""
+        from ssdiff_cli.zoo import save_checkpoint
+
+        opt_t, opt_meta = _opt_tensors(self.opt)
+        tensors = {**{f"net.{k}": v for k, v in self.net.state_dict().items()},
+                   **{f"ema.{k}": v for k, v in self.ema.state_dict().items()},
+                   **opt_t, "rng.torch": self.gen.get_state()}
+        meta = {"step": self.step, "elapsed": self.elapsed, "log": self.log[-2000:],
+                "optimizer": opt_meta, "model_config": self.model_config.to_dict(),
+                "sampler_rng": _rng_to_json(self.sampler.rng.bit_generator.state),
+                "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.cfg).items()}}
+        save_state(self.prefix, tensors, meta)
+        save_checkpoint(self.ema, self.card(), self.prefix)
+
+    def card(self):
+        """The model card of the run so far."""
+        from ssdiff_cli.zoo import ModelCard
+
+        cfg = self.cfg
+        training = {**self.card_extra, "steps": self.step, "wall_time_s": round(self.elapsed, 1),
+                    "crop": cfg.crop, "batch": f"{cfg.groups} x {cfg.batch} crops", "lr": cfg.lr,
+                    "ema": cfg.ema, "ratios": list(cfg.ratios), "mtf_jitter": cfg.jitter,
+                    "jittered_versions": cfg.jitters, "seed": cfg.seed,
+                    "precision": cfg.precision, "threads": torch.get_num_threads(),
+                    "loss": "L1 on the standardised correction x0 = (gt - base) / std",
+                    "optimizer": "AdamW (no weight decay)"}
+        return ModelCard(
+            name=cfg.name, sensor="any", band_names=[], bands=0, ratio=0,
+            normalisation={"kind": "band-standardised",
+                           "note": "per scene: MS bands and PAN standardised by the MTF-GLP-FS fit"},
+            model=self.model_config.to_dict(), diffusion=self.diffusion.to_dict(),
+            sampling={"steps": 1, "t_start": self.diffusion.num_train_timesteps - 1,
+                      "base": "mtf-glp-fs"},
+            training=training, description=cfg.description or
+            "Generalist SSDiff: any band count (1-16) and ratio (2-8); corrects MTF-GLP-FS")
+
+    def train_step(self) -> float:
+        """One optimiser step over ``groups`` versions; returns the mean loss."""
+        self.net.train()
+        self.opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(self.cfg.groups):
+            cond, tgt, ratio = self.sampler.sample(self.cfg.batch)
+            c = {k: torch.from_numpy(v) for k, v in cond.items()}
+            x0 = torch.from_numpy(tgt)
+            t = self.scheduler.sample_timesteps(x0.shape[0], generator=self.gen)
+            noise = torch.randn(x0.shape, generator=self.gen)
+            x_t = self.scheduler.add_noise(x0, noise, t)
+            with torch.autocast("cpu", dtype=self.dtype, enabled=self.dtype is not None):
+                pred = self.net(x_t, t.float(), c["base"], c["lms"], c["pan"], c["pan_lp"], ratio)
+            loss = F.l1_loss(pred.float(), x0) / self.cfg.groups
+            loss.backward()
+            total += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        self.opt.step()
+        self.step += 1
+        d = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.net.parameters()), 1.0 - d)
+        return total
+
+    def run(self, log=print) -> None:
+        """Train until ``max_steps`` or ``max_minutes``; SIGINT/SIGTERM save and stop."""
+        cfg = self.cfg
+        stop = {"flag": False}
+
+        def _stop(signum, frame):
+            stop["flag"] = True
+
+        old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        limit = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+        t0, base_elapsed, losses = time.perf_counter(), self.elapsed, []
+        try:
+            while self.step < cfg.max_steps and self.elapsed < limit and not stop["flag"]:
+                losses.append(self.train_step())
+                self.elapsed = base_elapsed + time.perf_counter() - t0
+                if self.step % 25 == 0:
+                    self.log.append([self.step, round(float(np.mean(losses)), 5), round(self.elapsed, 1)])
+                    log(f"step {self.step} loss {np.mean(losses):.4f} {self.elapsed:.0f}s")
+                    losses = []
+                if self.step % cfg.save_every == 0:
+                    self.save()
+        finally:
+            self.save()
+            for s, h in old.items():
+                signal.signal(s, h)

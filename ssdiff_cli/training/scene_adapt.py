@@ -1,0 +1,220 @@
+"""Scene adaptation of a generalist model (``sharpen --adapt N``), with two objectives.
+
+``full`` (default), the unsupervised full-resolution objective of Z-PNN / lambda-PNN:
+
+* spectral consistency: the fused image, low-passed with each band's MTF and decimated by the
+  ratio, must match the MS (L1, in band standard deviations). The filter is evaluated only at
+  the decimated positions (a strided separable convolution), never densely;
+* structural consistency: in every ``2r x 2r`` neighbourhood, the correlation of each fused band
+  with the PAN should reach the correlation of the upsampled MS band with the PAN low-passed by
+  that band's MTF (the correlation the scene shows at the MS's own scale); shortfalls cost.
+
+``reduced``: the Wald protocol on the scene itself (degrade the window by the ratio, learn the
+correction of the classical base against the original MS), as in training.
+
+Both fine-tune every weight of the network (it is small) with Adam on random crops of a central
+window of the scene, from the network's one-step output at t = T - 1 (what inference runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ssdiff_cli import filters
+from ssdiff_cli.methods.generalist import GeneralistFusion, standardise, target
+from ssdiff_cli.scene import read_tile
+
+#: Side (PAN px) of the central window adaptation crops are drawn from.
+ADAPT_WINDOW = 1024
+OBJECTIVES = ("full", "reduced")
+
+
+def degrade_kernels(gnyq, ratio: int) -> tuple[torch.Tensor, int]:
+    """Per-band 1-D kernels of :func:`ssdiff_cli.filters.degrade` (C, L) and its first output
+    position ``start`` (the decimated samples sit at ``start + ratio * k``)."""
+    ks = []
+    for g in gnyq:
+        sigma = filters.mtf_sigma(float(g), ratio)
+        taps = filters.MTF_TAPS + (0 if ratio % 2 else 1)
+        ks.append(filters.gaussian_taps(sigma, taps))
+    start = (ratio - 1) // 2 if ratio % 2 else ratio // 2
+    return torch.tensor(np.stack(ks), dtype=torch.float32), start
+
+
+def degrade_at(x: torch.Tensor, kernels: torch.Tensor, ratio: int, start: int) -> tuple[torch.Tensor, int]:
+    """``filters.degrade`` of ``x`` (N, C, H, W) computed only where it is fully inside ``x``:
+    returns the low-res samples (N, C, h, w) and the low-res index of the first one."""
+    n, c, h, w = x.shape
+    length = kernels.shape[1]
+    centre = length // 2
+    off = (start - centre) % ratio  # first input row whose window is centred on a sample
+    k0 = (off + centre - start) // ratio
+    kv = kernels[:, None, :, None].to(x.dtype)
+    kh = kernels[:, None, None, :].to(x.dtype)
+    y = F.conv2d(x[:, :, off:, off:], kv, stride=(ratio, 1), groups=c)
+    y = F.conv2d(y, kh, stride=(1, ratio), groups=c)
+    return y, k0
+
+
+def local_correlation(a: torch.Tensor, b: torch.Tensor, size: int) -> torch.Tensor:
+    """Correlation coefficient of ``a`` and ``b`` (N, C, H, W) in every ``size x size`` window."""
+    pool = lambda t: F.avg_pool2d(t, size, stride=1)  # noqa: E731
+    ma, mb = pool(a), pool(b)
+    cov = pool(a * b) - ma * mb
+    va = (pool(a * a) - ma * ma).clamp_min(1e-6)
+    vb = (pool(b * b) - mb * mb).clamp_min(1e-6)
+    return cov / torch.sqrt(va * vb)
+
+
+def adapt_generalist(fusion: GeneralistFusion, spec, fills, steps: int, objective: str = "full",
+                     crop: int = 64, batch: int = 4, lr: float = 1e-4, seed: int = 0,
+                     progress: Callable[[int, int, float], None] | None = None) -> list[float]:
+    """Fine-tune ``fusion.net`` on the scene in place; returns the loss of every step.
+
+    ``progress(step, steps, loss)`` is called after each step.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"adaptation objective must be one of {OBJECTIVES}, not {objective!r}")
+    r = fusion.ratio
+    if objective == "full" and crop < filters.MTF_TAPS + 2 * r:
+        raise ValueError(f"adaptation crops of {crop} px are smaller than the MTF filter "
+                         f"({filters.MTF_TAPS} taps) at ratio {r}")
+    side = _window(spec, r, crop)
+    row = (spec.out.height - side[0]) // 2 // r * r
+    col = (spec.out.width - side[1]) // 2 // r * r
+    tile = read_tile(spec, row, col, side[0], side[1], fills, want_ms=True)
+    if objective == "full":
+        data = _full_data(fusion, tile)
+    else:
+        data = _reduced_data(fusion, tile)
+    net = fusion.net
+    net.train().requires_grad_(True)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    t_start = fusion.scheduler.num_train_timesteps - 1 if fusion.t_start is None else fusion.t_start
+    losses = []
+    for step in range(steps):
+        batch_data = _crops(data, crop, batch, rng, data["ratio"])
+        cond = {k: torch.from_numpy(batch_data[k]) for k in ("base", "lms", "pan", "pan_lp")}
+        noise = torch.randn(cond["base"].shape, generator=gen)
+        t = torch.full((batch,), float(t_start))
+        with torch.autocast("cpu", dtype=fusion.dtype, enabled=fusion.dtype is not None):
+            x0 = net(noise, t, cond["base"], cond["lms"], cond["pan"], cond["pan_lp"],
+                     data["ratio"]).float()
+        if objective == "full":
+            loss = _full_loss(x0 + cond["base"], batch_data, data)
+        else:
+            loss = F.l1_loss(x0, torch.from_numpy(batch_data["target"]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if progress is not None:
+            progress(step + 1, steps, losses[-1])
+    net.eval().requires_grad_(False)
+    return losses
+
+
+def _window(spec, r: int, crop: int) -> tuple[int, int]:
+    h = min(ADAPT_WINDOW, spec.out.height) // r * r
+    w = min(ADAPT_WINDOW, spec.out.width) // r * r
+    if h < crop or w < crop:
+        raise ValueError(f"the scene ({spec.out.height}x{spec.out.width} PAN px) is smaller than "
+                         f"one adaptation crop ({crop} px)")
+    return h, w
+
+
+def _full_data(fusion: GeneralistFusion, tile) -> dict:
+    """Standardised conditions at full resolution, the MS (band standard deviations), masks."""
+    glp, stats = fusion.glp, fusion.stats
+    pan_lp = glp.pan_lowpass(tile.pan)
+    base = glp.fuse_arrays(tile.pan, tile.lms, pan_lp)
+    cond = standardise(tile.pan, tile.lms, pan_lp, base, stats)
+    ms = ((tile.ms - stats.ms_mean[:, None, None]) / stats.ms_std[:, None, None]).astype(np.float32)
+    kernels, start = degrade_kernels(glp.gnyq, fusion.ratio)
+    return {**cond, "ms": ms, "valid": tile.valid, "ratio": fusion.ratio, "kernels": kernels,
+            "start": start}
+
+
+def _reduced_data(fusion: GeneralistFusion, tile) -> dict:
+    """The window degraded by the ratio (Wald), its base, conditions and target."""
+    from ssdiff_cli.methods.classical import MTFGLP
+    from ssdiff_cli.methods.generalist import Standardisation
+    from ssdiff_cli.quality import wald
+
+    r, glp = fusion.ratio, fusion.glp
+    hm, wm = tile.ms.shape[1] // r * r, tile.ms.shape[2] // r * r
+    gt = tile.ms[:, :hm, :wm]
+    ms_lr = filters.degrade(gt, glp.gnyq, r)
+    pan_lr = filters.degrade(tile.pan[: hm * r, : wm * r], fusion.pan_gnyq, r)
+    lms = wald.upsample_ms(ms_lr, r)
+    red = MTFGLP("fs")
+    red.fit(filters.decimate_mean(pan_lr, r).ravel(), ms_lr.reshape(ms_lr.shape[0], -1), r, glp.gnyq)
+    stats = Standardisation.from_glp(red)
+    pan_lp = red.pan_lowpass(pan_lr)
+    base = red.fuse_arrays(pan_lr, lms, pan_lp)
+    cond = standardise(pan_lr, lms, pan_lp, base, stats)
+    valid = tile.valid[: hm * r, : wm * r].reshape(hm, r, wm, r).all(axis=(1, 3))
+    return {**cond, "target": target(gt, base, stats), "valid": valid, "ratio": r}
+
+
+def _crops(data: dict, crop: int, batch: int, rng, r: int) -> dict:
+    h, w = data["pan"].shape[-2:]
+    keys = [k for k in ("base", "lms", "pan", "pan_lp", "target") if k in data]
+    out = {k: [] for k in keys + (["ms", "valid"] if "ms" in data else [])}
+    for _ in range(batch):
+        y = int(rng.integers(0, (h - crop) // r + 1)) * r
+        x = int(rng.integers(0, (w - crop) // r + 1)) * r
+        for k in keys:
+            out[k].append(data[k][..., y:y + crop, x:x + crop])
+        if "ms" in data:
+            out["ms"].append(data["ms"][:, y // r:(y + crop) // r, x // r:(x + crop) // r])
+            out["valid"].append(data["valid"][y:y + crop, x:x + crop])
+    return {k: np.ascontiguousarray(np.stack(v)) for k, v in out.items()}
+
+
+def _full_loss(fused: torch.Tensor, b: dict, data: dict) -> torch.Tensor:
+    """Spectral (MTF-degraded fused vs MS) plus structural (local correlation with the PAN)."""
+    r = data["ratio"]
+    low, k0 = degrade_at(fused, data["kernels"], r, data["start"])
+    n_h, n_w = low.shape[-2:]
+    ms = torch.from_numpy(b["ms"])[:, :, k0:k0 + n_h, k0:k0 + n_w]
+    valid = torch.from_numpy(b["valid"])[:, None].float()
+    valid_lr = -F.max_pool2d(-valid, r, r)[:, :, k0:k0 + n_h, k0:k0 + n_w]
+    spectral = ((low - ms).abs() * valid_lr).sum() / (valid_lr.sum() * fused.shape[1]).clamp_min(1)
+    pan = torch.from_numpy(b["pan"])
+    pan_lp = torch.from_numpy(b["pan_lp"])
+    lms = torch.from_numpy(b["lms"])
+    size = 2 * r
+    rho = local_correlation(fused, pan.expand_as(fused), size)
+    rho_ref = local_correlation(lms, pan_lp, size).detach()
+    valid_c = -F.max_pool2d(-valid, size, stride=1)
+    structural = (F.relu(rho_ref - rho) * valid_c).sum() / (valid_c.sum() * fused.shape[1]).clamp_min(1)
+    return spectral + structural
+
+
+def full_objective(fusion: GeneralistFusion, spec, fills, crop: int = 64, batch: int = 16,
+                   seed: int = 1) -> float:
+    """The ``full`` objective of the current network on fixed crops of the adaptation window
+    (lower is better; for tests and benchmarks)."""
+    r = fusion.ratio
+    side = _window(spec, r, crop)
+    row = (spec.out.height - side[0]) // 2 // r * r
+    col = (spec.out.width - side[1]) // 2 // r * r
+    tile = read_tile(spec, row, col, side[0], side[1], fills, want_ms=True)
+    data = _full_data(fusion, tile)
+    b = _crops(data, crop, batch, np.random.default_rng(seed), r)
+    cond = {k: torch.from_numpy(b[k]) for k in ("base", "lms", "pan", "pan_lp")}
+    noise = torch.randn(cond["base"].shape, generator=torch.Generator().manual_seed(seed))
+    t_start = fusion.scheduler.num_train_timesteps - 1 if fusion.t_start is None else fusion.t_start
+    with torch.no_grad():
+        x0 = fusion.net(noise, torch.full((batch,), float(t_start)), cond["base"], cond["lms"],
+                        cond["pan"], cond["pan_lp"], r).float()
+        return float(_full_loss(x0 + cond["base"], b, data))
+
+

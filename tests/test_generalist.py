@@ -1,0 +1,238 @@
+"""The generalist model: any band count and ratio, a correction of MTF-GLP-FS, the guard, the
+scene adaptation and the training state (real scenes; synthetic data for formula checks)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from conftest import DATA, requires_data, scene_paths
+
+from ssdiff_cli import filters, zoo
+from ssdiff_cli.nn.apfm import APFM
+from ssdiff_cli.nn.generalist import BandAPFM, GeneralistConfig, GeneralistDenoiser
+from ssdiff_cli.pipeline import SharpenOptions, sharpen
+
+SMALL = GeneralistConfig(base_channels=8, head_dim=8, time_dim=16, embed_dim=32)
+
+
+def _save(net: GeneralistDenoiser, path, name: str = "test-generalist"):
+    """A checkpoint of ``net`` with a minimal generalist card."""
+    card = zoo.ModelCard(name=name, sensor="any", band_names=[], bands=0, ratio=0,
+                         normalisation={"kind": "band-standardised"}, model=net.config.to_dict(),
+                         sampling={"steps": 1, "t_start": 999},
+                         training={"terms": ["test weights"]})
+    return zoo.save_checkpoint(net, card, path)
+
+
+def _zero_net() -> GeneralistDenoiser:
+    torch.manual_seed(0)
+    return GeneralistDenoiser(SMALL)
+
+
+def _spoilt_net(offset: float = 2.0) -> GeneralistDenoiser:
+    """A network that adds ``offset`` band standard deviations everywhere: made worse on purpose."""
+    net = _zero_net()
+    with torch.no_grad():
+        net.head[-1].bias.fill_(offset)
+    return net
+
+
+def _read(path):
+    with rasterio.open(path) as ds:
+        return ds.read().astype(np.float64)
+
+
+def _fuse(pan, ms, out, method, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sharpen(pan, ms, str(out), SharpenOptions(method=method, overwrite=True, **kw))
+
+
+# ------------------------------------------------------------------ network (formula checks)
+def test_band_apfm_equals_apfm_applied_to_each_band():
+    torch.manual_seed(1)
+    shared = BandAPFM(16, 8, 4)
+    for p in shared.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    plain = APFM(16, 8, 4)
+    plain.load_state_dict(shared.state_dict())
+    y, x = torch.randn(2, 16, 8, 8), torch.randn(6, 16, 8, 8)
+    expected = plain(x, y.repeat_interleave(3, dim=0), lowfreq_scale=0.6)
+    assert torch.allclose(shared(x, y, lowfreq_scale=0.6, bands=3), expected, atol=1e-5)
+
+
+def test_network_takes_any_band_count_and_ratio_and_is_band_permutation_equivariant():
+    torch.manual_seed(2)
+    net = GeneralistDenoiser(SMALL)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    for bands, ratio in ((1, 2), (3, 3), (8, 4), (11, 8)):
+        x = torch.randn(1, bands, 40, 40)
+        pan = torch.randn(1, 1, 40, 40)
+        out = net(x, 999.0, x, x, pan, x, ratio)
+        assert out.shape == (1, bands, 40, 40) and torch.isfinite(out).all()
+    x = torch.randn(1, 5, 32, 32)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    a = net(x, 500.0, x, x, pan[..., :32, :32], x, 4)
+    b = net(x[:, perm], 500.0, x[:, perm], x[:, perm], pan[..., :32, :32], x[:, perm], 4)
+    assert torch.allclose(a[:, perm], b, atol=1e-5)
+
+
+def test_card_size_fields_are_bounded_before_anything_is_built():
+    with pytest.raises(ValueError, match="base_channels"):
+        GeneralistConfig.from_dict({**SMALL.to_dict(), "base_channels": 65536})
+
+
+def test_strided_degradation_equals_the_wald_filter():
+    from ssdiff_cli.training.scene_adapt import degrade_at, degrade_kernels
+
+    rng = np.random.default_rng(0)
+    for r in (2, 3, 4):
+        x = rng.normal(size=(3, 24 * r, 24 * r)).astype(np.float32)
+        gains = [0.3, 0.25, 0.35]
+        ref = filters.degrade(x, gains, r)
+        k, start = degrade_kernels(gains, r)
+        y, k0 = degrade_at(torch.from_numpy(x)[None], k, r, start)
+        y = y[0].numpy()
+        n = y.shape[-1]
+        assert n > 0
+        np.testing.assert_allclose(y, ref[:, k0:k0 + n, k0:k0 + n], atol=1e-5)
+
+
+# ------------------------------------------------------------------ real scenes
+@requires_data
+@pytest.mark.parametrize("scene", ["landsat8_satellite", "wv3_cristianics"])
+def test_zero_initialised_model_reproduces_the_classical_base(tmp_path, scene):
+    model = _save(_zero_net(), tmp_path / "zero")
+    pan, ms = scene_paths(scene)
+    _fuse(pan, ms, tmp_path / "model.tif", "ssdiff", method_options={"model": str(model)})
+    _fuse(pan, ms, tmp_path / "base.tif", "mtf-glp-fs")
+    np.testing.assert_array_equal(_read(tmp_path / "model.tif"), _read(tmp_path / "base.tif"))
+
+
+@requires_data
+@pytest.mark.parametrize("scene", ["landsat_istanbul", "l7_fusebox/07"])
+def test_bands_and_ratios_the_per_sensor_models_cannot_take_run_end_to_end(tmp_path, scene):
+    """3 bands (Landsat-8/9 visible) and 6 bands (Landsat-7 ETM+) at ratio 2, with the default
+    method: no per-sensor model takes them, the shipped generalist does."""
+    if zoo.find_model_for(3, 2) is None or not zoo.is_generalist(zoo.find_model_for(3, 2)):
+        pytest.skip("no generalist model shipped")
+    pan, ms = DATA / scene / "pan.tif", DATA / scene / "ms.tif"
+    out = tmp_path / "out.tif"
+    report = _fuse(pan, ms, out, "auto")
+    assert report.method.get("model") == zoo.DEFAULT_GENERALIST or \
+        report.method.get("fallback_from", {}).get("model") == zoo.DEFAULT_GENERALIST
+    assert "guard" in report.method
+    fused = _read(out)
+    with rasterio.open(ms) as ds:
+        assert fused.shape[0] == ds.count
+    assert np.isfinite(fused).all() and fused.std() > 0
+
+
+@requires_data
+def test_guard_falls_back_when_the_model_is_worse_on_purpose(tmp_path, monkeypatch):
+    folder = tmp_path / "zoo"
+    _save(_spoilt_net(), folder / zoo.DEFAULT_GENERALIST, zoo.DEFAULT_GENERALIST)
+    monkeypatch.setenv("SSDIFF_MODELS", str(folder))
+    pan, ms = scene_paths("landsat8_satellite")
+    with pytest.warns(UserWarning, match="below its classical base"):
+        report = sharpen(pan, ms, str(tmp_path / "auto.tif"),
+                         SharpenOptions(method="auto", overwrite=True))
+    guard = report.method["guard"]
+    assert guard["fallback"] is True and guard["model"]["HQNR"] < guard["base"]["HQNR"]
+    assert report.method["name"] == "mtf-glp-fs"
+    assert json.dumps(report.to_dict())  # --json can carry it
+    _fuse(pan, ms, tmp_path / "base.tif", "mtf-glp-fs")
+    np.testing.assert_array_equal(_read(tmp_path / "auto.tif"), _read(tmp_path / "base.tif"))
+
+
+@requires_data
+def test_guard_keeps_a_model_that_is_not_worse(tmp_path, monkeypatch):
+    folder = tmp_path / "zoo"
+    _save(_zero_net(), folder / zoo.DEFAULT_GENERALIST, zoo.DEFAULT_GENERALIST)
+    monkeypatch.setenv("SSDIFF_MODELS", str(folder))
+    pan, ms = scene_paths("landsat8_satellite")
+    report = _fuse(pan, ms, tmp_path / "auto.tif", "auto")
+    assert report.method["guard"]["fallback"] is False
+    assert report.method["name"] == "ssdiff"
+
+
+@requires_data
+def test_tiles_of_any_size_give_the_same_image(tmp_path):
+    torch.manual_seed(3)
+    net = GeneralistDenoiser(SMALL)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    model = _save(net, tmp_path / "random")
+    pan, ms = scene_paths("wv3_cristianics")
+    opts = {"method_options": {"model": str(model)}}
+    _fuse(pan, ms, tmp_path / "small.tif", "ssdiff", tile_size=128, **opts)
+    _fuse(pan, ms, tmp_path / "big.tif", "ssdiff", tile_size=1024, **opts)
+    a, b = _read(tmp_path / "small.tif"), _read(tmp_path / "big.tif")
+    # the network is local and aligned to its window grid: only float32 rounding differs
+    assert np.abs(a - b).max() <= 1e-4 * np.abs(b).max()
+
+
+@requires_data
+def test_full_resolution_adaptation_improves_its_objective_on_a_real_scene():
+    from ssdiff_cli.methods import SceneContext, get_method
+    from ssdiff_cli.pipeline import fill_values, prepare_scene
+    from ssdiff_cli.training.scene_adapt import adapt_generalist, full_objective
+
+    pan, ms = scene_paths("landsat8_satellite")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scene, det, sample = prepare_scene(pan, [ms])
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = _save(_spoilt_net(0.5), Path(tmp) / "spoilt")
+        method = get_method("ssdiff", model=str(model))
+        method.prepare(SceneContext(scene, sample, det.preset))
+    fusion, fills = method.generalist, fill_values(sample)
+    before = full_objective(fusion, scene.spec, fills, crop=64)
+    losses = adapt_generalist(fusion, scene.spec, fills, 40, "full", crop=64, lr=1e-3)
+    after = full_objective(fusion, scene.spec, fills, crop=64)
+    assert len(losses) == 40
+    assert after < 0.8 * before, (before, after)
+
+
+def test_training_state_round_trips_without_pickle(tmp_path):
+    from ssdiff_cli.training.generalist import (
+        GeneralistTrainConfig,
+        GeneralistTrainer,
+        load_state,
+        state_paths,
+    )
+
+    rng = np.random.default_rng(0)
+
+    class Sampler:
+        def __init__(self):
+            self.rng = np.random.default_rng(5)
+
+        def sample(self, batch):
+            c = {k: rng.normal(size=(batch, 3 if k != "pan" else 1, 32, 32)).astype(np.float32)
+                 for k in ("base", "lms", "pan", "pan_lp")}
+            return c, rng.normal(size=(batch, 3, 32, 32)).astype(np.float32) * 0.1, 4
+
+    cfg = GeneralistTrainConfig(output=str(tmp_path / "g"), max_steps=2, batch=2, groups=1,
+                                model=SMALL.to_dict(), save_every=1000)
+    trainer = GeneralistTrainer(Sampler(), cfg, {})
+    trainer.run(log=lambda m: None)
+    tensors, meta = load_state(tmp_path / "g")
+    assert meta["step"] == 2 and all(p.suffix in (".safetensors", ".json")
+                                     for p in state_paths(tmp_path / "g"))
+    resumed = GeneralistTrainer(Sampler(), GeneralistTrainConfig(**{**cfg.__dict__, "max_steps": 3}),
+                                {}, resume=True)
+    assert resumed.step == 2
+    for a, b in zip(resumed.net.parameters(), trainer.net.parameters()):
+        assert torch.equal(a, b)
+    net, card = zoo.load_checkpoint(tmp_path / "g")
+    assert zoo.is_generalist(card) and isinstance(net, GeneralistDenoiser)
