@@ -37,20 +37,21 @@ CLASSICAL = ["brovey", "gsa", "mtf-glp", "mtf-glp-fs"]
 COLUMNS = ("SAM", "ERGAS", "Q2n", "HQNR")
 
 
-def score_scene(folder: str, model: str, adapt: int) -> dict:
+def score_scene(folder: str, model: str, adapt: int, objectives=("full",)) -> dict:
     """Reduced- and full-resolution scores of every method on one shared scene."""
     from ssdiff_cli.evaluate import evaluate_full, evaluate_reduced
     from ssdiff_cli.pipeline import SharpenOptions
 
     pan, ms = DATA / folder / "pan.tif", DATA / folder / "ms.tif"
     rows: dict[str, dict] = {}
-    runs = [("generalist", {"model": model})]
-    if adapt:
-        runs.append((f"generalist --adapt {adapt}", {"model": model, "adapt": adapt}))
+    runs = [("generalist", {"model": model}, "full")]
+    for objective in objectives if adapt else ():
+        runs.append((f"generalist --adapt {adapt} ({objective})", {"model": model, "adapt": adapt},
+                     objective))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for label, opts in runs:
-            o = SharpenOptions(method_options=opts)
+        for label, opts, objective in runs:
+            o = SharpenOptions(method_options=opts, adapt_objective=objective)
             red = evaluate_reduced(pan, ms, ["ssdiff"], options=o).rows["ssdiff"]
             full = evaluate_full(pan, ms, ["ssdiff"], options=o).rows["ssdiff"]
             rows[label] = {"SAM": red["SAM"], "ERGAS": red["ERGAS"], "Q2n": red["Q2n"],
@@ -94,6 +95,8 @@ def main() -> None:
     ap.add_argument("--fold-a", required=True, help="model trained without fold A")
     ap.add_argument("--fold-b", required=True, help="model trained without fold B")
     ap.add_argument("--adapt", type=int, default=0, help="also score the model with --adapt N")
+    ap.add_argument("--adapt-objective", nargs="+", default=["full"], choices=["full", "reduced"],
+                    help="adaptation objectives to score (each a column)")
     ap.add_argument("--per-family", type=int, default=2, help="scenes scored per family, at most")
     ap.add_argument("--families", nargs="*", help="only these families")
     ap.add_argument("--seen", action="store_true", help="also score the shipped model in distribution")
@@ -112,7 +115,7 @@ def main() -> None:
         per_scene = {}
         for folder in folders[: args.per_family]:
             print(f"{fam}: {folder} with {model}", file=sys.stderr, flush=True)
-            per_scene[folder] = score_scene(folder, model, args.adapt)
+            per_scene[folder] = score_scene(folder, model, args.adapt, args.adapt_objective)
         mean = _mean(list(per_scene.values()))
         results[fam] = {"model": model, "scenes": per_scene, "mean": mean, "verdict": verdict(mean)}
         if args.seen and fam in which:

@@ -220,11 +220,12 @@ def register(app: typer.Typer) -> None:
             from rich.table import Table
 
             table = Table(title=f"models in {zoo.models_dir()}")
-            for col in ("name", "sensor", "bands", "ratio", "variant", "params", "SAM", "ERGAS", "Q2n"):
+            for col in ("name", "sensor", "bands", "ratio", "variant", "params", "SAM", "ERGAS", "Q2n",
+                        "use"):
                 table.add_column(col)
             for r in rows:
                 table.add_row(*[_fmt(r.get(k)) for k in ("name", "sensor", "bands", "ratio", "variant",
-                                                        "params", "SAM", "ERGAS", "Q2n")])
+                                                        "params", "SAM", "ERGAS", "Q2n", "use")])
             Console(width=120).print(table)
             if not rows:
                 typer.echo("no models found")
@@ -249,11 +250,16 @@ def _model_row(card) -> dict:
         params = sum(p.numel() for p in zoo.build_model(card).parameters())
     except Exception:
         params = None
-    hold = card.metrics.get("holdout", {}) or card.metrics.get("holdout_training_eval", {})
+    hold = (card.metrics.get("unseen_scenes") or card.metrics.get("holdout", {})
+            or card.metrics.get("holdout_training_eval", {}))
     mean = hold.get("mean", {}) if isinstance(hold, dict) else {}
-    return {"name": card.name, "sensor": card.sensor, "bands": card.bands, "ratio": card.ratio,
-            "variant": card.model.get("variant"), "params": params, "SAM": mean.get("SAM"),
-            "ERGAS": mean.get("ERGAS"), "Q2n": mean.get("Q2n")}
+    general = zoo.is_generalist(card)
+    return {"name": card.name, "sensor": card.sensor,
+            "bands": "-".join(map(str, zoo.GENERALIST_BANDS)) if general else card.bands,
+            "ratio": "-".join(map(str, zoo.GENERALIST_RATIOS)) if general else card.ratio,
+            "variant": card.model.get("variant") or card.model.get("family"), "params": params,
+            "SAM": mean.get("SAM"), "ERGAS": mean.get("ERGAS"), "Q2n": mean.get("Q2n"),
+            "use": zoo.terms_summary(card), "terms": card.training.get("terms", [])}
 
 
 def _fmt(v) -> str:

@@ -122,6 +122,19 @@ def accepts(card: ModelCard, bands: int, ratio: int) -> bool:
     return card.bands == bands and card.ratio == ratio
 
 
+def terms_summary(card: ModelCard) -> str:
+    """What the training data's terms allow, in a word or two: "commercial", "non-profit only",
+    "no redistribution" or "unknown"."""
+    text = " ".join(card.training.get("terms", []) if isinstance(card.training, dict) else []).lower()
+    if "do not redistribute" in text or "not redistribut" in text:
+        return "no redistribution"
+    if "non-profit" in text:
+        return "non-profit only"
+    if card.training.get("commercial_use") or (text and "unknown" not in text):
+        return "commercial" + (" (attribution, share-alike)" if "share-alike" in text else "")
+    return "unknown"
+
+
 def find_model_for(bands: int, ratio: int, sensor_key: str | None = None) -> ModelCard | None:
     """The model ``--method ssdiff`` uses when none is named: the default generalist (then any
     generalist) that accepts the input, else a model made for the sensor with the same band

@@ -3,6 +3,7 @@ invariance without seams, checkpoint round trip and refusals."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -161,11 +162,13 @@ def test_scene_adaptation_changes_the_model_and_stays_reproducible(scene, tmp_pa
     assert not np.array_equal(_read(tmp_path / "a.tif"), _read(tmp_path / "plain.tif"))
 
 
-def test_shipped_model_beats_classical_fusion_on_a_real_scene(tmp_path):
-    # Wald protocol on the GeoEye-1 scene the 4-band model was made for (its whole area: the
-    # hold-out-only figures are in models/README.md).
-    if zoo.find_model_for(4, 4, "ge1") is None:
-        pytest.skip("no shipped 4-band model")
+def test_shipped_default_model_beats_classical_fusion_on_a_scene_it_never_saw(tmp_path):
+    # Wald protocol on the GeoEye-1 scene: the default (generalist) model never trained on it,
+    # nor on any GeoEye-1 data (models/README.md lists its training scenes).
+    card = zoo.find_model_for(4, 4, "ge1")
+    if card is None or not zoo.is_generalist(card):
+        pytest.skip("no shipped generalist model")
+    assert "ge1_grip" not in json.dumps(card.training.get("scenes", []))
     from ssdiff_cli.evaluate import evaluate_reduced
 
     pan, ms = scene_paths("ge1_grip")
@@ -175,18 +178,22 @@ def test_shipped_model_beats_classical_fusion_on_a_real_scene(tmp_path):
     assert rows["ssdiff"]["SAM"] < min(rows["mtf-glp-fs"]["SAM"], rows["gsa"]["SAM"])
 
 
-def test_auto_picks_ssdiff_where_a_shipped_model_fits_and_mtf_glp_elsewhere():
+def test_auto_picks_the_generalist_for_every_sensor_and_ratio_and_mtf_glp_without_models(
+        tmp_path, monkeypatch):
     from ssdiff_cli.pipeline import prepare_scene, resolve_method
 
-    # ge1: the 4-band model was made for GeoEye-1. Landsat: no ratio-2 model. WorldView-3: the
-    # 8-band model was made for WorldView-2 and does not transfer (models/README.md), so the
-    # default stays classical there.
-    for name, expected in (("ge1_grip", "ssdiff"), ("landsat8_satellite", "mtf-glp"),
-                           ("wv3_cristianics", "mtf-glp"), ("wv2_grip", "ssdiff")):
+    scenes = ("ge1_grip", "landsat8_satellite", "wv3_cristianics", "wv2_grip")
+    detections = {}
+    for name in scenes:
         pan, ms = scene_paths(name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scene, detection, _ = prepare_scene(pan, [ms])
-        assert resolve_method("auto", scene, detection) == expected, name
-    assert zoo.find_model_for(8, 4, "wv3").name == "ssdiff-8band"  # explicit --method ssdiff
-    assert zoo.find_model_for(8, 4, "wv3", same_sensor=True) is None
+            detections[name] = prepare_scene(pan, [ms])[:2]
+    if zoo.find_model_for(4, 2) is not None:
+        for name in scenes:
+            assert resolve_method("auto", *detections[name]) == "ssdiff", name
+        assert zoo.find_model_for(8, 4, "wv3").name == zoo.DEFAULT_GENERALIST
+        assert zoo.find_model_for(4, 2, "l8").name == zoo.DEFAULT_GENERALIST
+    monkeypatch.setenv("SSDIFF_MODELS", str(tmp_path))  # an empty zoo
+    for name in scenes:
+        assert resolve_method("auto", *detections[name]) == "mtf-glp", name

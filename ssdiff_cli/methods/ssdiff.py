@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from ssdiff_cli import zoo
 from ssdiff_cli.errors import ModelError, SsdiffWarning
 from ssdiff_cli.methods.base import FusionMethod, SceneContext
 from ssdiff_cli.scene import TileData
@@ -116,8 +117,6 @@ class SSDiffMethod(FusionMethod):
     # ------------------------------------------------------------------ preparation
     def prepare(self, ctx: SceneContext) -> None:
         """Load and check the model, choose the geometry and the normalisation scale."""
-        from ssdiff_cli import zoo
-
         scene = ctx.scene
         name = self.model_name
         if name is None:
@@ -284,6 +283,7 @@ class SSDiffMethod(FusionMethod):
             "variant": (self.card.model.get("variant") or self.card.model.get("family"))
             if self.card else None,
             "terms": self.card.training.get("terms") if self.card else None,
+            "use": zoo.terms_summary(self.card) if self.card else None,
             "steps": self.steps,
             "seed": self.seed,
             "device": getattr(self, "device", self.device_request),

@@ -122,15 +122,22 @@ class BandAPFM(APFM):
         n_tok, d = xt.shape[1], self.head_dim
         q, k = self._heads(self.qk(self.norm(yt)))  # (B * nw, heads, n, d)
         v, u = self._heads(self.vu(self.norm(xt)))  # (B * bands * nw, heads, n, d)
-        nw = q.shape[0] // n_img
+        nw, heads = q.shape[0] // n_img, self.heads
         attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * d ** -0.5, dim=-1)
-        shape = (n_img, bands, nw, self.heads, n_tok, d)
-        v6 = v.reshape(shape)
-        spa = torch.matmul(attn.reshape(n_img, 1, nw, self.heads, n_tok, n_tok).to(v6.dtype), v6)
         logits = torch.matmul(v.transpose(-1, -2), u) * (math.sqrt(d) / n_tok)
-        a_spe = torch.softmax(logits, dim=-1).reshape(n_img, bands, nw, self.heads, d, d)
-        spe = torch.matmul(q.reshape(n_img, 1, nw, self.heads, n_tok, d), a_spe.to(q.dtype))
-        fused = (spa * spe).reshape(-1, self.heads, n_tok, d).transpose(1, 2).reshape(-1, n_tok, ch)
+        a_spe = torch.softmax(logits, dim=-1).to(q.dtype)
+        # Bands go side by side in the last axis, so the image's attention and queries multiply
+        # every band in one product (no copy of them per band): A [v_1 | v_2 ...] and
+        # Q [A_spe,1 | A_spe,2 ...].
+        v_side = v.reshape(n_img, bands, nw, heads, n_tok, d).permute(0, 2, 3, 4, 1, 5)
+        v_side = v_side.reshape(n_img, nw, heads, n_tok, bands * d)
+        a_side = a_spe.reshape(n_img, bands, nw, heads, d, d).permute(0, 2, 3, 4, 1, 5)
+        a_side = a_side.reshape(n_img, nw, heads, d, bands * d)
+        q_img = q.reshape(n_img, nw, heads, n_tok, d)
+        spa = torch.matmul(attn.reshape(n_img, nw, heads, n_tok, n_tok).to(v.dtype), v_side)
+        spe = torch.matmul(q_img, a_side)
+        fused = (spa * spe).reshape(n_img, nw, heads, n_tok, bands, d).permute(0, 4, 1, 3, 2, 5)
+        fused = fused.reshape(n_img * bands * nw, n_tok, ch)
         xt = xt + self.proj(fused)
         xt = xt + self.ffn_out(F.leaky_relu(self.ffn_in(self.ffn_norm(xt)), LEAK))
         return _from_windows(xt, n_img * bands, h, w, win).permute(0, 3, 1, 2)
