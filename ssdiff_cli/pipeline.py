@@ -107,7 +107,7 @@ def resolve_method(name: str, scene: Scene, detection: Detection) -> str:
     """``auto`` means SSDiff where a shipped model was made for the detected sensor, else MTF-GLP.
 
     (A model of the same band layout made for another sensor is used only when asked for with
-    ``--method ssdiff``: it may not transfer, see models/README.md.)"""
+    ``--method ssdiff``: it may not transfer, see ssdiff_cli/models/README.md.)"""
     if name != "auto":
         return name
     from ssdiff_cli.zoo import find_model_for

@@ -163,7 +163,7 @@ def test_scene_adaptation_changes_the_model_and_stays_reproducible(scene, tmp_pa
 
 def test_shipped_model_beats_classical_fusion_on_a_real_scene(tmp_path):
     # Wald protocol on the GeoEye-1 scene the 4-band model was made for (its whole area: the
-    # hold-out-only figures are in models/README.md).
+    # hold-out-only figures are in ssdiff_cli/models/README.md).
     if zoo.find_model_for(4, 4, "ge1") is None:
         pytest.skip("no shipped 4-band model")
     from ssdiff_cli.evaluate import evaluate_reduced
@@ -179,7 +179,7 @@ def test_auto_picks_ssdiff_where_a_shipped_model_fits_and_mtf_glp_elsewhere():
     from ssdiff_cli.pipeline import prepare_scene, resolve_method
 
     # ge1: the 4-band model was made for GeoEye-1. Landsat: no ratio-2 model. WorldView-3: the
-    # 8-band model was made for WorldView-2 and does not transfer (models/README.md), so the
+    # 8-band model was made for WorldView-2 and does not transfer (ssdiff_cli/models/README.md), so the
     # default stays classical there.
     for name, expected in (("ge1_grip", "ssdiff"), ("landsat8_satellite", "mtf-glp"),
                            ("wv3_cristianics", "mtf-glp"), ("wv2_grip", "ssdiff")):
