@@ -83,8 +83,10 @@ def _paths(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
         p = p.with_suffix("")
     elif not p.parent.name and not p.exists():
         folders = model_dirs()
-        found = [d for d in folders if (d / p).with_suffix(".json").exists()]
-        p = (found or folders)[0] / p
+        # the first folder with the whole pair, else (for the error) the first with the card
+        cards = [d for d in folders if (d / p).with_suffix(".json").exists()]
+        pairs = [d for d in cards if (d / p).with_suffix(".safetensors").exists()]
+        p = (pairs or cards or folders)[0] / p
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
 
 

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 import ssdiff_cli
 from ssdiff_cli import zoo
+from ssdiff_cli.errors import ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
 # Largest wheel we are willing to publish (PyPI's default per-file limit is 100 MB; the shipped
@@ -59,7 +60,9 @@ def test_ssdiff_models_adds_a_folder_searched_first(tmp_path, monkeypatch):
     card = zoo.read_card(shipped / "ssdiff-4band.json").to_dict()
     (tmp_path / "extra-4band.json").write_text(json.dumps({**card, "name": "extra-4band"}))
     (tmp_path / "ssdiff-4band.json").write_text(json.dumps({**card, "description": "local copy"}))
-    (tmp_path / "orphan.json").write_text(json.dumps({**card, "name": "orphan"}))  # no weights
+    # cards without weights: not listed; a shipped name is then still found in the shipped folder
+    (tmp_path / "orphan.json").write_text(json.dumps({**card, "name": "orphan"}))
+    (tmp_path / "ssdiff-8band.json").write_text(json.dumps({**card, "name": "ssdiff-8band"}))
     monkeypatch.setenv("SSDIFF_MODELS", str(tmp_path))
 
     assert zoo.model_dirs() == [tmp_path, shipped]
@@ -68,6 +71,8 @@ def test_ssdiff_models_adds_a_folder_searched_first(tmp_path, monkeypatch):
     assert zoo.read_card("extra-4band").name == "extra-4band"
     assert zoo.read_card("ssdiff-4band").description == "local copy"
     assert zoo.read_card("ssdiff-8band").bands == 8  # still found in the shipped folder
+    with pytest.raises(ModelError, match="weights file missing"):
+        zoo.load_checkpoint("orphan")
     model, loaded = zoo.load_checkpoint("extra-4band")
     assert loaded.name == "extra-4band" and sum(p.numel() for p in model.parameters()) > 1_000_000
 
