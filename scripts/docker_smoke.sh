@@ -7,7 +7,8 @@
 #   3. ssdiff sharpen                (default method, on a shared scene a shipped model fits:
 #                                     must use that model and write a COG)
 #   4. SIGTERM to the container's init (tini), as `docker stop` sends it, during a sharpen:
-#      ssdiff must exit 143 and leave nothing in the output folder.
+#      ssdiff must exit 143 within $SMOKE_STOP_TIMEOUT s (default 60) and leave nothing in the
+#      output folder.
 # Then, unless SMOKE_REBUILD=0, it rebuilds after a code change and checks that the PyTorch and
 # dependency layers come from the cache.
 #
@@ -30,7 +31,8 @@
 #
 # Environment: SSDIFF_TEST_DATA (scenes), SMOKE_CACHE (default /var/tmp/ssdiff-smoke),
 # SMOKE_IMAGE (default localhost/ssdiff:smoke), SMOKE_SCENE (default ge1_grip), TORCH_VERSION,
-# TORCH_INDEX_URL, SMOKE_REBUILD (default 1), SMOKE_KEEP (1: keep the image; default 1).
+# TORCH_INDEX_URL, SMOKE_STOP_TIMEOUT (default 60), SMOKE_REBUILD (default 1), SMOKE_KEEP (1: keep
+# the image; default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -256,8 +258,9 @@ descendant_named() {
             }
         }'
 }
+# small tiles: the run is longer, and a tile in flight when the signal comes ends soon
 run_ssdiff sharpen "/shared/$SCENE/pan.tif" "/shared/$SCENE/ms.tif" -o /out/stopped.tif \
-    --method ssdiff --steps 4 -q >"$WORK/term.log" 2>&1 &
+    --method ssdiff --tile-size 256 -q >"$WORK/term.log" 2>&1 &
 RUN_PID=$!
 for _ in $(seq 1 300); do   # until ssdiff has started writing (its hidden work file exists)
     compgen -G "$OUT/.stopped.tif.*" >/dev/null && break
@@ -270,6 +273,16 @@ TINI=$(descendant_named "$RUN_PID" tini)
 [ -n "$TINI" ] || fail "no tini process under the container run"
 kill -TERM "$TINI"
 t0=$(date +%s)
+# `docker stop` sends SIGKILL after its grace period (-t, default 10 s); allow more here, on a
+# busy machine, but not forever
+STOP_TIMEOUT=${SMOKE_STOP_TIMEOUT:-60}
+while kill -0 "$RUN_PID" 2>/dev/null && [ $(( $(date +%s) - t0 )) -lt "$STOP_TIMEOUT" ]; do sleep 1; done
+KILLED=0
+if kill -0 "$RUN_PID" 2>/dev/null; then
+    KILLED=1
+    echo "still running ${STOP_TIMEOUT} s after SIGTERM: SIGKILL, as docker stop would" >&2
+    kill -KILL "$TINI" "$(descendant_named "$RUN_PID" ssdiff)" 2>/dev/null || true
+fi
 set +e
 wait "$RUN_PID"
 RC=$?
@@ -278,6 +291,7 @@ echo "exit status $RC, $(( $(date +%s) - t0 )) s after SIGTERM" >&2
 cat "$WORK/term.log" >&2
 LEFT=$(find "$OUT" -mindepth 1)
 TERM_OK=1
+[ "$KILLED" = 0 ] || TERM_OK=0
 [ "$RC" = 143 ] || { TERM_OK=0; echo "expected exit status 143 (SIGTERM), got $RC" >&2; }
 [ -z "$LEFT" ] || { TERM_OK=0; printf 'left behind after SIGTERM:\n%s\n' "$LEFT" >&2; }
 if [ "$TERM_OK" = 1 ]; then
