@@ -32,12 +32,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from ssdiff_cli.training.generalist import (
-        GeneralistTrainConfig,
-        GeneralistTrainer,
-        VersionSampler,
-        build_versions,
-    )
+    from ssdiff_cli.training.generalist import GeneralistTrainConfig, train_generalist
 
     fams = families()
     chosen = {f: s for f, s in fams.items()
@@ -45,27 +40,16 @@ def main() -> None:
               and not (args.exclude_fold and f in FOLDS[args.exclude_fold])}
     cfg = GeneralistTrainConfig(output=args.output, name=args.name, max_minutes=args.minutes,
                                 max_steps=args.steps, threads=args.threads, seed=args.seed)
-    versions = []
-    scenes = []
-    for i, (fam, folders) in enumerate(sorted(chosen.items())):
-        for folder in folders:
-            vs = build_versions(DATA / folder / "pan.tif", DATA / folder / "ms.tif", fam,
-                                cfg.ratios, cfg.jitters, cfg.jitter, cfg.crop, seed=cfg.seed + i)
-            versions += vs
-            scenes.append({"name": folder, "family": fam, "terms": terms(fam),
-                           "versions": len(vs)})
-            print(f"{folder}: {len(vs)} versions", flush=True)
-    extra = {"scenes": scenes, "families": sorted(chosen),
-             "terms": sorted({terms(f) for f in chosen}),
-             "commercial_use": all(commercial(f) for f in chosen),
+    scenes = [(DATA / folder / "pan.tif", DATA / folder / "ms.tif", fam, terms(fam))
+              for fam, folders in sorted(chosen.items()) for folder in folders]
+    extra = {"commercial_use": all(commercial(f) for f in chosen),
              "excluded_fold": args.exclude_fold,
              "never_seen": sorted(set(fams) - set(chosen)),
              "pairs": "Wald protocol at ratios 2 and 4 with MTF gains jittered (x exp(U(-0.25, 0.25))) "
                       "around the sensor's; base = MTF-GLP-FS with the nominal gains"}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    trainer = GeneralistTrainer(VersionSampler(versions, cfg.crop, cfg.seed), cfg, extra,
-                                resume=args.resume)
-    trainer.run(log=lambda m: print(m, flush=True))
+    train_generalist(scenes, cfg, resume=args.resume, extra=extra,
+                     log=lambda m: print(m, flush=True))
 
 
 if __name__ == "__main__":

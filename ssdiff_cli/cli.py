@@ -91,16 +91,20 @@ DeviceOpt = Annotated[Device, typer.Option("--device", help="Model device.")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision.")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ssdiff {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_callback(
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version, help="Print the version and exit.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Tracebacks on errors.")] = False,
 ) -> None:
     """Pansharpen whole satellite scenes."""
     _state["verbose"] = verbose
-    if version:
-        typer.echo(f"ssdiff {__version__}")
-        raise typer.Exit()
 
 
 def _warn(message: str) -> None:

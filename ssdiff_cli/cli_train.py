@@ -83,9 +83,10 @@ def register(app: typer.Typer) -> None:
     def train(
         scenes: Annotated[list[str] | None, typer.Argument(
             help="Scenes: PAN,MS pairs or folders holding pan.tif and ms.tif.", show_default=False)] = None,
-        output: Annotated[Path, typer.Option("--output", "-o", help="Output prefix, e.g. models/NAME "
+        output: Annotated[Path, typer.Option("--output", "-o", help="Output prefix, e.g. my-models/NAME "
                                              "(writes NAME.safetensors, .json, .log.csv, .curves.png, "
-                                             ".state.pt).")] = Path("models/ssdiff-custom"),
+                                             ".state.pt); put the folder in $SSDIFF_MODELS to use the "
+                                             "model by name.")] = Path("ssdiff-custom"),
         sensor: Annotated[str | None, typer.Option("--sensor", help="Sensor preset (MTF gains, band "
                                                    "names); default: detected.")] = None,
         pancollection: Annotated[Path | None, typer.Option(
@@ -208,18 +209,18 @@ def register(app: typer.Typer) -> None:
 
     @models_app.command("list")
     def models_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """Table of the models in the zoo folder ($SSDIFF_MODELS or models/)."""
+        """Table of the models: those in $SSDIFF_MODELS, then the shipped ones."""
         with _reporting(False):
             from ssdiff_cli import zoo
 
             rows = [_model_row(c) for c in zoo.list_models()]
             if json_out:
-                _print_json({"models_dir": str(zoo.models_dir()), "models": rows})
+                _print_json({"model_dirs": [str(d) for d in zoo.model_dirs()], "models": rows})
                 return
             from rich.console import Console
             from rich.table import Table
 
-            table = Table(title=f"models in {zoo.models_dir()}")
+            table = Table(title="models in " + ", ".join(str(d) for d in zoo.model_dirs()))
             for col in ("name", "sensor", "bands", "ratio", "variant", "params", "SAM", "ERGAS", "Q2n",
                         "use"):
                 table.add_column(col)

@@ -5,7 +5,10 @@ card: sensor, bands, ratio, normalisation, architecture, diffusion settings, tra
 its terms, measured metrics). The card alone rebuilds the network, so a checkpoint is usable
 without the code that trained it.
 
-Where models are looked for: ``$SSDIFF_MODELS`` (a folder), then the repository's ``models/``.
+Where models are looked for: the folder(s) in ``$SSDIFF_MODELS`` (separated by ``os.pathsep``), then
+the models shipped inside the package (``ssdiff_cli/models/``, package data). Any ``NAME.json`` with
+a ``NAME.safetensors`` beside it in one of these folders is a model named ``NAME``; where two folders
+hold the same name, the earlier folder wins.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from ssdiff_cli.errors import ModelError
@@ -20,12 +24,18 @@ from ssdiff_cli.errors import ModelError
 CARD_VERSION = 1
 
 
-def models_dir() -> Path:
-    """The folder of shipped models."""
-    env = os.environ.get("SSDIFF_MODELS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1] / "models"
+def shipped_models_dir() -> Path:
+    """The folder of the models shipped inside the package (``ssdiff_cli/models``)."""
+    # pip installs a package as plain files, so the resource is a real folder (safetensors reads
+    # weights by path).
+    return Path(str(resources.files("ssdiff_cli").joinpath("models")))
+
+
+def model_dirs() -> list[Path]:
+    """Folders searched for models, in order: ``$SSDIFF_MODELS`` (one or more folders separated by
+    ``os.pathsep``), then the shipped models."""
+    extra = [Path(d) for d in os.environ.get("SSDIFF_MODELS", "").split(os.pathsep) if d]
+    return [*extra, shipped_models_dir()]
 
 
 @dataclass
@@ -72,7 +82,11 @@ def _paths(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
     elif not p.parent.name and not p.exists():
-        p = models_dir() / p
+        folders = model_dirs()
+        # the first folder with the whole pair, else (for the error) the first with the card
+        cards = [d for d in folders if (d / p).with_suffix(".json").exists()]
+        pairs = [d for d in cards if (d / p).with_suffix(".safetensors").exists()]
+        p = (pairs or cards or folders)[0] / p
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
 
 
@@ -90,16 +104,18 @@ def read_card(name_or_path: str | os.PathLike) -> ModelCard:
 
 
 def list_models(folder: Path | None = None) -> list[ModelCard]:
-    """Cards of every checkpoint in the zoo folder, sorted by name."""
-    folder = folder or models_dir()
-    cards = []
-    for card_path in sorted(folder.glob("*.json")):
-        if card_path.with_suffix(".safetensors").exists():
+    """Cards of every checkpoint in ``folder`` (default: all of ``model_dirs()``, the first folder
+    winning a name clash), sorted by name."""
+    by_name: dict[str, ModelCard] = {}
+    for where in [folder] if folder else model_dirs():
+        for card_path in sorted(where.glob("*.json")):
+            if card_path.stem in by_name or not card_path.with_suffix(".safetensors").exists():
+                continue
             try:
-                cards.append(read_card(card_path))
+                by_name[card_path.stem] = read_card(card_path)
             except ModelError:
                 continue
-    return cards
+    return [by_name[k] for k in sorted(by_name)]
 
 
 #: Band counts and PAN/MS ratios a generalist model accepts.

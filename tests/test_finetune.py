@@ -130,8 +130,9 @@ def test_models_list_and_show_cli(base, tmp_path, monkeypatch):
     runner = CliRunner()
     res = runner.invoke(app, ["models", "list", "--json"])
     assert res.exit_code == 0, res.output
-    rows = json.loads(res.output)["models"]
-    assert [r["name"] for r in rows] == ["tiny-base"] and rows[0]["bands"] == 4
+    rows = {r["name"]: r for r in json.loads(res.output)["models"]}
+    # $SSDIFF_MODELS adds its folder to the shipped models
+    assert rows["tiny-base"]["bands"] == 4 and {"ssdiff-4band", "ssdiff-8band"} <= set(rows)
     res = runner.invoke(app, ["models", "list"])
     assert res.exit_code == 0 and "tiny-base" in res.output
     res = runner.invoke(app, ["models", "show", "tiny-base"])

@@ -194,6 +194,6 @@ def test_auto_picks_the_generalist_for_every_sensor_and_ratio_and_mtf_glp_withou
             assert resolve_method("auto", *detections[name]) == "ssdiff", name
         assert zoo.find_model_for(8, 4, "wv3").name == zoo.DEFAULT_GENERALIST
         assert zoo.find_model_for(4, 2, "l8").name == zoo.DEFAULT_GENERALIST
-    monkeypatch.setenv("SSDIFF_MODELS", str(tmp_path))  # an empty zoo
+    monkeypatch.setattr(zoo, "model_dirs", lambda: [tmp_path])  # an empty zoo
     for name in scenes:
         assert resolve_method("auto", *detections[name]) == "mtf-glp", name

@@ -370,3 +370,32 @@ class GeneralistTrainer:
             self.save()
             for s, h in old.items():
                 signal.signal(s, h)
+
+
+def train_generalist(scenes: list[tuple], config: GeneralistTrainConfig, init: str | None = None,
+                     resume: bool = False, extra: dict | None = None, log=print) -> GeneralistTrainer:
+    """Train (or, from ``init``, fine-tune) a generalist on ``scenes``: ``(pan, ms, family,
+    terms)`` tuples; a family is one acquisition (crops of one acquisition share one)."""
+    versions, described = [], []
+    for i, (pan, ms, family, terms) in enumerate(scenes):
+        vs = build_versions(pan, ms, family, config.ratios, config.jitters, config.jitter,
+                            config.crop, seed=config.seed + i)
+        versions += vs
+        described.append({"name": Path(pan).resolve().parent.name, "pan": str(pan), "ms": str(ms),
+                          "family": family, "terms": terms, "versions": len(vs)})
+        log(f"{pan}: {len(vs)} versions")
+    card_extra = {"scenes": described, "families": sorted({s[2] for s in scenes}),
+                  "terms": sorted({s[3] for s in scenes}), **(extra or {})}
+    trainer = GeneralistTrainer(VersionSampler(versions, config.crop, config.seed), config,
+                                card_extra, resume=resume)
+    if init is not None and not resume:
+        from ssdiff_cli.zoo import load_checkpoint
+
+        net, card = load_checkpoint(init)
+        if card.model != trainer.model_config.to_dict():
+            raise BadInputError(f"{init}: another architecture than this run's")
+        trainer.net.load_state_dict(net.state_dict())
+        trainer.ema.load_state_dict(net.state_dict())
+        trainer.card_extra["initialised_from"] = card.name
+    trainer.run(log=log)
+    return trainer

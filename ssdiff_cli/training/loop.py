@@ -1,12 +1,12 @@
 """The training loop: SSDiff's recipe on random crops, EMA, hold-out scoring, exact resume.
 
-Recipe (reference §2, adapted to short CPU runs, see ``models/README.md``): x0 = gt - lms (the
+Recipe (reference §2, adapted to short CPU runs, see ``ssdiff_cli/models/README.md``): x0 = gt - lms (the
 residual), t uniform in [0, T), x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, the network predicts x0,
 loss L1; AdamW (lr 1e-3, no weight decay, no schedule); EMA of the weights with decay 0.999
 (the paper's 0.9999 averages over ~10 k steps, about the length of a whole CPU run; 0.999 averages
 over ~1 k steps), warmed up as ``min(decay, (1 + step) / (10 + step))``.
 
-Files written beside the output prefix ``P`` (e.g. ``models/ssdiff-8band``):
+Files written beside the output prefix ``P`` (e.g. ``my-models/ssdiff-8band``):
 
 * ``P.safetensors`` + ``P.json``: the EMA weights with the best hold-out ERGAS (or the last EMA
   weights when there is no hold-out), with a full model card;
