@@ -19,7 +19,6 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -32,6 +31,7 @@ from rasterio.windows import Window
 
 from ssdiff_cli import filters
 from ssdiff_cli.errors import BadInputError, GridMismatchError, NotGeoreferencedWarning
+from ssdiff_cli.gdal_names import DatasetName, dataset_name
 
 #: A stand-in CRS for pairs without georeferencing, so GDAL's warper can relate their grids.
 _LOCAL_CRS = "EPSG:3857"
@@ -100,6 +100,8 @@ class SceneSpec:
     #: Coarse-grid origin in MS pixels (row, col) when the MS grid is a whole-pixel shift of the
     #: coarse grid (read directly); None when a sub-pixel resampling is needed.
     ms_offset: tuple[int, int] | None = None
+    #: Kernel bringing the coarse MS onto the output grid (``-r``; filters.UPSAMPLING_KERNELS).
+    resampling: str = "cubic"
 
     @property
     def coarse(self) -> Grid:
@@ -117,8 +119,8 @@ class Scene:
     """An opened, validated pair: its spec plus what was learnt opening it (for reports)."""
 
     spec: SceneSpec
-    pan_path: Path
-    ms_paths: list[Path]
+    pan_path: DatasetName
+    ms_paths: list[DatasetName]
     pan_grid: Grid
     band_names: list[str]
     notes: list[str] = field(default_factory=list)
@@ -138,15 +140,15 @@ class Scene:
 # Opening and validation
 
 
-def _open_checked(path: Path, role: str) -> rasterio.DatasetReader:
-    if not str(path).startswith("/vsi") and not path.exists():
+def _open_checked(path: DatasetName, role: str) -> rasterio.DatasetReader:
+    if not path.exists():
         raise BadInputError(f"{path}: {role} file does not exist")
     if path.is_dir():
         raise BadInputError(f"{path}: {role} is a folder, not a raster file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(path)
+            return rasterio.open(str(path))
     except RasterioIOError as exc:
         raise BadInputError(f"{path}: not a raster GDAL can read ({_first_line(exc)})") from None
 
@@ -207,6 +209,9 @@ def open_pair(
     ms_paths: str | os.PathLike | list,
     extent: str = "intersection",
     expected_bands: int | None = None,
+    bands: list[int] | None = None,
+    nodata: float | str | None = None,
+    resampling: str = "cubic",
 ) -> Scene:
     """Open and validate a PAN + MS pair and work out the output grid.
 
@@ -222,18 +227,29 @@ def open_pair(
     expected_bands : int, optional
         Spectral band count of the sensor; an extra alpha band is recognised only when the MS
         has exactly one band more.
+    bands : list of int, optional
+        1-based MS bands to use, in this order (``gdal_pansharpen.py``'s ``,band=`` / ``-b``),
+        numbered over the MS files stacked in the order given.
+    nodata : float or "none", optional
+        Overrides the nodata value of both inputs (``--nodata``); ``"none"`` ignores theirs.
+    resampling : str
+        Kernel bringing the coarse MS onto the PAN grid (:data:`filters.UPSAMPLING_KERNELS`).
 
     Raises
     ------
     BadInputError, GridMismatchError
         With a one-line message naming the file and the problem.
     """
-    pan_path = Path(pan_path)
-    ms_list = [Path(p) for p in (ms_paths if isinstance(ms_paths, list | tuple) else [ms_paths])]
+    pan_path = dataset_name(pan_path)
+    ms_list = [dataset_name(p)
+               for p in (ms_paths if isinstance(ms_paths, list | tuple) else [ms_paths])]
     if not ms_list:
         raise BadInputError("no MS file given")
     notes: list[str] = []
 
+    if resampling not in filters.UPSAMPLING_KERNELS:
+        raise BadInputError(f"unknown resampling {resampling!r}; choose one of "
+                            f"{', '.join(filters.UPSAMPLING_KERNELS)}")
     pan = _open_checked(pan_path, "PAN")
     with pan:
         if pan.count != 1:
@@ -242,11 +258,26 @@ def open_pair(
         pan_crs = _crs_string(pan)
         pan_grid = Grid(pan.transform, pan.width, pan.height, pan_crs)
         pan_nodata = pan.nodata
+        pan_dtype = pan.dtypes[0]
         if pan.transform.b or pan.transform.d:
             raise GridMismatchError(f"{pan_path}: rotated geotransforms are not supported")
 
     sources, ms_meta = _ms_sources(ms_list)
     ms_geo, ms_crs, ms_transform, ms_w, ms_h, ms_dtype, ms_nodata, descriptions, alpha = ms_meta
+    if bands:
+        if any(not 1 <= b <= len(sources) for b in bands):
+            raise BadInputError(f"{ms_list[0]}: band selection {bands} outside 1..{len(sources)}")
+        sources = [sources[b - 1] for b in bands]
+        descriptions = [descriptions[b - 1] for b in bands]
+        alpha = None
+        notes.append(f"MS bands {', '.join(map(str, bands))} selected")
+    pan_source = str(pan_path)
+    if nodata is not None:
+        pan_nodata = ms_nodata = None if nodata == "none" else float(nodata)
+        pan_source = _ms_vrt_xml([(str(pan_path.resolve()), 1)], pan_grid.width, pan_grid.height,
+                                 pan_dtype, pan_nodata, pan_grid.transform if pan_geo else None,
+                                 pan_crs)
+        notes.append(f"nodata of both inputs taken as {nodata} (--nodata)")
     bands = len(sources)
     alpha_source = None
     if alpha is not None and expected_bands is not None and bands == expected_bands + 1:
@@ -298,7 +329,7 @@ def open_pair(
     )
     spec = SceneSpec(
         ms_offset=_whole_pixel_offset(out, ratio, ms_grid),
-        pan_path=str(pan_path),
+        pan_path=pan_source,
         ms_vrt=vrt,
         out=out,
         pan_offset=offset,
@@ -312,12 +343,13 @@ def open_pair(
         georeferenced=pan_geo,
         pan_transform_src=pan_src,
         ms_transform_src=ms_src,
+        resampling=resampling,
     )
     band_names = [d or f"band {i}" for i, d in enumerate(descriptions, start=1)]
     return Scene(spec, pan_path, ms_list, pan_grid, band_names, notes)
 
 
-def _ms_sources(ms_list: list[Path]):
+def _ms_sources(ms_list: list[DatasetName]):
     """Open the MS file(s), check they agree, and list ``(path, band)`` sources."""
     sources: list[tuple[str, int]] = []
     first = None
@@ -351,7 +383,7 @@ def _ms_sources(ms_list: list[Path]):
     return sources, (geo, crs, transform, w, h, dtype, nodata, descriptions, alpha)
 
 
-def _whole_ratio(rx: float, ry: float, ms_path: Path) -> int:
+def _whole_ratio(rx: float, ry: float, ms_path: DatasetName) -> int:
     ratio = round(rx)
     if ratio < 1 or abs(rx - ratio) > RATIO_TOLERANCE * ratio or abs(ry - ratio) > RATIO_TOLERANCE * ratio:
         raise GridMismatchError(
@@ -374,7 +406,7 @@ def _whole_pixel_offset(out: Grid, ratio: int, ms: Grid) -> tuple[int, int] | No
     return round(row), round(col)
 
 
-def _output_grid(pan: Grid, ms: Grid, extent: str, ms_path: Path, pan_path: Path):
+def _output_grid(pan: Grid, ms: Grid, extent: str, ms_path: DatasetName, pan_path: DatasetName):
     """The output grid on the PAN lattice over the intersection or union of the footprints."""
     if extent not in ("intersection", "union"):
         raise BadInputError(f"extent must be 'intersection' or 'union', not {extent!r}")
@@ -655,8 +687,8 @@ def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
         ms = fill_invalid(ms, ms_valid, ms_means)
     ms, ms_valid = ms[:, extra:-extra, extra:-extra], ms_valid[extra:-extra, extra:-extra]
     inner = (slice(m, -m), slice(m, -m))
-    lms = filters.upsample_cubic(ms, r, rows=(m * r, m * r + height), cols=(m * r, m * r + width),
-                                 out=lms_out)
+    lms = filters.upsample(ms, r, rows=(m * r, m * r + height), cols=(m * r, m * r + width),
+                           out=lms_out, kernel=spec.resampling)
     if spec.ms_offset is not None:
         valid = pan_valid & np.repeat(np.repeat(ms_valid[inner], r, axis=0), r, axis=1)
     else:
@@ -715,3 +747,15 @@ def scene_sample(spec: SceneSpec, max_side: int = 1024) -> SceneSample:
     if spec.ms_nodata is not None:
         valid &= np.all(ms != spec.ms_nodata, axis=0)
     return SceneSample(pan=pan, ms=ms, valid=valid, factor=factor)
+
+
+def ms_maximum(spec: SceneSpec, rows_per_read: int = 256) -> float:
+    """The largest valid MS value over the whole MS file(s), read in strips (bounded memory)."""
+    best = -math.inf
+    with rasterio.open(spec.ms_vrt) as ds:
+        for r0 in range(0, ds.height, rows_per_read):
+            win = Window(0, r0, ds.width, min(rows_per_read, ds.height - r0))
+            data = ds.read(window=win, masked=True)
+            if data.count():
+                best = max(best, float(data.max()))
+    return best
