@@ -14,8 +14,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+import typer.core
 from rich.console import Console
 
 from ssdiff_cli import __version__
@@ -27,6 +27,7 @@ from ssdiff_cli.errors import (
     EXIT_OUTPUT,
     EXIT_RUNTIME,
     SsdiffError,
+    UsageError,
 )
 
 EXIT_CODES_HELP = (
@@ -100,16 +101,30 @@ DeviceOpt = Annotated[Device, typer.Option("--device", help="Model device.")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision.")]
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: eager, so it works without a command."""
+    if value:
+        typer.echo(f"ssdiff {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_callback(
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.",
+                                          callback=_print_version, is_eager=True)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Tracebacks on errors.")] = False,
 ) -> None:
     """Pansharpen whole satellite scenes."""
     _state["verbose"] = verbose
-    if version:
-        typer.echo(f"ssdiff {__version__}")
-        raise typer.Exit()
+
+
+class _PairCommand(typer.core.TyperCommand):
+    """A command whose usage line shows ``PAN MS...`` as required: they are, except where an
+    option (``--batch``, ``--sensors``) replaces them, which click cannot express."""
+
+    def collect_usage_pieces(self, ctx):
+        names = {"[PAN]": "PAN", "[MS...]...": "MS..."}
+        return [names.get(piece, piece) for piece in super().collect_usage_pieces(ctx)]
 
 
 def _warn(message: str) -> None:
@@ -142,7 +157,7 @@ def _reporting(quiet: bool = False):
     except KeyboardInterrupt:
         stderr.print("[red]ssdiff: interrupted[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (typer.Exit, typer.Abort, click.ClickException):
+    except (typer.Exit, typer.Abort, typer.TyperException):  # click's own: usage errors
         raise
     except Exception as exc:  # a bug or an environment failure: say so, one line
         stderr.print(
@@ -196,7 +211,7 @@ def _print_json(data: dict) -> None:
     sys.stdout.flush()
 
 
-@app.command()
+@app.command(cls=_PairCommand)
 def sharpen(
     pan: Annotated[str | None, typer.Argument(
         metavar="PAN", help="Panchromatic raster: a path or any GDAL dataset name (/vsicurl/..., "
@@ -276,9 +291,9 @@ def sharpen(
     with _reporting(quiet):
         if batch is None and (pan is None or not ms or output is None):
             missing = "PAN and MS" if pan is None or not ms else "-o OUTPUT"
-            raise click.UsageError(f"missing {missing}: give PAN MS... -o OUTPUT (or --batch PAIRS)")
+            raise UsageError(f"missing {missing}: give PAN MS... -o OUTPUT (or --batch PAIRS)")
         if batch is not None and (pan is not None or ms):
-            raise click.UsageError("--batch replaces the PAN and MS arguments; give one or the other")
+            raise UsageError("--batch replaces the PAN and MS arguments; give one or the other")
         from ssdiff_cli.gdal_formats import parse_creation_options
         from ssdiff_cli.pipeline import SharpenOptions, default_workers
         from ssdiff_cli.pipeline import sharpen as run_sharpen
@@ -325,7 +340,7 @@ def _nodata_value(text: str | None) -> float | str | None:
     try:
         return float(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a number, nan or none",
+        raise typer.BadParameter(f"{text!r} is not a number, nan or none",
                                  param_hint="--nodata") from None
 
 
@@ -381,7 +396,7 @@ def _finish(report, json_out: bool, quiet: bool, check_only: bool) -> None:
         raise typer.Exit(EXIT_MISREGISTERED)
 
 
-@app.command()
+@app.command(cls=_PairCommand)
 def info(
     pan: Annotated[str | None, typer.Argument(
         metavar="PAN", help="Panchromatic raster (path or GDAL dataset name).",
@@ -400,7 +415,7 @@ def info(
             _print_sensors(json_out)
             return
         if pan is None or not ms:
-            raise click.UsageError("missing PAN and MS (or give --sensors)")
+            raise UsageError("missing PAN and MS (or give --sensors)")
         from ssdiff_cli.pipeline import SharpenOptions
         from ssdiff_cli.pipeline import sharpen as run_sharpen
 
