@@ -8,7 +8,8 @@ Conventions shared by every function here:
 * ``mask`` is an ``(H, W)`` bool array, ``True`` where a pixel is valid. Pixel indices (SAM, ERGAS,
   PSNR) use the valid pixels; block indices (Q, Q2n and the full-resolution ones) use only the
   blocks whose pixels are all valid; SCC uses the pixels whose 3x3 Sobel neighbourhood is all
-  valid, except the image's border rows and columns (as the toolbox's ``SCC.m``). Invalid pixels may hold anything (even NaN): they never enter a sum.
+  valid, except the image's border rows and columns (as the toolbox's ``SCC.m``). Invalid
+  pixels may hold anything (even NaN): they never enter a sum.
 * Block indices use non-overlapping ``block x block`` blocks (32 by default) anchored at the top
   left corner; rows and columns left over at the bottom and the right (fewer than ``block``) are
   not scored. A sliding-window variant (``stride``) exists for the per-band UIQI only.
