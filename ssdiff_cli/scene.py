@@ -102,6 +102,11 @@ class SceneSpec:
     ms_offset: tuple[int, int] | None = None
     #: Kernel bringing the coarse MS onto the output grid (``-r``; filters.UPSAMPLING_KERNELS).
     resampling: str = "cubic"
+    #: When the MS grid is the coarse grid shifted by a fraction of a pixel (Landsat's half PAN
+    #: pixel, an MS corner inside a PAN pixel): ``(row, col, phase_row, phase_col)``, the MS pixel
+    #: holding the coarse grid's origin and the fraction of a pixel beyond it. The MS is then
+    #: upsampled from its own grid with that phase, in one resampling pass.
+    ms_subpixel: tuple[int, int, float, float] | None = None
 
     @property
     def coarse(self) -> Grid:
@@ -327,8 +332,10 @@ def open_pair(
         sources, ms_w, ms_h, ms_dtype, ms_nodata,
         ms_transform if ms_geo else None, ms_crs,
     )
+    whole = _whole_pixel_offset(out, ratio, ms_grid)
     spec = SceneSpec(
-        ms_offset=_whole_pixel_offset(out, ratio, ms_grid),
+        ms_offset=whole,
+        ms_subpixel=None if whole is not None else _subpixel_offset(out, ratio, ms_grid),
         pan_path=pan_source,
         ms_vrt=vrt,
         out=out,
@@ -404,6 +411,18 @@ def _whole_pixel_offset(out: Grid, ratio: int, ms: Grid) -> tuple[int, int] | No
     if abs(col - round(col)) > 1e-3 or abs(row - round(row)) > 1e-3:
         return None
     return round(row), round(col)
+
+
+def _subpixel_offset(out: Grid, ratio: int, ms: Grid) -> tuple[int, int, float, float] | None:
+    """``(row, col, phase_row, phase_col)`` of the coarse grid's origin in MS pixels, split into
+    whole pixels and a fraction in [0, 1), when the pixel sizes agree; None otherwise."""
+    coarse_t = out.transform @ Affine.scale(ratio)
+    if abs(coarse_t.a - ms.transform.a) > 1e-6 * abs(ms.transform.a) or \
+            abs(coarse_t.e - ms.transform.e) > 1e-6 * abs(ms.transform.e):
+        return None
+    col, row = ~ms.transform @ (coarse_t.c, coarse_t.f)
+    r0, c0 = math.floor(row), math.floor(col)
+    return r0, c0, min(row - r0, 1 - 1e-9), min(col - c0, 1 - 1e-9)
 
 
 def _output_grid(pan: Grid, ms: Grid, extent: str, ms_path: DatasetName, pan_path: DatasetName):
@@ -509,16 +528,20 @@ class SceneReader:
         spec = self.spec
         if spec.ms_offset is None:
             return self._padded(self.coarse_vrt, row, col, height, width)
-        data = self._padded(self.ms, row + spec.ms_offset[0], col + spec.ms_offset[1],
-                            height, width)
+        return self.read_ms(row + spec.ms_offset[0], col + spec.ms_offset[1], height, width)
+
+    def read_ms(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """A window of the MS on its own grid (may reach outside), float32, NaN wherever the MS
+        is invalid (nodata, NaN, alpha 0) or absent."""
+        spec = self.spec
+        data = self._padded(self.ms, row, col, height, width)
         invalid = np.zeros(data.shape[1:], dtype=bool)
         if spec.ms_nodata is not None and not np.isnan(spec.ms_nodata):
             invalid |= np.any(data == np.float32(spec.ms_nodata), axis=0)
         if spec.ms_alpha is not None:
             path, band = spec.ms_alpha
             with rasterio.open(path) as ds:
-                alpha = self._padded(ds, row + spec.ms_offset[0], col + spec.ms_offset[1],
-                                     height, width, indexes=[band])[0]
+                alpha = self._padded(ds, row, col, height, width, indexes=[band])[0]
             invalid |= ~(alpha > 0)
         data[:, invalid] = np.nan
         return data
@@ -679,16 +702,26 @@ def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
     # window would see (tile invariance), then keep only the interpolator's margin.
     m, extra = _CUBIC_MARGIN, FILL_ITERATIONS
     big = m + extra
-    ms = reader.read_coarse_ms(row // r - big, col // r - big, height // r + 2 * big,
-                               width // r + 2 * big)
-    ms_valid = np.all(np.isfinite(ms), axis=0)
     ms_means, pan_mean = fill_values
-    if not ms_valid.all():
-        ms = fill_invalid(ms, ms_valid, ms_means)
-    ms, ms_valid = ms[:, extra:-extra, extra:-extra], ms_valid[extra:-extra, extra:-extra]
     inner = (slice(m, -m), slice(m, -m))
-    lms = filters.upsample(ms, r, rows=(m * r, m * r + height), cols=(m * r, m * r + width),
-                           out=lms_out, kernel=spec.resampling)
+    sub = spec.ms_subpixel
+    ms = ms_valid = None
+    if sub is None or want_ms:
+        ms, ms_valid = _filled(reader.read_coarse_ms(row // r - big, col // r - big,
+                                                     height // r + 2 * big, width // r + 2 * big),
+                               ms_means, extra)
+    rows, cols = (m * r, m * r + height), (m * r, m * r + width)
+    if sub is None:
+        lms = filters.upsample(ms, r, rows=rows, cols=cols, out=lms_out, kernel=spec.resampling)
+    else:  # the MS's own grid, upsampled with the sub-pixel phase: one resampling pass
+        ms_ = m + 1  # the phase moves the kernel's support up to one coarse pixel further
+        own, _ = _filled(reader.read_ms(sub[0] + row // r - ms_ - extra,
+                                        sub[1] + col // r - ms_ - extra,
+                                        height // r + 2 * (ms_ + extra),
+                                        width // r + 2 * (ms_ + extra)), ms_means, extra)
+        lms = filters.upsample(own, r, rows=(ms_ * r, ms_ * r + height),
+                               cols=(ms_ * r, ms_ * r + width), out=lms_out,
+                               kernel=spec.resampling, phase=(sub[2], sub[3]))
     if spec.ms_offset is not None:
         valid = pan_valid & np.repeat(np.repeat(ms_valid[inner], r, axis=0), r, axis=1)
     else:
@@ -696,6 +729,15 @@ def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
     pan = fill_invalid(pan, pan_valid, pan_mean)
     return TileData(pan=pan, lms=lms, valid=valid, row=row, col=col,
                     ms=np.ascontiguousarray(ms[:, inner[0], inner[1]]) if want_ms else None)
+
+
+def _filled(ms: np.ndarray, means: np.ndarray, extra: int) -> tuple[np.ndarray, np.ndarray]:
+    """Invalid (NaN) pixels of ``ms`` filled locally, then ``extra`` pixels cropped off each
+    side; with the validity of what is kept."""
+    valid = np.all(np.isfinite(ms), axis=0)
+    if not valid.all():
+        ms = fill_invalid(ms, valid, means)
+    return ms[:, extra:-extra, extra:-extra], valid[extra:-extra, extra:-extra]
 
 
 # --------------------------------------------------------------------------------------------
