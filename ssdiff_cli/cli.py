@@ -268,6 +268,9 @@ def sharpen(
     warn_px: Annotated[float, typer.Option(help="Warn above this PAN/MS shift (PAN px).")] = 0.5,
     refuse_px: Annotated[float, typer.Option(help="Refuse above this shift (PAN px).")] = 2.0,
     check_only: Annotated[bool, typer.Option(help="Print the co-registration report and exit.")] = False,
+    coregister: Annotated[bool, typer.Option(
+        "--coregister", help="Move the MS grid by the measured PAN/MS shift before fusing "
+        "(the residual shift is what --warn-px/--refuse-px judge).")] = False,
     compress: Annotated[Compress, typer.Option(help="Output compression.")] = Compress.deflate,
     output_format: Annotated[OutputFormat | None, typer.Option(
         "--format", "-of", help="Output format (default: COG; for -o -, a streamable GTiff).",
@@ -310,7 +313,7 @@ def sharpen(
                                            device.value, precision.value, adapt),
             quicklook=str(quicklook) if quicklook else None,
             bit_depth=bit_depth, scale=scale, bands=bands, nodata=_nodata_value(nodata),
-            resampling=resampling.value,
+            resampling=resampling.value, coregister=coregister,
             output_format=output_format.value if output_format else None,
             creation_options=parse_creation_options(creation_options),
         )

@@ -217,6 +217,7 @@ def open_pair(
     bands: list[int] | None = None,
     nodata: float | str | None = None,
     resampling: str = "cubic",
+    ms_shift: tuple[float, float] | None = None,
 ) -> Scene:
     """Open and validate a PAN + MS pair and work out the output grid.
 
@@ -239,6 +240,9 @@ def open_pair(
         Overrides the nodata value of both inputs (``--nodata``); ``"none"`` ignores theirs.
     resampling : str
         Kernel bringing the coarse MS onto the PAN grid (:data:`filters.UPSAMPLING_KERNELS`).
+    ms_shift : (dy, dx), optional
+        A measured misregistration (PAN pixels, :mod:`ssdiff_cli.coreg`'s convention: where the
+        MS content lies relative to the PAN) to correct: the MS grid is moved by ``(-dy, -dx)``.
 
     Raises
     ------
@@ -326,6 +330,12 @@ def open_pair(
         pan_grid = Grid(pan_src, pan_grid.width, pan_grid.height, None)
         ms_transform = ms_src
 
+    if ms_shift is not None:  # move the MS content by (-dy, -dx) PAN pixels
+        dy, dx = ms_shift
+        step = pan_grid.transform
+        ms_transform = Affine.translation(-dx * step.a, -dy * step.e) * ms_transform
+        if not ms_geo:
+            ms_src = ms_transform
     ms_grid = Grid(ms_transform, ms_w, ms_h, ms_crs)
     out, offset = _output_grid(pan_grid, ms_grid, extent, ms_list[0], pan_path)
     vrt = _ms_vrt_xml(
