@@ -75,6 +75,9 @@ class Precision(str, Enum):
 #: ``--method`` names (tests check them against ssdiff_cli.methods' registry).
 METHODS = ("auto", "ssdiff", "brovey", "gsa", "mtf-glp", "mtf-glp-fs", "upsample")
 Method = Enum("Method", {m.replace("-", "_"): m for m in METHODS}, type=str)
+#: ``evaluate -m`` names: the methods themselves (``auto`` picks one, nothing to compare).
+EvalMethod = Enum("EvalMethod", {m.replace("-", "_"): m for m in METHODS if m != "auto"},
+                  type=str)
 #: ``--dtype`` choices: GDAL's integer and float types.
 DType = Enum("DType", {t: t for t in ("uint8", "uint16", "int16", "uint32", "int32",
                                       "float32", "float64")}, type=str)
@@ -461,21 +464,21 @@ def evaluate(
     fused: Annotated[list[Path] | None, typer.Argument(
         help="Fused image(s) made by any tool, scored with --reference or --pan/--ms.",
         show_default=False)] = None,
-    reduced: Annotated[tuple[Path, Path] | None, typer.Option(
+    reduced: Annotated[tuple[str, str] | None, typer.Option(
         help="PAN MS: Wald protocol (degrade, fuse with each --method, score vs the MS).",
         show_default=False)] = None,
-    full: Annotated[tuple[Path, Path] | None, typer.Option(
+    full: Annotated[tuple[str, str] | None, typer.Option(
         help="PAN MS: fuse with each --method at full resolution, score without reference.",
         show_default=False)] = None,
-    method: Annotated[list[str] | None, typer.Option(
+    method: Annotated[list[EvalMethod] | None, typer.Option(
         "--method", "-m", help="Method to evaluate; repeat for several.")] = None,
     model: Annotated[str | None, typer.Option(help="Model for -m ssdiff (zoo name or path).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="DDIM steps for -m ssdiff.")] = None,
     adapt: Annotated[int | None, typer.Option(
         min=0, help="-m ssdiff adapts to each (degraded) scene for N steps first.")] = None,
     reference: Annotated[Path | None, typer.Option(help="Reference image for FUSED.")] = None,
-    pan: Annotated[Path | None, typer.Option(help="PAN for scoring FUSED without reference.")] = None,
-    ms: Annotated[list[Path] | None, typer.Option(help="MS for scoring FUSED without reference.")] = None,
+    pan: Annotated[str | None, typer.Option(help="PAN for scoring FUSED without reference.")] = None,
+    ms: Annotated[list[str] | None, typer.Option(help="MS for scoring FUSED without reference.")] = None,
     sensor: SensorOpt = None,
     tile_size: TileOpt = 1024,
     workers: WorkersOpt = None,
@@ -493,7 +496,7 @@ def evaluate(
         modes = sum(x is not None for x in (reduced, full)) + bool(fused)
         if modes != 1:
             raise BadInputError("give exactly one of --reduced PAN MS, --full PAN MS, or FUSED...")
-        methods = method or ["gsa", "mtf-glp"]
+        methods = [m.value for m in method] if method else ["gsa", "mtf-glp"]
         model_options = {k: v for k, v in (("model", model), ("steps", steps), ("adapt", adapt))
                          if v is not None}
         options = SharpenOptions(tile_size=tile_size, workers=workers or default_workers(),

@@ -162,10 +162,9 @@ class TileWriter:
             interp = [ColorInterp.undefined] * s.bands
             for i, colour in zip(s.rgb, (ColorInterp.red, ColorInterp.green, ColorInterp.blue)):
                 interp[i] = colour
-            if s.bands == 3 or interp[0] != ColorInterp.undefined:
-                self._ds.colorinterp = interp
-            else:  # GDAL wants band 1 gray or a colour in a MINISBLACK TIFF
-                self._ds.colorinterp = [ColorInterp.gray, *interp[1:]]
+            if interp[0] == ColorInterp.undefined:  # band 1 stays grey, as MINISBLACK has it
+                interp[0] = ColorInterp.gray
+            self._ds.colorinterp = interp
         if s.tags:
             self._ds.update_tags(**{k: str(v) for k, v in s.tags.items()})
         return self

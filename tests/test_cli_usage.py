@@ -80,3 +80,10 @@ def test_bad_creation_option_is_a_usage_error(tmp_path):
     result = runner.invoke(app, ["sharpen", str(pan), str(ms), "-o", str(tmp_path / "o.tif"),
                                  "--co", "BLOCKSIZE"])
     assert result.exit_code == EXIT_USAGE and "KEY=VALUE" in result.stderr
+
+
+def test_evaluate_lists_its_method_choices():
+    text = _help("evaluate")
+    assert "|".join(m for m in METHODS if m != "auto") in text
+    result = runner.invoke(app, ["evaluate", "--reduced", "p.tif", "m.tif", "-m", "pca"])
+    assert result.exit_code == EXIT_USAGE
