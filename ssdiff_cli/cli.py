@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
 from rich.console import Console
 
 from ssdiff_cli import __version__
@@ -26,6 +27,7 @@ from ssdiff_cli.errors import (
     EXIT_OUTPUT,
     EXIT_RUNTIME,
     SsdiffError,
+    UsageError,
 )
 
 EXIT_CODES_HELP = (
@@ -75,6 +77,22 @@ class AdaptObjective(str, Enum):
 
     full = "full"
     reduced = "reduced"
+#: ``--method`` names (tests check them against ssdiff_cli.methods' registry).
+METHODS = ("auto", "ssdiff", "brovey", "gsa", "mtf-glp", "mtf-glp-fs", "upsample")
+Method = Enum("Method", {m.replace("-", "_"): m for m in METHODS}, type=str)
+#: ``evaluate -m`` names: the methods themselves (``auto`` picks one, nothing to compare).
+EvalMethod = Enum("EvalMethod", {m.replace("-", "_"): m for m in METHODS if m != "auto"},
+                  type=str)
+#: ``--dtype`` choices: GDAL's integer and float types.
+DType = Enum("DType", {t: t for t in ("uint8", "uint16", "int16", "uint32", "int32",
+                                      "float32", "float64")}, type=str)
+#: ``--compress`` choices (ssdiff_cli.gdal_formats.COMPRESSION).
+Compress = Enum("Compress", {c: c for c in ("deflate", "lzw", "zstd", "none")}, type=str)
+#: ``-r/--resampling`` choices (ssdiff_cli.filters.UPSAMPLING_KERNELS).
+Resampling = Enum("Resampling", {r: r for r in ("nearest", "bilinear", "cubic", "cubicspline")},
+                  type=str)
+#: ``-of`` choices (ssdiff_cli.gdal_formats.FORMATS).
+OutputFormat = Enum("OutputFormat", {f: f for f in ("COG", "GTiff")}, type=str)
 
 
 # Shared options, defined once so a flag means the same in every command.
@@ -92,6 +110,7 @@ PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model prec
 
 
 def _print_version(value: bool) -> None:
+    """``--version``: eager, so it works without a command."""
     if value:
         typer.echo(f"ssdiff {__version__}")
         raise typer.Exit()
@@ -99,12 +118,21 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main_callback(
-    version: Annotated[bool, typer.Option(
-        "--version", is_eager=True, callback=_print_version, help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.",
+                                          callback=_print_version, is_eager=True)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Tracebacks on errors.")] = False,
 ) -> None:
     """Pansharpen whole satellite scenes."""
     _state["verbose"] = verbose
+
+
+class _PairCommand(typer.core.TyperCommand):
+    """A command whose usage line shows ``PAN MS...`` as required: they are, except where an
+    option (``--batch``, ``--sensors``) replaces them, which click cannot express."""
+
+    def collect_usage_pieces(self, ctx):
+        names = {"[PAN]": "PAN", "[MS...]...": "MS..."}
+        return [names.get(piece, piece) for piece in super().collect_usage_pieces(ctx)]
 
 
 def _warn(message: str) -> None:
@@ -137,7 +165,7 @@ def _reporting(quiet: bool = False):
     except KeyboardInterrupt:
         stderr.print("[red]ssdiff: interrupted[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (typer.Exit, typer.Abort):
+    except (typer.Exit, typer.Abort, typer.TyperException):  # click's own: usage errors
         raise
     except Exception as exc:  # a bug or an environment failure: say so, one line
         stderr.print(
@@ -191,19 +219,25 @@ def _print_json(data: dict) -> None:
     sys.stdout.flush()
 
 
-@app.command()
+@app.command(cls=_PairCommand)
 def sharpen(
-    pan: Annotated[Path | None, typer.Argument(help="Panchromatic raster.", show_default=False)] = None,
+    pan: Annotated[str | None, typer.Argument(
+        metavar="PAN", help="Panchromatic raster: a path or any GDAL dataset name (/vsicurl/..., "
+        "/vsizip/..., /vsis3/..., /vsistdin/). Required unless --batch.",
+        show_default=False)] = None,
     ms: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Multispectral raster, or one single-band file per band.",
+        list[str] | None,
+        typer.Argument(metavar="MS...",
+                       help="Multispectral raster, or one single-band file per band; "
+                       "ms.tif,band=5,3,2 selects bands. Required unless --batch.",
                        show_default=False),
     ] = None,
     output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="Output COG, or - for stdout (with --batch: output folder).")] = None,
-    method: Annotated[str, typer.Option(
-        "--method", "-m", help="auto (ssdiff where a model fits, else mtf-glp), ssdiff, brovey, "
-        "gsa, mtf-glp, mtf-glp-fs or upsample.")] = "auto",
+        "--output", "-o", help="Output .tif, or - for stdout (a streamable GeoTIFF that "
+        "gdalinfo /vsistdin/ reads); with --batch: output folder.")] = None,
+    method: Annotated[Method, typer.Option(
+        "--method", "-m", help="auto: ssdiff where a model fits the sensor, else mtf-glp.")
+    ] = Method.auto,
     model: Annotated[str | None, typer.Option(
         help="SSDiff model: zoo name or checkpoint path (default: by sensor).")] = None,
     adapter: Annotated[Path | None, typer.Option(help="L-BAF adapter applied on the model.")] = None,
@@ -222,14 +256,39 @@ def sharpen(
     overlap: Annotated[int | None, typer.Option(
         "--overlap", min=0, help="Blend width between tiles (PAN px); default: the method's.")] = None,
     workers: WorkersOpt = None,
-    dtype: Annotated[str | None, typer.Option(help="Output data type (default: the MS type).")] = None,
+    dtype: Annotated[DType | None, typer.Option(
+        help="Output data type (default: the MS type); values outside its range are clipped "
+        "(a warning says how many) unless --scale.")] = None,
+    scale: Annotated[bool, typer.Option(
+        "--scale", help="Map the MS range (0..2^bit-depth-1, or the data's range) linearly onto "
+        "the output type's (0..1 for floats), like gdal_translate -scale.")] = False,
+    bit_depth: Annotated[int | None, typer.Option(
+        "--bit-depth", min=1, max=32, help="MS bit depth (as gdal_pansharpen -bitdepth); "
+        "default: the sensor's, raised to fit the data.")] = None,
+    bands: Annotated[list[int] | None, typer.Option(
+        "--band", "-b", min=1, help="MS band to use, repeatable, in order (as gdal_pansharpen -b).")
+    ] = None,
+    nodata: Annotated[str | None, typer.Option(
+        "--nodata", help="Nodata value of the inputs (a number, nan, or none to ignore theirs).")
+    ] = None,
+    resampling: Annotated[Resampling, typer.Option(
+        "--resampling", "-r", help="MS upsampling of the classical methods.")] = Resampling.cubic,
     weights: Annotated[list[float] | None, typer.Option(
         "--weight", "-w", help="Brovey pseudo-PAN weight, once per band (as gdal_pansharpen -w).")] = None,
     force: Annotated[bool, typer.Option(help="Fuse even when misregistration is refused.")] = False,
     warn_px: Annotated[float, typer.Option(help="Warn above this PAN/MS shift (PAN px).")] = 0.5,
     refuse_px: Annotated[float, typer.Option(help="Refuse above this shift (PAN px).")] = 2.0,
     check_only: Annotated[bool, typer.Option(help="Print the co-registration report and exit.")] = False,
-    compress: Annotated[str, typer.Option(help="COG compression: deflate, lzw, zstd, none.")] = "deflate",
+    coregister: Annotated[bool, typer.Option(
+        "--coregister", help="Move the MS grid by the measured PAN/MS shift before fusing "
+        "(the residual shift is what --warn-px/--refuse-px judge).")] = False,
+    compress: Annotated[Compress, typer.Option(help="Output compression.")] = Compress.deflate,
+    output_format: Annotated[OutputFormat | None, typer.Option(
+        "--format", "-of", help="Output format (default: COG; for -o -, a streamable GTiff).",
+        show_default=False)] = None,
+    creation_options: Annotated[list[str] | None, typer.Option(
+        "--co", help="GDAL creation option KEY=VALUE, repeatable (BLOCKSIZE, LEVEL, PREDICTOR, "
+        "BIGTIFF...); applied after ssdiff's own.")] = None,
     quicklook: Annotated[Path | None, typer.Option(
         help="Also write a true-colour PNG of the result.")] = None,
     scheduler: Annotated[str | None, typer.Option(
@@ -244,24 +303,31 @@ def sharpen(
 ) -> None:
     """Pansharpen PAN + MS into a Cloud-Optimized GeoTIFF on the PAN grid."""
     with _reporting(quiet):
-        from ssdiff_cli.errors import BadInputError
-
         if batch is None and (pan is None or not ms or output is None):
-            raise BadInputError("give PAN, MS and -o OUTPUT (or --batch PAIRS)")
+            missing = "PAN and MS" if pan is None or not ms else "-o OUTPUT"
+            raise UsageError(f"missing {missing}: give PAN MS... -o OUTPUT (or --batch PAIRS)")
         if batch is not None and (pan is not None or ms):
-            raise BadInputError("--batch replaces the PAN and MS arguments; give one or the other")
+            raise UsageError("--batch replaces the PAN and MS arguments; give one or the other")
+        from ssdiff_cli.gdal_formats import parse_creation_options
         from ssdiff_cli.pipeline import SharpenOptions, default_workers
         from ssdiff_cli.pipeline import sharpen as run_sharpen
 
+        method = method.value
         options = SharpenOptions(
             method=method, sensor=sensor, extent=extent.value, tile_size=tile_size,
-            overlap=overlap, workers=workers or default_workers(), dtype=dtype,
+            overlap=overlap, workers=workers or default_workers(),
+            dtype=dtype.value if dtype else None,
             overwrite=overwrite, force=force,
-            warn_px=warn_px, refuse_px=refuse_px, check_only=check_only, compress=compress,
+            warn_px=warn_px, refuse_px=refuse_px, check_only=check_only,
+            compress=compress.value,
             method_options=_method_options(method, weights, model, adapter, steps, seed,
                                            device.value, precision.value, adapt),
             quicklook=str(quicklook) if quicklook else None,
             adapt_objective=adapt_objective.value,
+            bit_depth=bit_depth, scale=scale, bands=bands, nodata=_nodata_value(nodata),
+            resampling=resampling.value, coregister=coregister,
+            output_format=output_format.value if output_format else None,
+            creation_options=parse_creation_options(creation_options),
         )
         if json_out and output == "-" and not check_only:
             raise typer.BadParameter("--json and -o - both want stdout; choose one")
@@ -280,6 +346,17 @@ def sharpen(
             _finish_batch(results, json_out, quiet)
         else:
             _finish(report, json_out, quiet, check_only)
+
+
+def _nodata_value(text: str | None) -> float | str | None:
+    """``--nodata``: a number, ``nan``, or ``none`` (ignore the files' nodata)."""
+    if text is None or text.lower() == "none":
+        return None if text is None else "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number, nan or none",
+                                 param_hint="--nodata") from None
 
 
 def _run_batch(batch: str, output: str | None, options, executor, progress) -> list[dict]:
@@ -334,15 +411,26 @@ def _finish(report, json_out: bool, quiet: bool, check_only: bool) -> None:
         raise typer.Exit(EXIT_MISREGISTERED)
 
 
-@app.command()
+@app.command(cls=_PairCommand)
 def info(
-    pan: Annotated[Path, typer.Argument(help="Panchromatic raster.", show_default=False)],
-    ms: Annotated[list[Path], typer.Argument(help="Multispectral raster(s).", show_default=False)],
+    pan: Annotated[str | None, typer.Argument(
+        metavar="PAN", help="Panchromatic raster (path or GDAL dataset name).",
+        show_default=False)] = None,
+    ms: Annotated[list[str] | None, typer.Argument(
+        metavar="MS...", help="Multispectral raster(s).", show_default=False)] = None,
     sensor: SensorOpt = None,
+    sensors: Annotated[bool, typer.Option(
+        "--sensors", help="List the sensor presets with their MTF gains and sources instead.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show the detected sensor (and why), the grids, and the measured PAN/MS shift."""
     with _reporting():
+        if sensors:
+            _print_sensors(json_out)
+            return
+        if pan is None or not ms:
+            raise UsageError("missing PAN and MS (or give --sensors)")
         from ssdiff_cli.pipeline import SharpenOptions
         from ssdiff_cli.pipeline import sharpen as run_sharpen
 
@@ -363,26 +451,43 @@ def info(
         typer.echo("\n".join(lines))
 
 
+def _print_sensors(json_out: bool) -> None:
+    from ssdiff_cli.sensors import list_presets
+
+    presets = list_presets()
+    if json_out:
+        _print_json({"sensors": [
+            {"key": p.key, "name": p.name, "aliases": list(p.aliases), "bands": list(p.band_names),
+             "ratio": p.ratio, "bit_depth": p.bit_depth, "ms_gnyq": list(p.ms_gnyq),
+             "pan_gnyq": p.pan_gnyq, "mtf_source": p.mtf_source} for p in presets]})
+        return
+    for p in presets:
+        typer.echo(f"{p.key:10s} {p.name}: {p.n_bands} bands ({', '.join(p.band_names)}), "
+                   f"ratio {p.ratio}, {p.bit_depth or 'float'}-bit")
+        typer.echo(f"{'':10s} GNyq MS {', '.join(f'{g:g}' for g in p.ms_gnyq)}; PAN {p.pan_gnyq:g}"
+                   f"  [{p.mtf_source}]")
+
+
 @app.command()
 def evaluate(
     fused: Annotated[list[Path] | None, typer.Argument(
         help="Fused image(s) made by any tool, scored with --reference or --pan/--ms.",
         show_default=False)] = None,
-    reduced: Annotated[tuple[Path, Path] | None, typer.Option(
+    reduced: Annotated[tuple[str, str] | None, typer.Option(
         help="PAN MS: Wald protocol (degrade, fuse with each --method, score vs the MS).",
         show_default=False)] = None,
-    full: Annotated[tuple[Path, Path] | None, typer.Option(
+    full: Annotated[tuple[str, str] | None, typer.Option(
         help="PAN MS: fuse with each --method at full resolution, score without reference.",
         show_default=False)] = None,
-    method: Annotated[list[str] | None, typer.Option(
+    method: Annotated[list[EvalMethod] | None, typer.Option(
         "--method", "-m", help="Method to evaluate; repeat for several.")] = None,
     model: Annotated[str | None, typer.Option(help="Model for -m ssdiff (zoo name or path).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="DDIM steps for -m ssdiff.")] = None,
     adapt: Annotated[int | None, typer.Option(
         min=0, help="-m ssdiff adapts to each (degraded) scene for N steps first.")] = None,
     reference: Annotated[Path | None, typer.Option(help="Reference image for FUSED.")] = None,
-    pan: Annotated[Path | None, typer.Option(help="PAN for scoring FUSED without reference.")] = None,
-    ms: Annotated[list[Path] | None, typer.Option(help="MS for scoring FUSED without reference.")] = None,
+    pan: Annotated[str | None, typer.Option(help="PAN for scoring FUSED without reference.")] = None,
+    ms: Annotated[list[str] | None, typer.Option(help="MS for scoring FUSED without reference.")] = None,
     sensor: SensorOpt = None,
     tile_size: TileOpt = 1024,
     workers: WorkersOpt = None,
@@ -400,7 +505,7 @@ def evaluate(
         modes = sum(x is not None for x in (reduced, full)) + bool(fused)
         if modes != 1:
             raise BadInputError("give exactly one of --reduced PAN MS, --full PAN MS, or FUSED...")
-        methods = method or ["gsa", "mtf-glp"]
+        methods = [m.value for m in method] if method else ["gsa", "mtf-glp"]
         model_options = {k: v for k, v in (("model", model), ("steps", steps), ("adapt", adapt))
                          if v is not None}
         options = SharpenOptions(tile_size=tile_size, workers=workers or default_workers(),

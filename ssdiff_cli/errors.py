@@ -23,6 +23,13 @@ class SsdiffError(Exception):
     exit_code = EXIT_RUNTIME
 
 
+class UsageError(SsdiffError, ValueError):
+    """Options that contradict each other or the inputs (``-w`` count, ``--co`` syntax, an
+    output name the format cannot have): the command line is wrong, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
 class BadInputError(SsdiffError, ValueError):
     """An input file is missing, unreadable, or inconsistent with the other inputs or options."""
 
@@ -67,3 +74,11 @@ class NotGeoreferencedWarning(SsdiffWarning):
 class MisregistrationWarning(SsdiffWarning):
     """The measured PAN/MS shift is above the warning threshold."""
 
+
+
+class BitDepthWarning(SsdiffWarning):
+    """The data exceed the sensor preset's bit depth; the bit depth is taken from the data."""
+
+
+class ClippingWarning(SsdiffWarning):
+    """The output type cannot hold the result's range; values are clipped (see ``--scale``)."""

@@ -253,6 +253,31 @@ def _cubic_weights(t: np.ndarray, a: float = -0.5) -> np.ndarray:
     return w
 
 
+def _nearest_weights(t: np.ndarray) -> np.ndarray:
+    """Nearest neighbour over offsets -1, 0, 1, 2: the coarse pixel the sample falls in."""
+    return np.stack([0 * t, (t < 0.5) * 1.0, (t >= 0.5) * 1.0, 0 * t])
+
+
+def _bilinear_weights(t: np.ndarray) -> np.ndarray:
+    """Linear interpolation over offsets -1, 0, 1, 2."""
+    return np.stack([0 * t, 1 - t, t, 0 * t])
+
+
+def _bspline_weights(t: np.ndarray) -> np.ndarray:
+    """Cubic B-spline weights (GDAL's ``cubicspline``: smoothing, not interpolating)."""
+    d = np.stack([1 + t, t, 1 - t, 2 - t])
+    return np.where(d <= 1, 2 / 3 - d**2 + d**3 / 2, (2 - d) ** 3 / 6)
+
+
+#: Upsampling kernels of ``-r/--resampling`` (GDAL's names), each 4 taps at offsets -1..2.
+UPSAMPLING_KERNELS = {
+    "nearest": _nearest_weights,
+    "bilinear": _bilinear_weights,
+    "cubic": _cubic_weights,
+    "cubicspline": _bspline_weights,
+}
+
+
 def upsample_cubic(img: np.ndarray, ratio: int, rows: tuple[int, int] | None = None,
                    cols: tuple[int, int] | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Upsample ``(..., h, w)`` by ``ratio`` with Keys cubic convolution (a = -0.5) on
@@ -260,18 +285,34 @@ def upsample_cubic(img: np.ndarray, ratio: int, rows: tuple[int, int] | None = N
     ``(..., h*ratio, w*ratio)`` float32, or only the output rows and columns ``(start, stop)``
     asked for (starts multiples of ``ratio``), computed without the rest; written into ``out``
     when given."""
+    return upsample(img, ratio, rows, cols, out, kernel="cubic")
+
+
+def upsample(img: np.ndarray, ratio: int, rows: tuple[int, int] | None = None,
+             cols: tuple[int, int] | None = None, out: np.ndarray | None = None,
+             kernel: str = "cubic", phase: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """:func:`upsample_cubic` with any kernel of :data:`UPSAMPLING_KERNELS`, and optionally a
+    sub-pixel ``phase`` (rows, columns; each in [0, 1) coarse pixels): output pixel ``r*k + p``
+    then samples the input at ``k + phase + (p + 0.5)/r - 0.5`` (pixel-centre coordinates), so a
+    grid offset by a fraction of a coarse pixel is resampled in this one pass."""
     img = np.asarray(img, dtype=np.float32)
     # columns first: the along-row products are the slower kind, and this way they make only
     # the coarse rows' worth of outputs
-    return upsample_axis(upsample_axis(img, ratio, -1, cols), ratio, -2, rows, out)
+    return upsample_axis(upsample_axis(img, ratio, -1, cols, kernel=kernel, phase=phase[1]),
+                         ratio, -2, rows, out, kernel=kernel, phase=phase[0])
 
 
 def upsample_axis(img: np.ndarray, ratio: int, axis: int = -1,
-                  span: tuple[int, int] | None = None, out: np.ndarray | None = None) -> np.ndarray:
+                  span: tuple[int, int] | None = None, out: np.ndarray | None = None,
+                  kernel: str = "cubic", phase: float = 0.0) -> np.ndarray:
     """Upsample ``img`` by ``ratio`` along its rows (``axis=-2``) or columns (``axis=-1``) with
-    Keys cubic convolution on area-centred grids (see :func:`upsample_cubic`); ``span`` keeps
-    only outputs ``start .. stop - 1`` (``start`` a multiple of ``ratio``); ``out`` receives
-    them when given."""
+    Keys cubic convolution (or another ``kernel``) on area-centred grids (see
+    :func:`upsample_cubic`); ``span`` keeps only outputs ``start .. stop - 1`` (``start`` a
+    multiple of ``ratio``); ``out`` receives them when given; ``phase`` (in [0, 1)) shifts the
+    samples by that fraction of a coarse pixel (see :func:`upsample`)."""
+    if not 0.0 <= phase < 1.0:
+        raise ValueError(f"phase {phase} not in [0, 1)")
+    weights = UPSAMPLING_KERNELS[kernel]
     x = np.asarray(img, dtype=np.float32)
     vertical = _check_axis(x, axis)
     n = x.shape[-2] if vertical else x.shape[-1]
@@ -280,12 +321,14 @@ def upsample_axis(img: np.ndarray, ratio: int, axis: int = -1,
         raise ValueError(f"output span {start}..{stop} not within 0..{n * ratio} on the coarse grid")
     per_block = max(1, _BLOCK_OUT // ratio)  # coarse pixels whose fine pixels make one block
     # fine pixel r*k + p lies at coarse position k + pos_p and reads coarse k + base_p - 1 ..
-    # k + base_p + 2, with base_p in {-1, 0}: a block reads 2 coarse pixels either side of it
-    band = np.zeros((per_block + 4, per_block * ratio), np.float32)
-    for p in range(ratio):
-        pos = (p + 0.5) / ratio - 0.5
+    # k + base_p + 2, with base_p in {-1, 0} (and 1 with a phase): a block reads 2 coarse pixels
+    # either side of it (3 after it with a phase)
+    positions = [(p + 0.5) / ratio - 0.5 + phase for p in range(ratio)]
+    extra = 1 if max(math.floor(pos) for pos in positions) > 0 else 0
+    band = np.zeros((per_block + 4 + extra, per_block * ratio), np.float32)
+    for p, pos in enumerate(positions):
         base = math.floor(pos)
-        w = _cubic_weights(np.array(pos - base))
+        w = weights(np.array(pos - base))
         for k in range(per_block):
             for m, wm in zip(range(-1, 3), w):
                 band[k + base + m + 2, ratio * k + p] = wm

@@ -2,8 +2,10 @@
 
 Nothing appears at the output path until the COG is complete: tiles go to a hidden working
 GeoTIFF beside the destination, which GDAL's COG driver translates (overviews, compression,
-BigTIFF when needed) into a second hidden file that is then renamed into place. ``-`` as the
-output streams the finished COG to stdout instead.
+BigTIFF when needed; or a plain GeoTIFF with ``-of GTiff``) into a second hidden file that is
+then renamed into place. ``-`` as the output streams a GeoTIFF that GDAL can read from a pipe
+to stdout instead (:mod:`ssdiff_cli.gdal_formats`). Outputs without a nodata value carry an
+internal mask; the preset's RGB bands are marked red, green and blue.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,27 +25,10 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio.enums import ColorInterp
 
-from ssdiff_cli.errors import BadInputError, OutputError
-
-#: COG creation options; one registry entry per profile, returned as copies.
-COG_PROFILES = {
-    # Level 1: on imagery with a predictor it compresses as well as 6 at two thirds of the time.
-    "deflate": {"COMPRESS": "DEFLATE", "PREDICTOR": "YES", "LEVEL": "1"},
-    "lzw": {"COMPRESS": "LZW", "PREDICTOR": "YES"},
-    "zstd": {"COMPRESS": "ZSTD", "PREDICTOR": "YES"},
-    "none": {"COMPRESS": "NONE"},
-}
-
-
-def cog_profile(name: str) -> dict:
-    """A copy of the named COG creation options (``deflate`` default)."""
-    try:
-        return dict(COG_PROFILES[name.lower()])
-    except KeyError:
-        raise BadInputError(
-            f"unknown compression {name!r}; choose one of {', '.join(COG_PROFILES)}"
-        ) from None
+from ssdiff_cli.errors import OutputError, UsageError
+from ssdiff_cli.gdal_formats import resolve_format, translate_options
 
 
 @dataclass(frozen=True)
@@ -50,6 +37,8 @@ class OutputTarget:
 
     path: str
     overwrite: bool = False
+    #: ``-of``: COG or GTiff (None: COG for a file, the streamable GeoTIFF for ``-``).
+    format: str | None = None
 
     @property
     def to_stdout(self) -> bool:
@@ -57,7 +46,9 @@ class OutputTarget:
         return self.path == "-"
 
     def check(self) -> None:
-        """Refuse before any work: existing output without overwrite, unwritable folder."""
+        """Refuse before any work: a name the format cannot have, existing output without
+        overwrite, unwritable folder."""
+        resolve_format(self.path, self.format)
         if self.to_stdout:
             if sys.stdout.isatty():
                 raise OutputError("-: refusing to write a GeoTIFF to a terminal; redirect stdout")
@@ -99,7 +90,7 @@ def value_range(dtype: str, bit_depth: int | None = None) -> tuple[float, float]
 class OutputSpec:
     """Grid and radiometry of the output file."""
 
-    transform: Affine
+    transform: Affine | None  # None: not georeferenced
     width: int
     height: int
     crs: str | None
@@ -110,6 +101,10 @@ class OutputSpec:
     value_min: float
     value_max: float
     tags: dict = field(default_factory=dict)
+    #: 0-based bands shown as red, green, blue (colour interpretation); None: none set.
+    rgb: tuple[int, int, int] | None = None
+    #: ``(gain, offset)`` applied before clipping (``--scale``); None: values kept.
+    scale: tuple[float, float] | None = None
 
 
 class TileWriter:
@@ -119,10 +114,14 @@ class TileWriter:
     published.
     """
 
-    def __init__(self, target: OutputTarget, spec: OutputSpec, compress: str = "deflate"):
+    def __init__(self, target: OutputTarget, spec: OutputSpec, compress: str = "deflate",
+                 creation_options: dict | None = None):
         self.target = target
         self.spec = spec
         self.compress = compress
+        self.creation_options = creation_options or {}
+        #: ``-o -`` only: the reader closed the pipe before the end (not an error).
+        self.reader_closed_early = False
         token = uuid.uuid4().hex[:8]
         name = "stdout" if target.to_stdout else Path(target.path).name
         folder = target.work_dir()
@@ -138,7 +137,6 @@ class TileWriter:
             "height": s.height,
             "count": s.bands,
             "dtype": s.dtype,
-            "transform": s.transform,
             "nodata": s.nodata,
             "tiled": True,
             "blockxsize": 512,
@@ -148,40 +146,59 @@ class TileWriter:
             # Spectral bands, not RGB(A): keep GDAL from calling a 4th band "alpha".
             "photometric": "MINISBLACK",
         }
+        if s.transform is not None:  # a non-georeferenced output stays so
+            profile["transform"] = s.transform
         if s.crs:
             profile["crs"] = s.crs
         try:
-            self._ds = rasterio.open(self.work_path, "w", **profile)
+            with warnings.catch_warnings(), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                self._ds = rasterio.open(self.work_path, "w", **profile)
         except rasterio.errors.RasterioIOError as exc:
             raise OutputError(f"{self.work_path.parent}: cannot create the output ({exc})") from None
         for i, name in enumerate(s.band_names, start=1):
             self._ds.set_band_description(i, name)
+        if s.rgb is not None and s.bands >= 3 and len(set(s.rgb)) == 3:
+            interp = [ColorInterp.undefined] * s.bands
+            for i, colour in zip(s.rgb, (ColorInterp.red, ColorInterp.green, ColorInterp.blue)):
+                interp[i] = colour
+            if interp[0] == ColorInterp.undefined:  # band 1 stays grey, as MINISBLACK has it
+                interp[0] = ColorInterp.gray
+            self._ds.colorinterp = interp
         if s.tags:
             self._ds.update_tags(**{k: str(v) for k, v in s.tags.items()})
         return self
 
     def write(self, row: int, col: int, data: np.ndarray, valid: np.ndarray) -> None:
-        """Write a region: clip to the value range, round integers, nodata where invalid."""
+        """Write a region: clip to the value range, round integers, nodata (or the mask, when
+        the output has no nodata value) where invalid."""
         out = to_output_dtype(data, valid, self.spec)
         window = rasterio.windows.Window(col, row, out.shape[2], out.shape[1])
         self._ds.write(out, window=window)
+        if self.spec.nodata is None:
+            self._ds.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=window)
 
     def publish(self) -> None:
         """Translate the working file to a COG and move it into place (or stream it)."""
         self._ds.close()
         self._ds = None
-        options = cog_profile(self.compress)
-        options.update({"BIGTIFF": "IF_SAFER", "OVERVIEWS": "AUTO", "BLOCKSIZE": "512",
-                        "NUM_THREADS": "ALL_CPUS", "OVERVIEW_RESAMPLING": "AVERAGE"})
-        if np.dtype(self.spec.dtype).kind == "f":
-            options["PREDICTOR"] = "FLOATING_POINT" if options.get("PREDICTOR") else None
-        options = {k: v for k, v in options.items() if v is not None}
-        rasterio.shutil.copy(self.work_path, self.cog_path, driver="COG", **options)
+        fmt = resolve_format(self.target.path, self.target.format)
+        driver, options = translate_options(fmt, self.compress, self.spec.dtype,
+                                            self.creation_options)
+        try:
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                if driver == "stream":
+                    write_streamable(self.work_path, self.cog_path, options)
+                else:
+                    rasterio.shutil.copy(self.work_path, self.cog_path, driver=driver, **options)
+        except rasterio.errors.RasterioIOError as exc:
+            if not self.creation_options:
+                raise
+            raise UsageError(f"{self.target.path}: GDAL's {driver} driver failed with --co "
+                             f"{self.creation_options} ({exc})") from None
         self.work_path.unlink()
         if self.target.to_stdout:
-            with open(self.cog_path, "rb") as fh:
-                shutil.copyfileobj(fh, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+            self.reader_closed_early = not stream_to_stdout(self.cog_path)
             self.cog_path.unlink()
         else:
             if Path(self.target.path).exists() and not self.target.overwrite:
@@ -205,6 +222,10 @@ def to_output_dtype(data: np.ndarray, valid: np.ndarray, spec: OutputSpec) -> np
     dt = np.dtype(spec.dtype)
     # In place and in float32: np.clip with Python-float bounds would promote to float64.
     out = np.array(data, dtype=np.float32, copy=True)
+    if spec.scale is not None:
+        gain, offset = spec.scale
+        out *= np.float32(gain)
+        out += np.float32(offset)
     np.maximum(out, np.float32(max(spec.value_min, np.finfo(np.float32).min)), out=out)
     np.minimum(out, np.float32(min(spec.value_max, np.finfo(np.float32).max)), out=out)
     if dt.kind in "ui":
@@ -221,3 +242,76 @@ def to_output_dtype(data: np.ndarray, valid: np.ndarray, spec: OutputSpec) -> np
             out[collide] = dt.type(nudge)
             out[:, ~valid] = nd
     return out
+
+
+def write_streamable(src_path: Path, dst_path: Path, options: dict,
+                     rows_per_write: int = 256) -> None:
+    """Copy a GeoTIFF into GDAL's streamable layout (IFD at offset 8, uncompressed strips in
+    order), which GDAL reads from a pipe (``/vsistdin/``).
+
+    GDAL moves the IFD to the end of the file when the metadata it holds outgrow the room left
+    for them, and when a mask or a colour interpretation is set (both are written after the
+    data), so a stream has neither, and keeps band descriptions and tags only when they fit:
+    the file is checked and written again with less until it streams."""
+    for keep in (("descriptions", "tags"), ("tags",), ()):
+        _write_in_order(src_path, dst_path, options, rows_per_write, keep)
+        if ifd_follows_header(dst_path):
+            return
+    raise OutputError(f"{dst_path}: GDAL did not write a streamable GeoTIFF")
+
+
+def ifd_follows_header(path: Path) -> bool:
+    """Whether a TIFF's first IFD directly follows its header (offset 8, or 16 for a BigTIFF):
+    the layout GDAL's streaming reader requires."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    order = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if order is None or len(head) < 16:
+        return False
+    magic = struct.unpack(order + "H", head[2:4])[0]
+    if magic == 42:
+        return struct.unpack(order + "I", head[4:8])[0] == 8
+    return magic == 43 and struct.unpack(order + "Q", head[8:16])[0] == 16
+
+
+def _write_in_order(src_path: Path, dst_path: Path, options: dict, rows_per_write: int,
+                    keep: tuple[str, ...]) -> None:
+    with rasterio.open(src_path) as src:
+        profile = {"driver": "GTiff", "width": src.width, "height": src.height,
+                   "count": src.count, "dtype": src.dtypes[0], "nodata": src.nodata,
+                   "interleave": "pixel", "photometric": "MINISBLACK", **options}
+        if src.crs is not None or not src.transform.is_identity:
+            profile.update(crs=src.crs, transform=src.transform)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            dst = rasterio.open(dst_path, "w", **profile)
+        with dst:
+            if "descriptions" in keep:
+                for i, name in enumerate(src.descriptions, start=1):
+                    if name:
+                        dst.set_band_description(i, name)
+            if "tags" in keep:
+                # AREA_OR_POINT (Area, the default) would rewrite the GeoTIFF keys after the data.
+                dst.update_tags(**{k: v for k, v in src.tags().items() if k != "AREA_OR_POINT"})
+            strip = dst.block_shapes[0][0]  # whole strips, in order, or the layout breaks
+            step = max(1, rows_per_write // strip) * strip
+            for r0 in range(0, src.height, step):
+                window = rasterio.windows.Window(0, r0, src.width, min(step, src.height - r0))
+                dst.write(src.read(window=window), window=window)
+
+
+def stream_to_stdout(path: Path) -> bool:
+    """Copy a finished file to stdout. A reader that closes the pipe early (``gdalinfo`` reads
+    only the header) is not an error: the rest is dropped quietly, and stdout is pointed at
+    ``/dev/null`` so that Python's own flush at exit does not complain either. Returns False
+    when the reader closed early."""
+    try:
+        with open(path, "rb") as fh:
+            shutil.copyfileobj(fh, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False
+    return True

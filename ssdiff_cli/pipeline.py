@@ -18,12 +18,20 @@ import numpy as np
 
 from ssdiff_cli import coreg
 from ssdiff_cli.engine import fuse_tile, run_plan
-from ssdiff_cli.errors import BadInputError, MisregistrationError, MisregistrationWarning
+from ssdiff_cli.errors import (
+    BadInputError,
+    BitDepthWarning,
+    ClippingWarning,
+    MisregistrationError,
+    MisregistrationWarning,
+    UsageError,
+)
+from ssdiff_cli.gdal_names import dataset_name, ms_band_selection
 from ssdiff_cli.methods import SceneContext, get_method
 from ssdiff_cli.methods.base import FusionMethod
 from ssdiff_cli.output import OutputSpec, OutputTarget, TileWriter, value_range
-from ssdiff_cli.scene import Scene, SceneSample, open_pair, scene_sample
-from ssdiff_cli.sensors import Detection, detect_sensor
+from ssdiff_cli.scene import Scene, SceneSample, ms_maximum, open_pair, scene_sample
+from ssdiff_cli.sensors import Detection, detect_sensor, select_preset_bands
 from ssdiff_cli.tiling import Blender, plan_tiles
 
 
@@ -52,6 +60,21 @@ class SharpenOptions:
     quicklook: str | None = None
     method_options: dict = field(default_factory=dict)
     adapt_objective: str = "full"
+    #: ``--bit-depth``: the MS bit depth, overriding the preset and the data check.
+    bit_depth: int | None = None
+    #: ``--scale``: map the MS value range linearly onto the output type's range.
+    scale: bool = False
+    #: ``-b``: 1-based MS bands to use, in order (also ``ms.tif,band=...``).
+    bands: list[int] | None = None
+    #: ``--nodata``: the inputs' nodata value (a number, ``nan`` or ``none``).
+    nodata: float | str | None = None
+    #: ``-r``: the MS upsampling kernel (classical methods and upsample).
+    resampling: str = "cubic"
+    #: ``--coregister``: move the MS grid by the measured shift before fusing.
+    coregister: bool = False
+    #: ``-of`` and ``--co``: output format and GDAL creation options.
+    output_format: str | None = None
+    creation_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -80,28 +103,87 @@ class Report:
 
 
 def prepare_scene(pan: str | Path, ms: list, sensor: str | None = None,
-                  extent: str = "intersection",
-                  with_sample: bool = True) -> tuple[Scene, Detection, SceneSample | None]:
+                  extent: str = "intersection", with_sample: bool = True,
+                  bands: list[int] | None = None, nodata: float | str | None = None,
+                  resampling: str = "cubic", bit_depth: int | None = None,
+                  ms_shift: tuple[float, float] | None = None,
+                  ) -> tuple[Scene, Detection, SceneSample | None]:
     """Detect the sensor, open the pair and read the decimated scene sample (unless
     ``with_sample`` is false: the sample is then ``None``, and reading it, a pass over the whole
-    PAN, is saved)."""
+    PAN, is saved). ``bands``, ``nodata`` and ``resampling`` are :func:`scene.open_pair`'s;
+    ``bit_depth`` overrides the detected one (otherwise values above the preset's bit depth
+    raise it, with a warning: see :func:`check_bit_depth`); ``ms_shift`` moves the MS grid to
+    correct a measured shift (``--coregister``)."""
     ms = [ms] if isinstance(ms, (str, Path)) else list(ms)
+    pan = dataset_name(pan)
+    ms, selection = ms_band_selection(ms, bands)
     for path in [pan, *ms]:
-        if not Path(path).exists() and not str(path).startswith("/vsi"):
+        if not path.exists():
             raise BadInputError(f"{path}: file does not exist")
-    detection = detect_sensor(pan, ms, override=sensor)
-    scene = open_pair(pan, ms, extent=extent, expected_bands=detection.preset.n_bands)
+    detection = detect_sensor(pan, ms, override=sensor if not selection else None)
+    if selection:
+        detection = _select_bands(detection, selection, sensor, pan, ms)
+    scene = open_pair(pan, ms, extent=extent, expected_bands=detection.preset.n_bands,
+                      bands=selection, nodata=nodata, resampling=resampling, ms_shift=ms_shift)
     if scene.bands != detection.preset.n_bands:
         raise BadInputError(
             f"{ms[0]}: {scene.bands} MS bands, but sensor {detection.preset.name} has "
             f"{detection.preset.n_bands}"
         )
+    if bit_depth is not None:
+        detection.bit_depth = bit_depth
+        detection.notes.append(f"bit depth {bit_depth} from --bit-depth")
     if not with_sample:
         return scene, detection, None
     sample = scene_sample(scene.spec)
     if not sample.valid.any():
         raise BadInputError(f"{pan}: no pixel is valid in both the PAN and the MS")
+    if bit_depth is None:
+        check_bit_depth(scene, detection, sample)
     return scene, detection, sample
+
+
+def _select_bands(detection: Detection, selection: list[int], sensor: str | None, pan, ms
+                  ) -> Detection:
+    """The detection for a band selection: the sensor's preset restricted to those bands when it
+    describes the whole file, else (or with ``--sensor``, which then names the selection's
+    layout) the preset detected for the selected bands themselves."""
+    if max(selection) > detection.ms_bands:
+        raise BadInputError(f"{ms[0]}: band selection {selection} outside 1..{detection.ms_bands}")
+    if sensor is not None:
+        from ssdiff_cli.sensors import fit_band_count, get_preset
+
+        preset = fit_band_count(get_preset(sensor), len(selection))
+        if preset is None:
+            from ssdiff_cli.errors import SensorMismatchError
+
+            raise SensorMismatchError(f"sensor {sensor} does not have {len(selection)} bands")
+        detection.preset = preset
+        detection.source, detection.reason = "override", f"sensor {preset.name} given explicitly"
+        return detection
+    detection.preset = select_preset_bands(detection.preset, [b - 1 for b in selection],
+                                           detection.ms_bands, detection.ratio, detection.bit_depth)
+    detection.reason += f"; bands {','.join(map(str, selection))} selected"
+    return detection
+
+
+def check_bit_depth(scene: Scene, detection: Detection, sample: SceneSample) -> None:
+    """Raise ``detection.bit_depth`` to what the MS data needs when its values exceed the
+    preset's range (a warning says so), rather than clipping them later."""
+    bits = detection.bit_depth
+    dtype = np.dtype(scene.spec.ms_dtype)
+    if not bits or dtype.kind not in "ui" or bits >= dtype.itemsize * 8:
+        return
+    if not sample.valid.any() or float(np.nanmax(sample.ms[:, sample.valid])) <= 2**bits - 1:
+        return
+    top = ms_maximum(scene.spec)
+    needed = min(max(bits, math.ceil(math.log2(top + 1))), dtype.itemsize * 8)
+    message = (f"{scene.ms_paths[0]}: values reach {top:g}, above the {bits}-bit range of the "
+               f"{detection.preset.name} preset; using {needed} bits from the data "
+               "(--bit-depth sets it)")
+    detection.bit_depth = needed
+    detection.notes.append(message)
+    warnings.warn(message, BitDepthWarning, stacklevel=3)
 
 
 def resolve_method(name: str, scene: Scene, detection: Detection) -> str:
@@ -175,23 +257,57 @@ def fill_values(sample: SceneSample) -> tuple[np.ndarray, float]:
 
 
 def output_spec(scene: Scene, detection: Detection, sample: SceneSample, dtype: str | None,
-                method: FusionMethod) -> OutputSpec:
-    """Output grid, type, range and nodata: the MS type clipped to its valid range by default."""
+                method: FusionMethod, scale: bool = False, to_stdout: bool = False,
+                notes: list[str] | None = None) -> OutputSpec:
+    """Output grid, type, range and nodata: the MS type clipped to its valid range by default.
+
+    Another ``dtype`` clips to its range (a warning gives the share of MS values outside it) unless
+    ``scale`` maps the MS range (``0 .. 2**bit_depth - 1``, or the data's range for float or
+    undeclared data) onto the type's range (``0 .. 1`` for floats), as ``gdal_translate -scale``
+    does. No nodata value is invented when the inputs have none: the output then carries an
+    internal mask, except on a stream (``to_stdout``), which cannot. ``notes`` receives what was
+    decided."""
+    notes = notes if notes is not None else []
     spec = scene.spec
     dtype = dtype or spec.ms_dtype
-    if np.dtype(dtype).kind not in "uif":
+    dt = np.dtype(dtype)
+    if dt.kind not in "uif":
         raise BadInputError(f"unsupported output type {dtype!r}")
-    bit_depth = detection.bit_depth if np.dtype(dtype) == np.dtype(spec.ms_dtype) else None
+    same_type = dt == np.dtype(spec.ms_dtype)
+    bit_depth = detection.bit_depth if same_type and not scale else None
     lo, hi = value_range(dtype, bit_depth)
-    if np.dtype(dtype).kind == "f" and float(np.nanmin(sample.ms[:, sample.valid])) >= 0:
+    values = sample.ms[:, sample.valid]
+    if dt.kind == "f" and float(np.nanmin(values)) >= 0:
         lo = 0.0  # reflectances and radiances are not negative
+    gain_offset = None
+    if scale:
+        src = _source_range(spec.ms_dtype, detection.bit_depth, values)
+        dst = (0.0, 1.0) if dt.kind == "f" else value_range(dtype)
+        gain = (dst[1] - dst[0]) / max(src[1] - src[0], 1e-12)
+        gain_offset = (gain, dst[0] - src[0] * gain)
+        lo, hi = dst
+        notes.append(f"values scaled from {src[0]:g}..{src[1]:g} to {dst[0]:g}..{dst[1]:g} "
+                     f"({dtype}, --scale)")
+    elif not same_type:
+        outside = float(np.mean((values < lo) | (values > hi))) if values.size else 0.0
+        notes.append(f"output {dtype}: values clipped to {lo:g}..{hi:g}"
+                     + (f" ({100 * outside:.1f} % of the MS values lie outside)" if outside else ""))
+        if outside > 0:
+            warnings.warn(f"--dtype {dtype} clips to {lo:g}..{hi:g}: {100 * outside:.1f} % of "
+                          "the MS values lie outside; --scale maps the range instead",
+                          ClippingWarning, stacklevel=3)
     nodata = spec.ms_nodata
     if nodata is None and spec.pan_nodata is not None and lo <= spec.pan_nodata <= hi:
         nodata = spec.pan_nodata
-    if nodata is None:
-        nodata = float("nan") if np.dtype(dtype).kind == "f" else lo
+    if nodata is not None and not np.isnan(nodata) and gain_offset is not None:
+        nodata = None  # a nodata value of the input type means nothing after scaling
+    if nodata is not None and not _representable(nodata, dt):
+        notes.append(f"nodata {nodata:g} does not fit {dtype}: the output uses a mask")
+        nodata = None
+    if nodata is None and to_stdout:
+        nodata = float("nan") if dt.kind == "f" else lo  # a streamed TIFF carries no mask
     return OutputSpec(
-        transform=spec.out.transform if spec.georeferenced else _identity(),
+        transform=spec.out.transform if spec.georeferenced else None,
         width=spec.out.width,
         height=spec.out.height,
         crs=spec.out.crs,
@@ -202,7 +318,26 @@ def output_spec(scene: Scene, detection: Detection, sample: SceneSample, dtype: 
         value_min=lo,
         value_max=hi,
         tags={"SSDIFF_METHOD": method.name, "SENSOR": detection.preset.name},
+        rgb=tuple(detection.preset.rgb) if spec.bands >= 3 else None,
+        scale=gain_offset,
     )
+
+
+def _source_range(ms_dtype: str, bit_depth: int | None, values: np.ndarray) -> tuple[float, float]:
+    """The MS value range ``--scale`` maps from: ``0 .. 2**bit_depth - 1`` for unsigned integers
+    of known bit depth, else the data's own range (scene sample)."""
+    if np.dtype(ms_dtype).kind == "u" and bit_depth:
+        return 0.0, float(2**bit_depth - 1)
+    return float(np.nanmin(values)), float(np.nanmax(values))
+
+
+def _representable(value: float, dt: np.dtype) -> bool:
+    if np.isnan(value):
+        return dt.kind == "f"
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        return info.min <= value <= info.max and float(value).is_integer()
+    return True
 
 
 def _band_names(scene: Scene, detection: Detection) -> list[str]:
@@ -210,12 +345,6 @@ def _band_names(scene: Scene, detection: Detection) -> list[str]:
     preset = detection.preset.band_names
     return [name if not (name.startswith("band ") and len(preset) == scene.bands) else preset[i]
             for i, name in enumerate(scene.band_names)]
-
-
-def _identity():
-    from affine import Affine
-
-    return Affine.identity()
 
 
 def sharpen(
@@ -245,17 +374,35 @@ def sharpen(
     BadInputError, GridMismatchError, SensorMismatchError, MisregistrationError, OutputError
     """
     opts = options or SharpenOptions()
-    target = OutputTarget(out, overwrite=opts.overwrite)
+    target = OutputTarget(out, overwrite=opts.overwrite, format=opts.output_format)
     if not opts.check_only:
         target.check()
     if opts.method != "auto":
         get_method(opts.method)  # an unknown name fails before any file is opened
-    scene, detection, sample = prepare_scene(pan, ms, opts.sensor, opts.extent)
+    scene, detection, sample = prepare_scene(
+        pan, ms, opts.sensor, opts.extent, bands=opts.bands, nodata=opts.nodata,
+        resampling=opts.resampling, bit_depth=opts.bit_depth)
     name = resolve_method(opts.method, scene, detection)
+    if name == "ssdiff" and opts.resampling != "cubic":
+        raise UsageError(f"-r {opts.resampling}: the SSDiff model was trained on cubic upsampling; "
+                         "-r applies to the classical methods (choose one with -m)")
     method_options = opts.method_options if name == "ssdiff" else {
         k: v for k, v in opts.method_options.items() if k == "weights"}
     method = get_method(name, **method_options)
     shift = check_registration(scene, sample, detection)
+    coreg_note = None
+    if opts.coregister and shift.measured:
+        # One correction: measured on the decimated scene sample, the shift is good to about
+        # its spread (0.1-0.2 PAN px); measuring again shows what is left, not less.
+        before = shift
+        scene, detection, sample = prepare_scene(
+            pan, ms, opts.sensor, opts.extent, bands=opts.bands, nodata=opts.nodata,
+            resampling=opts.resampling, bit_depth=opts.bit_depth, ms_shift=(shift.dy, shift.dx))
+        shift = check_registration(scene, sample, detection)
+        coreg_note = (f"--coregister: measured {before.summary()}; MS moved by "
+                      f"{-before.dy:+.2f} rows, {-before.dx:+.2f} columns; now {shift.summary()}")
+    elif opts.coregister:
+        coreg_note = "--coregister: no shift could be measured; the MS grid is left as it is"
     report = Report(
         pan=str(pan),
         ms=[str(p) for p in scene.ms_paths],
@@ -265,7 +412,8 @@ def sharpen(
         ratio=scene.ratio,
         shift=_shift_dict(shift, opts),
         method={"name": method.name},
-        notes=list(scene.notes),
+        notes=[*scene.notes, *(n for n in detection.notes if "--bit-depth" in n
+                                or "values reach" in n), *([coreg_note] if coreg_note else [])],
     )
     verdict = report.shift["verdict"]
     if opts.check_only:
@@ -290,19 +438,23 @@ def sharpen(
     plan = plan_tiles(grid.height, grid.width, tile_size=opts.tile_size, overlap=overlap,
                       halo=method.halo, align=math.lcm(method.align, scene.ratio))
     fills = fill_values(sample)
-    ospec = output_spec(scene, detection, sample, opts.dtype, method)
+    ospec = output_spec(scene, detection, sample, opts.dtype, method, scale=opts.scale,
+                        to_stdout=target.to_stdout, notes=report.notes)
     spec = scene.spec
 
     def task(tile):
         return fuse_tile(spec, method, fills, tile)
 
-    with TileWriter(target, ospec, compress=opts.compress) as writer:
+    with TileWriter(target, ospec, compress=opts.compress,
+                    creation_options=opts.creation_options) as writer:
         blender = Blender(plan, spec.bands, writer.write)
         stats = run_plan(plan, task, blender.add, workers=opts.workers, executor=executor,
                          progress=progress)
         if not blender.finished():
             raise RuntimeError("internal error: some tile seams were never completed")
         writer.publish()
+    if writer.reader_closed_early:
+        report.notes.append("the reader closed the pipe before the end; the rest was not sent")
     report.tiles = stats.tiles
     report.tile_size = plan.tile_size
     report.overlap = plan.overlap

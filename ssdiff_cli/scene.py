@@ -19,7 +19,6 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -32,6 +31,7 @@ from rasterio.windows import Window
 
 from ssdiff_cli import filters
 from ssdiff_cli.errors import BadInputError, GridMismatchError, NotGeoreferencedWarning
+from ssdiff_cli.gdal_names import DatasetName, dataset_name
 
 #: A stand-in CRS for pairs without georeferencing, so GDAL's warper can relate their grids.
 _LOCAL_CRS = "EPSG:3857"
@@ -100,6 +100,13 @@ class SceneSpec:
     #: Coarse-grid origin in MS pixels (row, col) when the MS grid is a whole-pixel shift of the
     #: coarse grid (read directly); None when a sub-pixel resampling is needed.
     ms_offset: tuple[int, int] | None = None
+    #: Kernel bringing the coarse MS onto the output grid (``-r``; filters.UPSAMPLING_KERNELS).
+    resampling: str = "cubic"
+    #: When the MS grid is the coarse grid shifted by a fraction of a pixel (Landsat's half PAN
+    #: pixel, an MS corner inside a PAN pixel): ``(row, col, phase_row, phase_col)``, the MS pixel
+    #: holding the coarse grid's origin and the fraction of a pixel beyond it. The MS is then
+    #: upsampled from its own grid with that phase, in one resampling pass.
+    ms_subpixel: tuple[int, int, float, float] | None = None
 
     @property
     def coarse(self) -> Grid:
@@ -117,8 +124,8 @@ class Scene:
     """An opened, validated pair: its spec plus what was learnt opening it (for reports)."""
 
     spec: SceneSpec
-    pan_path: Path
-    ms_paths: list[Path]
+    pan_path: DatasetName
+    ms_paths: list[DatasetName]
     pan_grid: Grid
     band_names: list[str]
     notes: list[str] = field(default_factory=list)
@@ -138,15 +145,15 @@ class Scene:
 # Opening and validation
 
 
-def _open_checked(path: Path, role: str) -> rasterio.DatasetReader:
-    if not str(path).startswith("/vsi") and not path.exists():
+def _open_checked(path: DatasetName, role: str) -> rasterio.DatasetReader:
+    if not path.exists():
         raise BadInputError(f"{path}: {role} file does not exist")
     if path.is_dir():
         raise BadInputError(f"{path}: {role} is a folder, not a raster file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(path)
+            return rasterio.open(str(path))
     except RasterioIOError as exc:
         raise BadInputError(f"{path}: not a raster GDAL can read ({_first_line(exc)})") from None
 
@@ -207,6 +214,10 @@ def open_pair(
     ms_paths: str | os.PathLike | list,
     extent: str = "intersection",
     expected_bands: int | None = None,
+    bands: list[int] | None = None,
+    nodata: float | str | None = None,
+    resampling: str = "cubic",
+    ms_shift: tuple[float, float] | None = None,
 ) -> Scene:
     """Open and validate a PAN + MS pair and work out the output grid.
 
@@ -222,18 +233,32 @@ def open_pair(
     expected_bands : int, optional
         Spectral band count of the sensor; an extra alpha band is recognised only when the MS
         has exactly one band more.
+    bands : list of int, optional
+        1-based MS bands to use, in this order (``gdal_pansharpen.py``'s ``,band=`` / ``-b``),
+        numbered over the MS files stacked in the order given.
+    nodata : float or "none", optional
+        Overrides the nodata value of both inputs (``--nodata``); ``"none"`` ignores theirs.
+    resampling : str
+        Kernel bringing the coarse MS onto the PAN grid (:data:`filters.UPSAMPLING_KERNELS`).
+    ms_shift : (dy, dx), optional
+        A measured misregistration (PAN pixels, :mod:`ssdiff_cli.coreg`'s convention: where the
+        MS content lies relative to the PAN) to correct: the MS grid is moved by ``(-dy, -dx)``.
 
     Raises
     ------
     BadInputError, GridMismatchError
         With a one-line message naming the file and the problem.
     """
-    pan_path = Path(pan_path)
-    ms_list = [Path(p) for p in (ms_paths if isinstance(ms_paths, list | tuple) else [ms_paths])]
+    pan_path = dataset_name(pan_path)
+    ms_list = [dataset_name(p)
+               for p in (ms_paths if isinstance(ms_paths, list | tuple) else [ms_paths])]
     if not ms_list:
         raise BadInputError("no MS file given")
     notes: list[str] = []
 
+    if resampling not in filters.UPSAMPLING_KERNELS:
+        raise BadInputError(f"unknown resampling {resampling!r}; choose one of "
+                            f"{', '.join(filters.UPSAMPLING_KERNELS)}")
     pan = _open_checked(pan_path, "PAN")
     with pan:
         if pan.count != 1:
@@ -242,11 +267,26 @@ def open_pair(
         pan_crs = _crs_string(pan)
         pan_grid = Grid(pan.transform, pan.width, pan.height, pan_crs)
         pan_nodata = pan.nodata
+        pan_dtype = pan.dtypes[0]
         if pan.transform.b or pan.transform.d:
             raise GridMismatchError(f"{pan_path}: rotated geotransforms are not supported")
 
     sources, ms_meta = _ms_sources(ms_list)
     ms_geo, ms_crs, ms_transform, ms_w, ms_h, ms_dtype, ms_nodata, descriptions, alpha = ms_meta
+    if bands:
+        if any(not 1 <= b <= len(sources) for b in bands):
+            raise BadInputError(f"{ms_list[0]}: band selection {bands} outside 1..{len(sources)}")
+        sources = [sources[b - 1] for b in bands]
+        descriptions = [descriptions[b - 1] for b in bands]
+        alpha = None
+        notes.append(f"MS bands {', '.join(map(str, bands))} selected")
+    pan_source = str(pan_path)
+    if nodata is not None:
+        pan_nodata = ms_nodata = None if nodata == "none" else float(nodata)
+        pan_source = _ms_vrt_xml([(str(pan_path.resolve()), 1)], pan_grid.width, pan_grid.height,
+                                 pan_dtype, pan_nodata, pan_grid.transform if pan_geo else None,
+                                 pan_crs)
+        notes.append(f"nodata of both inputs taken as {nodata} (--nodata)")
     bands = len(sources)
     alpha_source = None
     if alpha is not None and expected_bands is not None and bands == expected_bands + 1:
@@ -290,15 +330,23 @@ def open_pair(
         pan_grid = Grid(pan_src, pan_grid.width, pan_grid.height, None)
         ms_transform = ms_src
 
+    if ms_shift is not None:  # move the MS content by (-dy, -dx) PAN pixels
+        dy, dx = ms_shift
+        step = pan_grid.transform
+        ms_transform = Affine.translation(-dx * step.a, -dy * step.e) * ms_transform
+        if not ms_geo:
+            ms_src = ms_transform
     ms_grid = Grid(ms_transform, ms_w, ms_h, ms_crs)
     out, offset = _output_grid(pan_grid, ms_grid, extent, ms_list[0], pan_path)
     vrt = _ms_vrt_xml(
         sources, ms_w, ms_h, ms_dtype, ms_nodata,
         ms_transform if ms_geo else None, ms_crs,
     )
+    whole = _whole_pixel_offset(out, ratio, ms_grid)
     spec = SceneSpec(
-        ms_offset=_whole_pixel_offset(out, ratio, ms_grid),
-        pan_path=str(pan_path),
+        ms_offset=whole,
+        ms_subpixel=None if whole is not None else _subpixel_offset(out, ratio, ms_grid),
+        pan_path=pan_source,
         ms_vrt=vrt,
         out=out,
         pan_offset=offset,
@@ -312,12 +360,13 @@ def open_pair(
         georeferenced=pan_geo,
         pan_transform_src=pan_src,
         ms_transform_src=ms_src,
+        resampling=resampling,
     )
     band_names = [d or f"band {i}" for i, d in enumerate(descriptions, start=1)]
     return Scene(spec, pan_path, ms_list, pan_grid, band_names, notes)
 
 
-def _ms_sources(ms_list: list[Path]):
+def _ms_sources(ms_list: list[DatasetName]):
     """Open the MS file(s), check they agree, and list ``(path, band)`` sources."""
     sources: list[tuple[str, int]] = []
     first = None
@@ -351,7 +400,7 @@ def _ms_sources(ms_list: list[Path]):
     return sources, (geo, crs, transform, w, h, dtype, nodata, descriptions, alpha)
 
 
-def _whole_ratio(rx: float, ry: float, ms_path: Path) -> int:
+def _whole_ratio(rx: float, ry: float, ms_path: DatasetName) -> int:
     ratio = round(rx)
     if ratio < 1 or abs(rx - ratio) > RATIO_TOLERANCE * ratio or abs(ry - ratio) > RATIO_TOLERANCE * ratio:
         raise GridMismatchError(
@@ -374,7 +423,19 @@ def _whole_pixel_offset(out: Grid, ratio: int, ms: Grid) -> tuple[int, int] | No
     return round(row), round(col)
 
 
-def _output_grid(pan: Grid, ms: Grid, extent: str, ms_path: Path, pan_path: Path):
+def _subpixel_offset(out: Grid, ratio: int, ms: Grid) -> tuple[int, int, float, float] | None:
+    """``(row, col, phase_row, phase_col)`` of the coarse grid's origin in MS pixels, split into
+    whole pixels and a fraction in [0, 1), when the pixel sizes agree; None otherwise."""
+    coarse_t = out.transform @ Affine.scale(ratio)
+    if abs(coarse_t.a - ms.transform.a) > 1e-6 * abs(ms.transform.a) or \
+            abs(coarse_t.e - ms.transform.e) > 1e-6 * abs(ms.transform.e):
+        return None
+    col, row = ~ms.transform @ (coarse_t.c, coarse_t.f)
+    r0, c0 = math.floor(row), math.floor(col)
+    return r0, c0, min(row - r0, 1 - 1e-9), min(col - c0, 1 - 1e-9)
+
+
+def _output_grid(pan: Grid, ms: Grid, extent: str, ms_path: DatasetName, pan_path: DatasetName):
     """The output grid on the PAN lattice over the intersection or union of the footprints."""
     if extent not in ("intersection", "union"):
         raise BadInputError(f"extent must be 'intersection' or 'union', not {extent!r}")
@@ -477,16 +538,20 @@ class SceneReader:
         spec = self.spec
         if spec.ms_offset is None:
             return self._padded(self.coarse_vrt, row, col, height, width)
-        data = self._padded(self.ms, row + spec.ms_offset[0], col + spec.ms_offset[1],
-                            height, width)
+        return self.read_ms(row + spec.ms_offset[0], col + spec.ms_offset[1], height, width)
+
+    def read_ms(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """A window of the MS on its own grid (may reach outside), float32, NaN wherever the MS
+        is invalid (nodata, NaN, alpha 0) or absent."""
+        spec = self.spec
+        data = self._padded(self.ms, row, col, height, width)
         invalid = np.zeros(data.shape[1:], dtype=bool)
         if spec.ms_nodata is not None and not np.isnan(spec.ms_nodata):
             invalid |= np.any(data == np.float32(spec.ms_nodata), axis=0)
         if spec.ms_alpha is not None:
             path, band = spec.ms_alpha
             with rasterio.open(path) as ds:
-                alpha = self._padded(ds, row + spec.ms_offset[0], col + spec.ms_offset[1],
-                                     height, width, indexes=[band])[0]
+                alpha = self._padded(ds, row, col, height, width, indexes=[band])[0]
             invalid |= ~(alpha > 0)
         data[:, invalid] = np.nan
         return data
@@ -647,16 +712,26 @@ def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
     # window would see (tile invariance), then keep only the interpolator's margin.
     m, extra = _CUBIC_MARGIN, FILL_ITERATIONS
     big = m + extra
-    ms = reader.read_coarse_ms(row // r - big, col // r - big, height // r + 2 * big,
-                               width // r + 2 * big)
-    ms_valid = np.all(np.isfinite(ms), axis=0)
     ms_means, pan_mean = fill_values
-    if not ms_valid.all():
-        ms = fill_invalid(ms, ms_valid, ms_means)
-    ms, ms_valid = ms[:, extra:-extra, extra:-extra], ms_valid[extra:-extra, extra:-extra]
     inner = (slice(m, -m), slice(m, -m))
-    lms = filters.upsample_cubic(ms, r, rows=(m * r, m * r + height), cols=(m * r, m * r + width),
-                                 out=lms_out)
+    sub = spec.ms_subpixel
+    ms = ms_valid = None
+    if sub is None or want_ms:
+        ms, ms_valid = _filled(reader.read_coarse_ms(row // r - big, col // r - big,
+                                                     height // r + 2 * big, width // r + 2 * big),
+                               ms_means, extra)
+    rows, cols = (m * r, m * r + height), (m * r, m * r + width)
+    if sub is None:
+        lms = filters.upsample(ms, r, rows=rows, cols=cols, out=lms_out, kernel=spec.resampling)
+    else:  # the MS's own grid, upsampled with the sub-pixel phase: one resampling pass
+        ms_ = m + 1  # the phase moves the kernel's support up to one coarse pixel further
+        own, _ = _filled(reader.read_ms(sub[0] + row // r - ms_ - extra,
+                                        sub[1] + col // r - ms_ - extra,
+                                        height // r + 2 * (ms_ + extra),
+                                        width // r + 2 * (ms_ + extra)), ms_means, extra)
+        lms = filters.upsample(own, r, rows=(ms_ * r, ms_ * r + height),
+                               cols=(ms_ * r, ms_ * r + width), out=lms_out,
+                               kernel=spec.resampling, phase=(sub[2], sub[3]))
     if spec.ms_offset is not None:
         valid = pan_valid & np.repeat(np.repeat(ms_valid[inner], r, axis=0), r, axis=1)
     else:
@@ -664,6 +739,15 @@ def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
     pan = fill_invalid(pan, pan_valid, pan_mean)
     return TileData(pan=pan, lms=lms, valid=valid, row=row, col=col,
                     ms=np.ascontiguousarray(ms[:, inner[0], inner[1]]) if want_ms else None)
+
+
+def _filled(ms: np.ndarray, means: np.ndarray, extra: int) -> tuple[np.ndarray, np.ndarray]:
+    """Invalid (NaN) pixels of ``ms`` filled locally, then ``extra`` pixels cropped off each
+    side; with the validity of what is kept."""
+    valid = np.all(np.isfinite(ms), axis=0)
+    if not valid.all():
+        ms = fill_invalid(ms, valid, means)
+    return ms[:, extra:-extra, extra:-extra], valid[extra:-extra, extra:-extra]
 
 
 # --------------------------------------------------------------------------------------------
@@ -715,3 +799,15 @@ def scene_sample(spec: SceneSpec, max_side: int = 1024) -> SceneSample:
     if spec.ms_nodata is not None:
         valid &= np.all(ms != spec.ms_nodata, axis=0)
     return SceneSample(pan=pan, ms=ms, valid=valid, factor=factor)
+
+
+def ms_maximum(spec: SceneSpec, rows_per_read: int = 256) -> float:
+    """The largest valid MS value over the whole MS file(s), read in strips (bounded memory)."""
+    best = -math.inf
+    with rasterio.open(spec.ms_vrt) as ds:
+        for r0 in range(0, ds.height, rows_per_read):
+            win = Window(0, r0, ds.width, min(rows_per_read, ds.height - r0))
+            data = ds.read(window=win, masked=True)
+            if data.count():
+                best = max(best, float(data.max()))
+    return best

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -33,11 +34,21 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from .errors import BadInputError, SensorMismatchError
+from .gdal_names import DatasetName, dataset_name
 
 #: PAN MTF gain at Nyquist for sensors the toolbox does not list.
 DEFAULT_PAN_GNYQ = 0.15
 #: MS MTF gain at Nyquist for sensors the toolbox does not list.
 DEFAULT_MS_GNYQ = 0.3
+
+#: The published MTF gains at Nyquist: the pansharpening toolbox's ``MTF.m`` / ``MTF_PAN.m``
+#: (Vivone et al., "A Critical Comparison Among Pansharpening Algorithms", IEEE TGRS 53(5), 2015;
+#: and "A New Benchmark Based on Recent Advances in Multispectral Pansharpening", IEEE GRSM 9(1),
+#: 2021, whose toolbox gives WorldView-4 GeoEye-1's values).
+MTF_TOOLBOX_SOURCE = "pansharpening toolbox MTF.m (Vivone et al., IEEE TGRS 2015; IEEE GRSM 2021)"
+#: Sensors whose gains are not published there get the toolbox's generic values.
+MTF_DEFAULT_SOURCE = (f"no published gains: generic {DEFAULT_MS_GNYQ} (MS) / {DEFAULT_PAN_GNYQ} "
+                      "(PAN)")
 
 SOURCES = (
     "override",
@@ -67,8 +78,15 @@ class SensorPreset:
     rgb: tuple[int, int, int]
     pan_gsd_m: float | None = None
     generic: bool = False
+    #: Where the MTF gains come from (``ssdiff info --sensors`` prints it).
+    mtf_source: str = ""
 
     def __post_init__(self) -> None:
+        if not self.mtf_source:
+            object.__setattr__(self, "mtf_source", MTF_DEFAULT_SOURCE)
+        self._check()
+
+    def _check(self) -> None:
         n = len(self.band_names)
         if len(self.ms_gnyq) != n or len(self.pan_weights) != n:
             raise ValueError(f"preset {self.key}: ms_gnyq/pan_weights must have {n} entries")
@@ -103,8 +121,10 @@ class SensorPreset:
 
 
 def _norm(name: str) -> str:
-    """Lower-case alphanumerics only: "WorldView-2", "WORLDVIEW 2", "worldview_2" all match."""
-    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+    """Lower-case ASCII alphanumerics only: "WorldView-2", "WORLDVIEW 2", "worldview_2" all match,
+    and so do "Pléiades" and "Pleiades"."""
+    ascii_name = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^0-9a-z]", "", ascii_name.lower())
 
 
 _BGRN = ("blue", "green", "red", "nir")
@@ -126,6 +146,7 @@ _PRESETS: tuple[SensorPreset, ...] = (
         pan_weights=_WV8_WEIGHTS,
         rgb=(4, 2, 1),
         pan_gsd_m=0.46,
+        mtf_source=MTF_TOOLBOX_SOURCE,
     ),
     SensorPreset(
         name="WorldView-3",
@@ -139,6 +160,7 @@ _PRESETS: tuple[SensorPreset, ...] = (
         pan_weights=_WV8_WEIGHTS,
         rgb=(4, 2, 1),
         pan_gsd_m=0.31,
+        mtf_source=MTF_TOOLBOX_SOURCE,
     ),
     SensorPreset(
         name="QuickBird",
@@ -153,6 +175,7 @@ _PRESETS: tuple[SensorPreset, ...] = (
         pan_weights=(0.15, 0.28, 0.27, 0.30),
         rgb=(2, 1, 0),
         pan_gsd_m=0.61,
+        mtf_source=MTF_TOOLBOX_SOURCE,
     ),
     SensorPreset(
         name="GeoEye-1",
@@ -167,6 +190,7 @@ _PRESETS: tuple[SensorPreset, ...] = (
         pan_weights=(0.30, 0.35, 0.27, 0.08),
         rgb=(2, 1, 0),
         pan_gsd_m=0.41,
+        mtf_source=MTF_TOOLBOX_SOURCE,
     ),
     SensorPreset(
         name="IKONOS",
@@ -181,6 +205,7 @@ _PRESETS: tuple[SensorPreset, ...] = (
         pan_weights=(0.05, 0.30, 0.30, 0.35),
         rgb=(2, 1, 0),
         pan_gsd_m=0.82,
+        mtf_source=MTF_TOOLBOX_SOURCE,
     ),
     SensorPreset(
         name="GaoFen-2",
@@ -270,6 +295,63 @@ _PRESETS: tuple[SensorPreset, ...] = (
         rgb=(2, 1, 0),
         pan_gsd_m=15.0,
     ),
+    SensorPreset(
+        name="WorldView-4",
+        key="wv4",
+        aliases=("WV04", "WV4", "WV-4", "WORLDVIEW-4", "WorldView4", "WORLDVIEW04"),
+        band_names=_BGRN,
+        bit_depth=11,
+        ratio=4,
+        ms_gnyq=(0.23, 0.23, 0.23, 0.23),
+        pan_gnyq=0.16,
+        pan_weights=(0.30, 0.35, 0.27, 0.08),  # PAN 450-800 nm, as GeoEye-1
+        rgb=(2, 1, 0),
+        # No pan_gsd_m: at 0.31 m it is indistinguishable from a WorldView-3 bundle by geometry.
+        mtf_source=MTF_TOOLBOX_SOURCE + ", as GeoEye-1",
+    ),
+    SensorPreset(
+        name="Pleiades Neo",
+        key="pneo",
+        aliases=("PNEO", "PNEO3", "PNEO4", "PLEIADES NEO", "PLEIADES-NEO", "Pleiades Neo 3",
+                 "Pleiades Neo 4"),
+        band_names=("deep blue", "blue", "green", "red", "red edge", "nir"),
+        bit_depth=12,
+        ratio=4,
+        ms_gnyq=(DEFAULT_MS_GNYQ,) * 6,
+        pan_gnyq=DEFAULT_PAN_GNYQ,
+        pan_weights=(0.02, 0.25, 0.27, 0.26, 0.12, 0.08),  # PAN 450-800 nm
+        rgb=(3, 2, 1),
+        pan_gsd_m=0.3,
+    ),
+    SensorPreset(
+        name="SuperView-1",
+        key="sv1",
+        aliases=("SV1", "SV-1", "SUPERVIEW1", "SuperView", "GJ1", "GAOJING-1"),
+        band_names=_BGRN,
+        bit_depth=11,
+        ratio=4,
+        ms_gnyq=(DEFAULT_MS_GNYQ,) * 4,
+        pan_gnyq=DEFAULT_PAN_GNYQ,
+        pan_weights=(0.25, 0.27, 0.27, 0.21),  # PAN 450-890 nm
+        rgb=(2, 1, 0),
+        # No pan_gsd_m: at 0.5 m it is indistinguishable from Pleiades by geometry.
+    ),
+    # Landsat-7 ETM+: the 30 m bands 1-5 and 7 with the 15 m band 8 PAN (520-900 nm: green, red
+    # and NIR; blue barely, SWIR not at all). Level-1 products are 8-bit.
+    SensorPreset(
+        name="Landsat-7",
+        key="l7",
+        aliases=("Landsat-7 ETM+", "LANDSAT_7", "LANDSAT7", "LANDSAT-7", "LE07", "L7", "ETM+",
+                 "ETM"),
+        band_names=("B1 blue", "B2 green", "B3 red", "B4 nir", "B5 swir1", "B7 swir2"),
+        bit_depth=8,
+        ratio=2,
+        ms_gnyq=(DEFAULT_MS_GNYQ,) * 6,
+        pan_gnyq=DEFAULT_PAN_GNYQ,
+        pan_weights=(0.02, 0.30, 0.30, 0.38, 0.0, 0.0),
+        rgb=(2, 1, 0),
+        pan_gsd_m=15.0,
+    ),
 )
 
 _BY_KEY: dict[str, SensorPreset] = {}
@@ -335,7 +417,34 @@ def fit_band_count(preset: SensorPreset, bands: int) -> SensorPreset | None:
         return preset
     if preset.band_names == _WV8 and bands == 4:
         return preset.subset((1, 2, 4, 6), "4-band bundle")
+    if preset.key == "l7" and bands == 4:
+        return preset.subset((0, 1, 2, 3), "VNIR bands 1-4")
     return None
+
+
+def select_preset_bands(preset: SensorPreset, indices: Sequence[int], total: int, ratio: int,
+                        bit_depth: int | None) -> SensorPreset:
+    """The preset for a selection of 0-based ``indices`` out of ``total`` MS bands: ``preset``
+    restricted to them when it describes all ``total`` bands, else a generic one. The RGB
+    composite keeps the preset's bands when all three are selected, else the first three."""
+    idx = list(indices)
+    if preset.generic or preset.n_bands != total:
+        return generic_preset(len(idx), ratio, bit_depth)
+    if all(i in idx for i in preset.rgb):
+        rgb = tuple(idx.index(i) for i in preset.rgb)
+    else:
+        rgb = (0, 1, 2) if len(idx) >= 3 else (0, 0, 0)
+    numbers = ",".join(str(i + 1) for i in idx)
+    return replace(
+        preset,
+        name=f"{preset.name} (bands {numbers})",
+        key=f"{preset.key}-bands{numbers.replace(',', '-')}",
+        aliases=(),
+        band_names=tuple(preset.band_names[i] for i in idx),
+        ms_gnyq=tuple(preset.ms_gnyq[i] for i in idx),
+        pan_weights=tuple(preset.pan_weights[i] for i in idx),
+        rgb=rgb,  # type: ignore[arg-type]
+    )
 
 
 @dataclass
@@ -357,7 +466,7 @@ class Detection:
 
 @dataclass
 class _FileInfo:
-    path: Path
+    path: DatasetName
     count: int
     dtype: str
     width: int
@@ -369,11 +478,11 @@ class _FileInfo:
 
 
 def _open_info(path: str | Path) -> _FileInfo:
-    p = Path(path)
+    p = dataset_name(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(p) as ds:
+            with rasterio.open(str(p)) as ds:
                 res_m = None
                 crs = ds.crs
                 if crs is not None and not ds.transform.is_identity:

@@ -274,9 +274,9 @@ def test_qnr_parts_agree_with_torchmetrics(wv2, one_torch_thread):
     assert ds == pytest.approx(ds_tm, rel=1e-6, abs=1e-7)
 
 
-def test_scc_matches_scipy_sobel(ge1):
-    """SCC against an independent computation: scipy's Sobel (reflect edges), magnitudes of all
-    bands pooled, numpy's corrcoef; odd sizes, several strips."""
+def test_scc_pearson_matches_scipy_sobel(ge1):
+    """The Pearson SCC variant against an independent computation: scipy's Sobel (reflect
+    edges), magnitudes of all bands pooled, numpy's corrcoef; odd sizes, several strips."""
     from scipy import ndimage
 
     _, ms = ge1
@@ -289,4 +289,41 @@ def test_scc_matches_scipy_sobel(ge1):
     expected = np.corrcoef(
         np.concatenate([mag(b).ravel() for b in f]), np.concatenate([mag(b).ravel() for b in r])
     )[0, 1]
-    assert qi.reduced_resolution(f, r, 4, strip_rows=32)["SCC"] == pytest.approx(expected, rel=1e-9)
+    assert qi.reduced_resolution(f, r, 4, strip_rows=32)["SCC_pearson"] == pytest.approx(
+        expected, rel=1e-9)
+    assert qi.scc_pearson(f, r) == pytest.approx(expected, rel=1e-9)
+
+
+def _toolbox_scc(F: np.ndarray, R: np.ndarray) -> float:
+    """The pansharpening toolbox's SCC.m, line by line: imfilter (correlation, zero padding) with
+    fspecial('sobel') and its transpose, magnitudes over [2:end-1, 2:end-1], uncentred
+    normalised inner product pooled over bands."""
+    from scipy import ndimage
+
+    sobel = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
+
+    def mag(band):
+        gy = ndimage.correlate(band, sobel, mode="constant", cval=0.0)
+        gx = ndimage.correlate(band, sobel.T, mode="constant", cval=0.0)
+        return np.sqrt(gy[1:-1, 1:-1] ** 2 + gx[1:-1, 1:-1] ** 2)
+
+    mf = np.stack([mag(b) for b in F])
+    mr = np.stack([mag(b) for b in R])
+    return float((mf * mr).sum() / np.sqrt((mf**2).sum()) / np.sqrt((mr**2).sum()))
+
+
+def test_scc_is_the_toolbox_scc_on_a_real_scene(ge1):
+    """Issue 14: SCC is the toolbox's definition. On ge1_grip at reduced resolution, the fused
+    image being the MS degraded by the GeoEye-1 MTF and brought back by cubic upsampling (the
+    evaluate baseline), the streamed scorer (several strips) and :func:`qi.scc` equal a direct
+    implementation of SCC.m, up to the float32 gradients the scorer uses for float32 data; the
+    Pearson variant is a different number."""
+    _, ms = ge1
+    r = ms[:, :300, :276]
+    f = filters.upsample_cubic(filters.degrade(r, [0.23] * 4, 4), 4)
+    expected = _toolbox_scc(f.astype(np.float64), r)
+    streamed = qi.reduced_resolution(f, r, 4, strip_rows=32)
+    assert streamed["SCC"] == pytest.approx(expected, rel=1e-6)
+    assert qi.scc(f, r) == pytest.approx(expected, rel=1e-6)
+    assert qi.scc(f.astype(np.float64), r) == pytest.approx(expected, rel=1e-12)
+    assert abs(streamed["SCC_pearson"] - streamed["SCC"]) > 0.01

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ssdiff_cli import filters
+from ssdiff_cli.errors import UsageError
 from ssdiff_cli.methods.base import FusionMethod, SceneContext
 from ssdiff_cli.scene import TileData
 
@@ -47,7 +48,8 @@ class Brovey(FusionMethod):
             w = np.asarray(preset if preset is not None else [1.0 / bands] * bands, np.float32)
             self.weights = w if w.sum() > 0 else np.full(bands, 1.0 / bands, np.float32)
         if len(self.weights) != bands:
-            raise ValueError(f"{len(self.weights)} Brovey weights given for {bands} MS bands")
+            raise UsageError(f"-w/--weight: {len(self.weights)} Brovey weights given for {bands} "
+                             "MS bands; give one per band")
         dtype = np.dtype(ctx.scene.spec.ms_dtype)
         self.ms_range = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "ui" else None
 

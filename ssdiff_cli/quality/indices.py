@@ -8,7 +8,8 @@ Conventions shared by every function here:
 * ``mask`` is an ``(H, W)`` bool array, ``True`` where a pixel is valid. Pixel indices (SAM, ERGAS,
   PSNR) use the valid pixels; block indices (Q, Q2n and the full-resolution ones) use only the
   blocks whose pixels are all valid; SCC uses the pixels whose 3x3 Sobel neighbourhood is all
-  valid. Invalid pixels may hold anything (even NaN): they never enter a sum.
+  valid, except the image's border rows and columns (as the toolbox's ``SCC.m``). Invalid
+  pixels may hold anything (even NaN): they never enter a sum.
 * Block indices use non-overlapping ``block x block`` blocks (32 by default) anchored at the top
   left corner; rows and columns left over at the bottom and the right (fewer than ``block``) are
   not scored. A sliding-window variant (``stride``) exists for the per-band UIQI only.
@@ -373,6 +374,19 @@ class _Moments:
             return 0.0
         return self.cab / math.sqrt(self.m2a * self.m2b)
 
+    def cosine(self) -> float:
+        """Uncentred normalised inner product ``sum(ab) / sqrt(sum(a^2) sum(b^2))``, from the
+        same moments (``sum(ab) = cab + n ma mb``...). Both all zero: 1; one: 0."""
+        if self.n == 0:
+            return math.nan
+        saa = self.m2a + self.n * self.ma * self.ma
+        sbb = self.m2b + self.n * self.mb * self.mb
+        if saa == 0 and sbb == 0:
+            return 1.0
+        if saa == 0 or sbb == 0:
+            return 0.0
+        return (self.cab + self.n * self.ma * self.mb) / math.sqrt(saa * sbb)
+
 
 def _as_mask(mask, shape) -> np.ndarray | None:
     if mask is None:
@@ -436,7 +450,8 @@ class ReducedScorer:
         self._q_sum = np.zeros(bands)
         self._q2n_sum = 0.0
         self._nblocks = 0
-        self._scc = _Moments()
+        self._scc = _Moments()  # all pixels with a valid 3x3 neighbourhood (Pearson variant)
+        self._scc_inner = _Moments()  # the same but the image's border rows and columns (toolbox)
         self._ctx = None  # (F row, R row, mask row) above the pending row
         self._pending = None
         self._ragged = False
@@ -483,16 +498,19 @@ class ReducedScorer:
         self._rmax = max(self._rmax, rmax)
 
     def _scc_feed(self, f, r, valid, pool=None) -> None:
-        if self._ctx is None:
+        first = self._ctx is None
+        if first:
             parts = [(f[:, :1], r[:, :1], valid[:1])]
         else:
             parts = [self._ctx, self._pending]
         parts.append((f, r, valid))
-        self._scc_run(parts, pool)
+        self._scc_run(parts, pool, first=first)
 
-    def _scc_run(self, parts, pool=None) -> None:
+    def _scc_run(self, parts, pool=None, first: bool = False, at_end: bool = False) -> None:
         """Sobel SCC moments of the inner rows of the rows of ``parts`` stacked (``(F, R, valid)``
-        pieces, without copying the big ones); the last two rows are kept for the next call."""
+        pieces, without copying the big ones); the last two rows are kept for the next call.
+        ``first``/``at_end``: the inner rows begin/end with the image's first/last row, which the
+        toolbox's SCC leaves out (as it does the first and last columns)."""
         offs = np.cumsum([0] + [p[0].shape[1] for p in parts])
         n = int(offs[-1])
 
@@ -512,24 +530,34 @@ class ReducedScorer:
         self._pending = tuple(np.array(a[:, 1:] if k < 2 else a[1:]) for k, a in enumerate(last))
 
         # gradient magnitudes a few rows at a time (temporaries stay in the cache)
-        def chunk(y0: int) -> _Moments:
-            fb, rb, vb = rows(y0, min(n, y0 + _PIXEL_ROWS + 2))
+        def chunk(y0: int) -> tuple[_Moments, _Moments]:
+            y1 = min(n, y0 + _PIXEL_ROWS + 2)
+            fb, rb, vb = rows(y0, y1)
             gf = _sobel_rows(fb)
             gr = _sobel_rows(rb)
             v = _erode_cols(vb[:-2] & vb[1:-1] & vb[2:])
+            inner = v.copy()
+            inner[:, [0, -1]] = False
+            if first and y0 == 0:
+                inner[0] = False
+            if at_end and y1 == n:
+                inner[-1] = False
             if v.all():
-                return _Moments.of(gf.ravel(), gr.ravel())
-            return _Moments.of(gf[:, v].ravel(), gr[:, v].ravel())
+                every = _Moments.of(gf.ravel(), gr.ravel())
+            else:
+                every = _Moments.of(gf[:, v].ravel(), gr[:, v].ravel())
+            return every, _Moments.of(gf[:, inner].ravel(), gr[:, inner].ravel())
 
         run = pool.map if pool is not None else map
-        for moments in run(chunk, range(0, n - 2, _PIXEL_ROWS)):
-            self._scc.merge(moments)
+        for every, inner in run(chunk, range(0, n - 2, _PIXEL_ROWS)):
+            self._scc.merge(every)
+            self._scc_inner.merge(inner)
 
     def result(self) -> dict:
         """``{"SAM", "ERGAS", "Q2n", "SCC", "Q", "PSNR"}``; ``Q`` and ``PSNR`` are per-band lists
         (their band means are ``"Q_mean"`` and ``"PSNR_mean"``). Call once, after the last strip."""
         if self._pending is not None:
-            self._scc_run([self._ctx, self._pending, self._pending])
+            self._scc_run([self._ctx, self._pending, self._pending], at_end=True)
             self._pending = None
         n = self._n
         sam = math.degrees(self._sam_sum / self._sam_n) if self._sam_n else math.nan
@@ -551,7 +579,8 @@ class ReducedScorer:
             "SAM": sam,
             "ERGAS": erg,
             "Q2n": q2n_v,
-            "SCC": self._scc.corr(),
+            "SCC": self._scc_inner.cosine(),
+            "SCC_pearson": self._scc.corr(),
             "Q": [float(v) for v in q],
             "Q_mean": float(np.mean(q)),
             "PSNR": [float(v) for v in psnr_b],
@@ -737,11 +766,24 @@ def q_index(
 
 
 def scc(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Spatial Correlation Coefficient: Pearson correlation between the Sobel gradient
-    magnitudes ``sqrt(Gx^2 + Gy^2)`` of ``F`` and ``R``, pooled over all bands and all pixels
-    whose 3x3 neighbourhood is valid (one correlation, not a mean of per-band ones). Image edges
-    are extended by half-sample reflection. Sobel, not the Laplacian many Python packages use.
-    Ideal 1. Both gradient fields constant: 1; only one constant: 0."""
+    """Spatial Correlation Coefficient as the pansharpening toolbox's ``SCC.m`` computes it (the
+    value published tables report): the Sobel gradient magnitudes ``sqrt(Gx^2 + Gy^2)`` of ``F``
+    and ``R`` compared by their uncentred normalised inner product
+    ``sum(gF gR) / sqrt(sum(gF^2) sum(gR^2))``, pooled over all bands, over the interior pixels
+    (``[2:end-1]``: not the image's first and last rows and columns, where the toolbox's zero
+    padding would count) whose 3x3 neighbourhood is valid. Ideal 1."""
+    return _scc_moments(F, R, mask)[1].cosine()
+
+
+def scc_pearson(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """The Pearson variant of :func:`scc` (means removed), over every pixel whose 3x3
+    neighbourhood is valid, image edges extended by half-sample reflection. Both gradient
+    fields constant: 1; only one constant: 0."""
+    return _scc_moments(F, R, mask)[0].corr()
+
+
+def _scc_moments(F, R, mask) -> tuple[_Moments, _Moments]:
+    """(all valid pixels, interior valid pixels) moments of the Sobel magnitudes."""
     sc = ReducedScorer(1, F.shape[0])
     mask = _as_mask(mask, F.shape[1:])
     wd = _sobel_dtype(np.asarray(F).dtype, np.asarray(R).dtype)
@@ -750,8 +792,8 @@ def scc(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None = None) -> float:
         np.asarray(R, wd),
         np.ones(F.shape[1:], bool) if mask is None else mask,
     )
-    sc._scc_run([sc._ctx, sc._pending, sc._pending])
-    return sc._scc.corr()
+    sc._scc_run([sc._ctx, sc._pending, sc._pending], at_end=True)
+    return sc._scc, sc._scc_inner
 
 
 # --------------------------------------------------------------------------------------------
