@@ -37,6 +37,11 @@ CLASSICAL = ["brovey", "gsa", "mtf-glp", "mtf-glp-fs"]
 COLUMNS = ("SAM", "ERGAS", "Q2n", "HQNR")
 
 
+#: Tiles of 512 PAN px, one at a time: the generalist's activations grow with the tile and the
+#: band count, and several of these runs share one small machine.
+TILING = {"tile_size": 512, "workers": 1}
+
+
 def score_scene(folder: str, model: str, adapt: int, objectives=("full",)) -> dict:
     """Reduced- and full-resolution scores of every method on one shared scene."""
     from ssdiff_cli.evaluate import evaluate_full, evaluate_reduced
@@ -51,13 +56,13 @@ def score_scene(folder: str, model: str, adapt: int, objectives=("full",)) -> di
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for label, opts, objective in runs:
-            o = SharpenOptions(method_options=opts, adapt_objective=objective)
+            o = SharpenOptions(method_options=opts, adapt_objective=objective, **TILING)
             red = evaluate_reduced(pan, ms, ["ssdiff"], options=o).rows["ssdiff"]
             full = evaluate_full(pan, ms, ["ssdiff"], options=o).rows["ssdiff"]
             rows[label] = {"SAM": red["SAM"], "ERGAS": red["ERGAS"], "Q2n": red["Q2n"],
                            "HQNR": full["HQNR"]}
-        red = evaluate_reduced(pan, ms, CLASSICAL).rows
-        full = evaluate_full(pan, ms, CLASSICAL).rows
+        red = evaluate_reduced(pan, ms, CLASSICAL, options=SharpenOptions(**TILING)).rows
+        full = evaluate_full(pan, ms, CLASSICAL, options=SharpenOptions(**TILING)).rows
     for m in CLASSICAL:
         rows[m] = {"SAM": red[m]["SAM"], "ERGAS": red[m]["ERGAS"], "Q2n": red[m]["Q2n"],
                    "HQNR": full[m]["HQNR"]}
