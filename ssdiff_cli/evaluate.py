@@ -102,6 +102,19 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return _read_window(ds, None)
 
 
+def _preset_name(preset) -> str | None:
+    """The name ``--sensor`` knows the preset by, or None for a generic or derived preset (the
+    degraded pair's SENSOR tag then lets detection find it again)."""
+    from ssdiff_cli.sensors import get_preset
+
+    if preset.generic:
+        return None
+    try:
+        return preset.key if get_preset(preset.key) is preset else None
+    except BadInputError:
+        return None
+
+
 def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
                      options: SharpenOptions | None = None, progress: Callable | None = None,
                      keep: dict | None = None) -> Evaluation:
@@ -138,8 +151,7 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
         base = options or SharpenOptions()
         for method in _with_baseline(methods):
             out = tmp / f"{method}.tif"
-            report = _fuse(lr_pan, lr_ms, out, method, None if preset.generic else preset.key, base,
-                           progress)
+            report = _fuse(lr_pan, lr_ms, out, method, _preset_name(preset), base, progress)
             fused, fused_valid = _read(out)
             h, w = min(fused.shape[1], ref.shape[1]), min(fused.shape[2], ref.shape[2])
             fused, mask = fused[:, :h, :w], fused_valid[:h, :w]
