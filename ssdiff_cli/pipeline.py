@@ -246,6 +246,7 @@ def sharpen(
     fills = fill_values(sample)
     ospec = output_spec(scene, detection, sample, opts.dtype, method)
     spec = scene.spec
+    del sample  # the decimated scene (up to 1024² px, all bands) is not needed past this point
 
     def task(tile):
         return fuse_tile(spec, method, fills, tile)
