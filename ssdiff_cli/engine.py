@@ -46,10 +46,8 @@ def fuse_tile(spec: SceneSpec, method: FusionMethod, fill_values, tile: Tile):
 
 
 #: Allocations above this many bytes get their own memory map, returned to the system when freed.
-MMAP_THRESHOLD = 256 << 10
-#: Heaps (arenas) malloc may keep: one per thread by default, each holding its own freed space.
-ARENA_MAX = 2
-_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # glibc mallopt parameters
+MMAP_THRESHOLD = 1 << 20
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 _heap_bounded = False
 
 
@@ -59,8 +57,7 @@ def bound_heap() -> None:
     glibc raises its memory-map threshold to the largest block freed so far (up to 32 MB), after
     which a network's tens-of-MB activations are carved from the heap and stay resident as
     fragments once freed: the peak grows by about half again over the live arrays. Fixing the
-    threshold (which also stops the raising) keeps each large array in its own map, and fewer
-    arenas keep fewer threads' freed space.
+    threshold (which also stops the raising) keeps each large array in its own map.
     """
     global _heap_bounded
     if _heap_bounded or not sys.platform.startswith("linux"):
@@ -69,7 +66,6 @@ def bound_heap() -> None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        libc.mallopt(_M_ARENA_MAX, ARENA_MAX)
     except (OSError, AttributeError):  # not glibc: its allocator has its own policy
         pass
 
