@@ -1,8 +1,20 @@
-"""Speed of the SSDiff denoiser on the CPU: forward per 64x64 patch and training steps.
+"""Speed of the SSDiff denoiser on the CPU: forward per 64x64 patch and training steps, and the
+model path at scene scale.
 
 Usage::
 
     python benchmarks/bench_model.py [--variants fast faithful] [--reps 5] [--threads N]
+    python benchmarks/bench_model.py --scale-only [--scale-sizes 2048 4096] [--scale-args ...]
+    python benchmarks/bench_model.py --accuracy-only
+
+Scene scale (``--scale``, on by default): ``ssdiff sharpen --method ssdiff`` with default options,
+in a child process, on the wv2_grip scene mirror-tiled to 2048² and 4096² PAN px (shipped model
+ssdiff-8band): wall seconds, PAN kpx/s by the wall clock and by the child's CPU time over the
+cores it may use (what a quiet machine would take: on a shared machine the wall clock measures
+the other processes too), the speed-up over the released inference, and the child's peak
+resident memory (its VmHWM, from ``wait4``). ``--accuracy`` compares ``--precision bf16`` with
+``fp32`` on every shared scene a shipped model was made for (max and 99th percentile of the
+absolute difference in DN over valid pixels).
 
 Batch 16 of 64x64 PAN px patches (8 bands, ratio 4), channels-last, fp32 and bf16 autocast.
 Each number is the best of ``--reps`` timed runs after one warm-up (the best is the least
@@ -15,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +35,9 @@ import torch.nn.functional as F
 from ssdiff_cli.nn import ModelConfig, SSDiffDenoiser
 
 RELEASED_FWD_S_PER_PATCH = 0.46
+#: Released SSDiff inference on this 2-core CPU, PAN px/s: 10 DDIM steps of every 64x64 patch at
+#: stride 16, its SSNet forward measured at 386 ms per batch of 16 patches (issue 13's table).
+RELEASED_PAN_PX_PER_S = 66.0
 # Released inference: every 64x64 patch at stride 16 runs its own 10-step trajectory, 222 patch
 # trajectories for a 256x256 image (reference doc section 2).
 RELEASED_SCENE_MP_PER_S = 256 * 256 / 1e6 / (222 * 10 * RELEASED_FWD_S_PER_PATCH)
@@ -109,7 +125,26 @@ def main() -> None:
                     help="also time whole-scene sharpen --method ssdiff")
     ap.add_argument("--scene-size", type=int, default=512)
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 10])
+    ap.add_argument("--scale", action=argparse.BooleanOptionalAction, default=True,
+                    help="scene-scale sharpen in a child process: throughput and peak memory")
+    ap.add_argument("--scale-only", action="store_true", help="only the scene-scale run")
+    ap.add_argument("--scale-sizes", type=int, nargs="+", default=[2048, 4096])
+    ap.add_argument("--scale-args", nargs="*", default=[],
+                    help="extra sharpen options for the scene-scale run (e.g. --precision fp32)")
+    ap.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=False,
+                    help="bf16 against fp32 in DN on the shared scenes")
+    ap.add_argument("--accuracy-only", action="store_true")
+    ap.add_argument("--accuracy-size", type=int, default=None,
+                    help="compare on a central crop of this many PAN px a side (default: whole)")
+    ap.add_argument("--work", default=None, help="folder for scenes and outputs (default: temp)")
     args = ap.parse_args()
+    if args.scale_only or args.accuracy_only:
+        with _workdir(args.work) as work:
+            if args.scale_only:
+                scene_scale(work, args.scale_sizes, args.scale_args)
+            if args.accuracy_only:
+                precision_accuracy(work, args.accuracy_size)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
@@ -137,6 +172,12 @@ def main() -> None:
     print(f"released SSDiff code: {1e3 * RELEASED_FWD_S_PER_PATCH:.0f} ms/patch forward (fp32)")
     if args.scene:
         scene_throughput(args.variants, args.scene_size, args.steps)
+    if args.scale or args.accuracy:
+        with _workdir(args.work) as work:
+            if args.scale:
+                scene_scale(work, args.scale_sizes, args.scale_args)
+            if args.accuracy:
+                precision_accuracy(work, args.accuracy_size)
 
 
 def scene_throughput(variants, size: int, steps: list[int]) -> None:
@@ -191,6 +232,176 @@ def scene_throughput(variants, size: int, steps: list[int]) -> None:
                       f"{mps / RELEASED_SCENE_MP_PER_S:>11.0f}x", flush=True)
     print(f"released SSDiff inference: {RELEASED_SCENE_MP_PER_S:.6f} MP/s "
           "(10 steps, 64x64 patches at stride 16); target >= 100x")
+
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@contextlib.contextmanager
+def _workdir(path):
+    import tempfile
+
+    if path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield Path(path)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield Path(tmp)
+
+
+def mirror_scene(src: Path, size: int, out: Path) -> tuple[Path, Path]:
+    """``src``'s PAN and MS mirror-tiled (reflected at every edge, so no seam) to ``size`` PAN px
+    a side, as tiled GeoTIFFs with the source's tags; returns (pan, ms)."""
+    import numpy as np
+    import rasterio
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in ("pan", "ms"):
+        target = out / f"{name}.tif"
+        paths.append(target)
+        with rasterio.open(src / f"{name}.tif") as ds:
+            ratio = _pan_width(src) // ds.width
+            n = size // ratio
+            if target.exists():
+                with rasterio.open(target) as have:
+                    if have.width == n:
+                        continue
+            data, profile, tags = ds.read(), ds.profile, ds.tags()
+            band_tags = [ds.tags(i + 1) for i in range(ds.count)]
+            names = ds.descriptions
+        reps = [-(-n // data.shape[1]), -(-n // data.shape[2])]
+        pad = ((0, 0), (0, reps[0] * data.shape[1] - data.shape[1]),
+               (0, reps[1] * data.shape[2] - data.shape[2]))
+        data = np.pad(data, pad, mode="symmetric")[:, :n, :n]
+        profile.update(width=n, height=n, tiled=True, blockxsize=256, blockysize=256,
+                       compress="deflate")
+        with rasterio.open(target, "w", **profile) as dst:
+            dst.write(data)
+            dst.update_tags(**tags)
+            for i, t in enumerate(band_tags):
+                dst.update_tags(i + 1, **t)
+            dst.descriptions = names
+    return paths[0], paths[1]
+
+
+def _pan_width(src: Path) -> int:
+    import rasterio
+
+    with rasterio.open(src / "pan.tif") as ds:
+        return ds.width
+
+
+def run_child(args: list[str]) -> dict:
+    """Run ``python -m ssdiff_cli ARGS`` and measure it: wall and CPU seconds, peak RSS (MB)."""
+    import os
+    import subprocess
+    import sys
+
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "ssdiff_cli", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=Path(__file__).resolve().parents[1])
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"ssdiff {' '.join(args)} failed ({proc.returncode}): "
+                           f"{err.decode(errors='replace')[-500:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "peak_mb": usage.ru_maxrss / 1024}
+
+
+def scene_scale(work: Path, sizes: list[int], extra: list[str]) -> list[dict]:
+    """``sharpen --method ssdiff`` (defaults) on wv2_grip mirror-tiled to each size; a table."""
+    import os
+
+    src = DATA / "wv2_grip"
+    if not (src / "pan.tif").exists():
+        print(f"scene-scale run skipped: {src} not found")
+        return []
+    cores = len(os.sched_getaffinity(0))
+    print(f"\nscene scale: sharpen --method ssdiff {' '.join(extra)} (model ssdiff-8band), "
+          f"wv2_grip mirror-tiled, {cores} cores; released inference {RELEASED_PAN_PX_PER_S:.0f} "
+          "PAN px/s")
+    print(f"{'PAN px':>11} {'seconds':>8} {'kpx/s wall':>11} {'kpx/s cpu':>10} "
+          f"{'x rel. wall':>11} {'x rel. cpu':>11} {'peak RSS MB':>12}")
+    rows = []
+    for size in sizes:
+        pan, ms = mirror_scene(src, size, work / f"wv2_grip_{size}")
+        out = work / f"ssdiff_{size}.tif"
+        m = run_child(["sharpen", str(pan), str(ms), "-o", str(out), "--method", "ssdiff",
+                       "--force", "--overwrite", "-q", *extra])
+        px = size * size
+        wall_rate = px / m["wall"]
+        cpu_rate = px / (m["cpu"] / cores)  # the rate with the cores to itself
+        rows.append({"size": size, **m, "kpx_s": wall_rate / 1e3, "kpx_s_cpu": cpu_rate / 1e3})
+        print(f"{f'{size}x{size}':>11} {m['wall']:>8.1f} {wall_rate / 1e3:>11.1f} "
+              f"{cpu_rate / 1e3:>10.1f} {wall_rate / RELEASED_PAN_PX_PER_S:>10.0f}x "
+              f"{cpu_rate / RELEASED_PAN_PX_PER_S:>10.0f}x "
+              f"{m['peak_mb']:>12.0f}", flush=True)
+        out.unlink(missing_ok=True)
+    if len(rows) > 1:
+        lo, hi = rows[0]["peak_mb"], rows[-1]["peak_mb"]
+        print(f"peak RSS {rows[-1]['size']}² vs {rows[0]['size']}²: {100 * (hi - lo) / lo:+.1f} %")
+    return rows
+
+
+def crop_scene(src: Path, size: int, out: Path) -> tuple[Path, Path]:
+    """A central ``size`` x ``size`` PAN px crop of ``src`` (and its MS), with the tags."""
+    import rasterio
+
+    out.mkdir(parents=True, exist_ok=True)
+    ratio = None
+    paths = []
+    for name in ("pan", "ms"):
+        with rasterio.open(src / f"{name}.tif") as ds:
+            if ratio is None:
+                ratio, full = 1, ds.width
+                off = (min(ds.height, ds.width) - size) // 2 // 32 * 32  # on the MS grid too
+            else:
+                ratio = full // ds.width
+            n, o = size // ratio, off // ratio
+            data, profile = ds.read(window=((o, o + n), (o, o + n))), ds.profile
+            tags, names = ds.tags(), ds.descriptions
+        profile.update(width=n, height=n)
+        paths.append(out / f"{name}.tif")
+        with rasterio.open(paths[-1], "w", **profile) as dst:
+            dst.write(data)
+            dst.update_tags(**tags)
+            dst.descriptions = names
+    return paths[0], paths[1]
+
+
+def precision_accuracy(work: Path, size: int | None = None) -> None:
+    """bf16 against fp32: max and 99th percentile |difference| in DN over valid pixels, on every
+    shared scene with a shipped model made for its sensor (or a central crop of it)."""
+    import numpy as np
+    import rasterio
+
+    scenes = [("wv2_grip", "ssdiff-8band"), ("ge1_grip", "ssdiff-4band")]
+    where = f"central {size}² PAN px crops" if size else "whole scenes"
+    print(f"\n--precision bf16 against fp32, sharpen --method ssdiff, |difference| in DN, {where}")
+    print(f"{'scene':<10} {'model':<13} {'max':>6} {'p99':>6} {'p99.9':>6} {'mean':>7}")
+    for name, model in scenes:
+        src = DATA / name
+        if not (src / "pan.tif").exists():
+            print(f"{name}: skipped ({src} not found)")
+            continue
+        pan, ms = (src / "pan.tif", src / "ms.tif") if not size else crop_scene(
+            src, size, work / f"{name}_crop{size}")
+        outs = {}
+        for precision in ("fp32", "bf16"):
+            outs[precision] = work / f"{name}_{precision}.tif"
+            run_child(["sharpen", str(pan), str(ms), "-o",
+                       str(outs[precision]), "--method", "ssdiff", "--model", model,
+                       "--precision", precision, "--force", "--overwrite", "-q"])
+        with rasterio.open(outs["fp32"]) as a, rasterio.open(outs["bf16"]) as b:
+            x, y = a.read(masked=True).astype(np.float64), b.read(masked=True).astype(np.float64)
+        diff = np.abs(x - y).compressed()
+        print(f"{name:<10} {model:<13} {diff.max():>6.0f} {np.percentile(diff, 99):>6.0f} "
+              f"{np.percentile(diff, 99.9):>6.0f} {diff.mean():>7.3f}", flush=True)
 
 
 if __name__ == "__main__":

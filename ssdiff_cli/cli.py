@@ -66,8 +66,9 @@ class Device(str, Enum):
 
 
 class Precision(str, Enum):
-    """Arithmetic precision of the model."""
+    """Arithmetic precision of the model (auto: bf16 where the hardware computes it natively)."""
 
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
 
@@ -104,7 +105,9 @@ SensorOpt = Annotated[
 ]
 WorkersOpt = Annotated[int | None, typer.Option(
     "--workers", "-j", min=1, help="Worker threads (default: one per CPU core).")]
-TileOpt = Annotated[int, typer.Option("--tile-size", min=64, help="Tile core size (PAN px).")]
+TileOpt = Annotated[int | None, typer.Option(
+    "--tile-size", min=64, help="Tile core size (PAN px; default: the method's, 1024 classical, "
+    "512 ssdiff).")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Model device.")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision.")]
 
@@ -249,10 +252,10 @@ def sharpen(
         help="--adapt objective of a generalist model: full (unsupervised, full resolution, "
         "Z-PNN style) or reduced (Wald protocol on the scene).")] = AdaptObjective.full,
     device: DeviceOpt = Device.auto,
-    precision: PrecisionOpt = Precision.fp32,
+    precision: PrecisionOpt = Precision.auto,
     sensor: SensorOpt = None,
     extent: Annotated[Extent, typer.Option(help="Output extent on the PAN grid.")] = Extent.intersection,
-    tile_size: TileOpt = 1024,
+    tile_size: TileOpt = None,
     overlap: Annotated[int | None, typer.Option(
         "--overlap", min=0, help="Blend width between tiles (PAN px); default: the method's.")] = None,
     workers: WorkersOpt = None,
@@ -489,7 +492,7 @@ def evaluate(
     pan: Annotated[str | None, typer.Option(help="PAN for scoring FUSED without reference.")] = None,
     ms: Annotated[list[str] | None, typer.Option(help="MS for scoring FUSED without reference.")] = None,
     sensor: SensorOpt = None,
-    tile_size: TileOpt = 1024,
+    tile_size: TileOpt = None,
     workers: WorkersOpt = None,
     quicklook: Annotated[Path | None, typer.Option(
         help="PNG panel: composites with one stretch and per-method error maps.")] = None,

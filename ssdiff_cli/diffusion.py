@@ -316,14 +316,16 @@ def position_noise(
     """
     if bands < 0 or height < 0 or width < 0:
         raise ValueError(f"bands, height, width must be >= 0, got {(bands, height, width)}")
+    out = np.empty((bands, height, width), dtype=np.float32)
     with np.errstate(over="ignore"):
         h = _mix64(_key(np.array(seed)) ^ _key(np.array(step)))
-        hb = _mix64(h ^ _key(np.arange(bands)))[:, None, None]
-        rows = _key(np.arange(row_off, row_off + height))[None, :, None]
-        cols = _key(np.arange(col_off, col_off + width))[None, None, :]
-        hr = _mix64(hb ^ rows)
-        hp = _mix64(hr ^ cols)
-        u1 = ((_mix64(hp ^ _M1) >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
-        u2 = (_mix64(hp ^ _M2) >> np.uint64(11)).astype(np.float64) * 2.0**-53
-    z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
-    return z.astype(np.float32)
+        hbs = _mix64(h ^ _key(np.arange(bands)))
+        rows = _key(np.arange(row_off, row_off + height))[:, None]
+        cols = _key(np.arange(col_off, col_off + width))[None, :]
+        # Band by band: the 64-bit temporaries are then (height, width), not (bands, ...).
+        for b in range(bands):
+            hp = _mix64(_mix64(hbs[b] ^ rows) ^ cols)
+            u1 = ((_mix64(hp ^ _M1) >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+            u2 = (_mix64(hp ^ _M2) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+            out[b] = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+    return out

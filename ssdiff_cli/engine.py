@@ -3,22 +3,35 @@
 Each tile task reads its own window (:func:`ssdiff_cli.scene.read_tile`) and fuses it; only the
 fused blend extent comes back. Results are handed to the caller in completion order, and at most
 ``max_in_flight`` tasks are outstanding, so memory stays bounded by tile size times workers.
+
+Progress is reported in tiles, with the share of the running tiles that their methods say is
+done (:func:`ssdiff_cli.methods.base.report_progress`) counted in, so a slow method's progress
+moves within a tile; it is reported from the calling thread at least every
+``PROGRESS_INTERVAL`` seconds while anything moved.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
+import ctypes.util
+import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from ssdiff_cli.methods.base import FusionMethod
+from ssdiff_cli.methods.base import FusionMethod, progress_hook
 from ssdiff_cli.scene import SceneSpec, read_tile
 from ssdiff_cli.tiling import Tile, TilePlan
 
-Progress = Callable[[int, int, int], None]  # (tiles done, tiles total, pixels done)
+#: ``(tiles done, tiles total, pixels done)``; tiles done is fractional while tiles are part-way.
+Progress = Callable[[float, int, int], None]
+
+#: Seconds between progress reports while tiles are running.
+PROGRESS_INTERVAL = 0.5
 
 
 def fuse_tile(spec: SceneSpec, method: FusionMethod, fill_values, tile: Tile):
@@ -30,6 +43,31 @@ def fuse_tile(spec: SceneSpec, method: FusionMethod, fill_values, tile: Tile):
     fused = method.fuse(data)
     rows, cols = tile.inner
     return tile, np.ascontiguousarray(fused[:, rows, cols], dtype=np.float32), data.valid[rows, cols]
+
+
+#: Allocations above this many bytes get their own memory map, returned to the system when freed.
+MMAP_THRESHOLD = 1 << 20
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+_heap_bounded = False
+
+
+def bound_heap() -> None:
+    """Keep freed large arrays from staying in the process (glibc only; once per process).
+
+    glibc raises its memory-map threshold to the largest block freed so far (up to 32 MB), after
+    which a network's tens-of-MB activations are carved from the heap and stay resident as
+    fragments once freed: the peak grows by about half again over the live arrays. Fixing the
+    threshold (which also stops the raising) keeps each large array in its own map.
+    """
+    global _heap_bounded
+    if _heap_bounded or not sys.platform.startswith("linux"):
+        return
+    _heap_bounded = True
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
+        pass
 
 
 @dataclass
@@ -58,23 +96,26 @@ def run_plan(
     GDAL and PyTorch release the GIL).
     """
     start = time.perf_counter()
+    bound_heap()
     own = executor is None
     if own:
         executor = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tile")
+    # Part-way progress needs the tasks to run in this process (threads); a cluster's workers
+    # report whole tiles only.
+    partial = _Partial() if isinstance(executor, cf.ThreadPoolExecutor) else None
     limit = max_in_flight or max(2, 2 * max(1, workers))
-    done = pixels = 0
-    total = len(plan)
-    tiles: Iterable[Tile] = iter(plan)
+    state = _RunState(len(plan), progress, partial)
     pending: set[cf.Future] = set()
     try:
-        for tile in tiles:
-            pending.add(executor.submit(task, tile))
-            if len(pending) >= limit:
-                done, pixels, pending = _drain(pending, cf.FIRST_COMPLETED, on_result, progress,
-                                               done, pixels, total)
+        for tile in plan:
+            if partial is not None:
+                pending.add(executor.submit(_tracked, task, tile, partial))
+            else:
+                pending.add(executor.submit(task, tile))
+            while len(pending) >= limit:
+                pending = state.drain(pending, on_result)
         while pending:
-            done, pixels, pending = _drain(pending, cf.FIRST_COMPLETED, on_result, progress,
-                                           done, pixels, total)
+            pending = state.drain(pending, on_result)
     except BaseException:
         for f in pending:
             f.cancel()
@@ -82,16 +123,78 @@ def run_plan(
     finally:
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
-    return RunStats(tiles=done, pixels=pixels, seconds=time.perf_counter() - start)
+    return RunStats(tiles=state.done, pixels=state.pixels, seconds=time.perf_counter() - start)
 
 
-def _drain(pending, when, on_result, progress, done, pixels, total):
-    finished, pending = cf.wait(pending, return_when=when)
-    for fut in finished:
-        tile, data, valid = fut.result()
-        on_result(tile, data, valid)
-        done += 1
-        pixels += tile.height * tile.width
-        if progress is not None:
-            progress(done, total, pixels)
-    return done, pixels, pending
+def _tracked(task: Callable[[Tile], tuple], tile: Tile, partial: _Partial):
+    """Run ``task(tile)`` with the method's part-way reports going to ``partial``."""
+    with progress_hook(lambda fraction: partial.set(tile, fraction)):
+        return task(tile)
+
+
+class _Partial:
+    """The share done of each running tile, as its method reports it (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shares: dict[int, tuple[float, int]] = {}  # tile index -> (fraction, pixels)
+
+    def set(self, tile: Tile, fraction: float) -> None:
+        with self._lock:
+            self._shares[tile.index] = (fraction, tile.height * tile.width)
+
+    def finish(self, tile: Tile) -> None:
+        with self._lock:
+            self._shares.pop(tile.index, None)
+
+    def totals(self) -> tuple[float, float]:
+        """(tiles, pixels) done inside the running tiles."""
+        with self._lock:
+            shares = list(self._shares.values())
+        return sum(f for f, _ in shares), sum(f * n for f, n in shares)
+
+
+class _RunState:
+    """Counts of finished tiles and pixels, and the progress reports made from them."""
+
+    def __init__(self, total: int, progress: Progress | None, partial: _Partial | None):
+        self.total = total
+        self.progress = progress
+        self.partial = partial
+        self.done = 0
+        self.pixels = 0
+        self._reported = (0.0, 0)
+
+    def drain(self, pending: set[cf.Future], on_result) -> set[cf.Future]:
+        """Wait for at least one task (reporting part-way progress meanwhile), hand its result
+        over and report; returns the tasks still pending."""
+        while True:
+            finished, pending = cf.wait(pending, timeout=PROGRESS_INTERVAL,
+                                        return_when=cf.FIRST_COMPLETED)
+            if finished:
+                break
+            self._report(force=False)
+        for fut in finished:
+            tile, data, valid = fut.result()
+            on_result(tile, data, valid)
+            if self.partial is not None:
+                self.partial.finish(tile)
+            self.done += 1
+            self.pixels += tile.height * tile.width
+            self._report(force=True)
+        return pending
+
+    def _report(self, force: bool) -> None:
+        """Report; unless ``force`` (a tile finished), only when something moved."""
+        if self.progress is None:
+            return
+        tiles, pixels = self.done, self.pixels
+        if self.partial is not None:
+            part_tiles, part_pixels = self.partial.totals()
+            if part_tiles:
+                tiles, pixels = tiles + part_tiles, pixels + int(part_pixels)
+        tiles, pixels = max(tiles, self._reported[0]), max(pixels, self._reported[1])  # never back
+        if not force and (tiles, pixels) == self._reported:
+            return
+        self._reported = (tiles, pixels)
+        self.progress(tiles, self.total, pixels)

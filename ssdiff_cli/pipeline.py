@@ -47,7 +47,7 @@ class SharpenOptions:
     method: str = "auto"
     sensor: str | None = None
     extent: str = "intersection"
-    tile_size: int = 1024
+    tile_size: int | None = None  # None: the method's default
     overlap: int | None = None  # None: the method's default
     workers: int = field(default_factory=lambda: default_workers())
     dtype: str | None = None
@@ -365,7 +365,8 @@ def sharpen(
         Output path, or ``"-"`` for stdout.
     options : SharpenOptions
     progress : callable, optional
-        Called as ``progress(tiles_done, tiles_total, pixels_done)``.
+        Called as ``progress(tiles_done, tiles_total, pixels_done)``, from the calling thread;
+        ``tiles_done`` counts the share done of tiles part-way (see :mod:`ssdiff_cli.engine`).
     executor : concurrent.futures.Executor, optional
         Where tile tasks run (a dask ``Client.get_executor()`` for a cluster); threads otherwise.
 
@@ -435,12 +436,14 @@ def sharpen(
         method = apply_guard(method, scene, sample, detection, report)
     overlap = method.overlap if opts.overlap is None else opts.overlap
     grid = scene.spec.out
-    plan = plan_tiles(grid.height, grid.width, tile_size=opts.tile_size, overlap=overlap,
+    tile_size = opts.tile_size or method.tile_size
+    plan = plan_tiles(grid.height, grid.width, tile_size=tile_size, overlap=overlap,
                       halo=method.halo, align=math.lcm(method.align, scene.ratio))
     fills = fill_values(sample)
     ospec = output_spec(scene, detection, sample, opts.dtype, method, scale=opts.scale,
                         to_stdout=target.to_stdout, notes=report.notes)
     spec = scene.spec
+    del sample  # the decimated scene (up to 1024² px, all bands) is not needed past this point
 
     def task(tile):
         return fuse_tile(spec, method, fills, tile)

@@ -228,3 +228,14 @@ class Blender:
     def finished(self) -> bool:
         """True when no seam is waiting."""
         return not self._pending
+
+
+def chunk_spans(start: int, stop: int, most: int, granularity: int) -> list[tuple[int, int]]:
+    """Split [start, stop) into near-equal spans of at most ``most`` px whose inner boundaries
+    lie on multiples of ``granularity`` from ``start`` (so every chunk the network sees starts on
+    its window grid)."""
+    most = max(granularity, most // granularity * granularity)
+    n = math.ceil((stop - start) / most)
+    units = math.ceil((stop - start) / granularity)
+    cuts = [start + round(k * units / n) * granularity for k in range(n)] + [stop]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]

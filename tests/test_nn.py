@@ -309,3 +309,22 @@ def test_small_model_overfits_one_crop(one_thread):
         opt.step()
     end = eval_loss()
     assert end * 10 <= start, (start, end, time.perf_counter() - t0)
+
+
+def test_precision_auto_follows_the_cpu_flags(monkeypatch):
+    from ssdiff_cli.nn import precision
+
+    for flags, inference, training in [
+        ({"avx512f"}, None, None),
+        ({"avx512f", "avx512_bf16"}, torch.bfloat16, None),  # bf16 forward only
+        ({"amx_bf16", "avx512_bf16"}, torch.bfloat16, torch.bfloat16),
+    ]:
+        monkeypatch.setattr(precision, "cpu_flags", lambda flags=flags: flags)
+        assert precision.resolve_precision("auto", "cpu") == inference
+        assert precision.resolve_precision("auto", "cpu", training=True) == training
+    assert precision.resolve_precision("fp32", "cpu") is None
+    assert precision.resolve_precision("bf16", "cpu") == torch.bfloat16
+    assert precision.precision_name(torch.bfloat16) == "bf16"
+    assert precision.precision_name(None) == "fp32"
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        precision.resolve_precision("fp16", "cpu")

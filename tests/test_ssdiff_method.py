@@ -197,3 +197,46 @@ def test_auto_picks_the_generalist_for_every_sensor_and_ratio_and_mtf_glp_withou
     monkeypatch.setattr(zoo, "model_dirs", lambda: [tmp_path])  # an empty zoo
     for name in scenes:
         assert resolve_method("auto", *detections[name]) == "mtf-glp", name
+
+
+def test_chunked_network_runs_agree_with_one_window_per_tile(scene, tmp_path):
+    # The local network runs over each tile in chunks that carry its halo: chunk size changes
+    # how the work is cut, not the result (to the rounding of the output type).
+    pan, ms, model, _ = scene
+    small = _run(pan, ms, tmp_path / "small.tif", model, method_options={"chunk": 256})
+    _run(pan, ms, tmp_path / "whole.tif", model, method_options={"chunk": 4096})
+    assert small.method["chunk"] == 256
+    diff = np.abs(_read(tmp_path / "small.tif") - _read(tmp_path / "whole.tif"))
+    assert diff.max() <= 1
+
+
+def test_chunk_smaller_than_the_halo_is_refused(scene, tmp_path):
+    pan, ms, model, _ = scene
+    with pytest.raises(ModelError, match="chunk 128 PAN px leaves no room"):
+        _run(pan, ms, tmp_path / "x.tif", model, method_options={"chunk": 128})
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_precision_auto_is_resolved_and_reported(scene, tmp_path):
+    from ssdiff_cli.nn.precision import cpu_has_fast_bf16
+
+    pan, ms, model, _ = scene
+    report = _run(pan, ms, tmp_path / "a.tif", model)
+    assert report.method["precision"] == ("bf16" if cpu_has_fast_bf16() else "fp32")
+    fp32 = _run(pan, ms, tmp_path / "f.tif", model, method_options={"precision": "fp32"})
+    assert fp32.method["precision"] == "fp32"
+    with pytest.raises(ModelError, match="unknown precision 'fp16'"):
+        _run(pan, ms, tmp_path / "x.tif", model, method_options={"precision": "fp16"})
+
+
+def test_chunk_spans_cover_the_range_on_the_window_grid():
+    from ssdiff_cli.tiling import chunk_spans
+
+    for start, stop, most, g in [(96, 1152, 448, 32), (96, 200, 448, 32), (0, 1000, 64, 32),
+                                 (64, 65, 100, 32)]:
+        spans = chunk_spans(start, stop, most, g)
+        assert spans[0][0] == start and spans[-1][1] == stop
+        assert all(a < b for a, b in spans)
+        assert all(b == c for (_, b), (c, _) in zip(spans[:-1], spans[1:]))
+        assert all((a - start) % g == 0 for a, _ in spans)
+        assert all(b - a <= max(g, most // g * g) for a, b in spans[:-1])

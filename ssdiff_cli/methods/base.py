@@ -8,7 +8,10 @@ shipped as is to threads or dask workers.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +48,9 @@ class FusionMethod(ABC):
         Whether :meth:`fuse` needs the low-resolution MS on the coarse grid (``tile.ms``).
     overlap : int
         Default blend width between tiles (PAN px); exactly local methods need none.
+    tile_size : int
+        Default tile core size (PAN px): what keeps a tile's arrays, and the method's working
+        memory, small while the halo's share of the work stays modest.
     """
 
     name: str = ""
@@ -52,6 +58,7 @@ class FusionMethod(ABC):
     align: int = 1
     needs_ms: bool = False
     overlap: int = 0
+    tile_size: int = 1024
 
     @abstractmethod
     def prepare(self, ctx: SceneContext) -> None:
@@ -64,3 +71,27 @@ class FusionMethod(ABC):
     def describe(self) -> dict:
         """Settings and learnt statistics worth reporting (JSON-friendly)."""
         return {"name": self.name}
+
+
+# A method that takes long over one tile says how far it has got, so progress moves between
+# tiles: the engine installs a callback for the thread running ``fuse`` and the method calls
+# :func:`report_progress`. Without a callback (a dask worker process) the call does nothing.
+_hook = threading.local()
+
+
+@contextmanager
+def progress_hook(callback: Callable[[float], None]) -> Iterator[None]:
+    """Route :func:`report_progress` calls made in this thread to ``callback`` meanwhile."""
+    previous = getattr(_hook, "callback", None)
+    _hook.callback = callback
+    try:
+        yield
+    finally:
+        _hook.callback = previous
+
+
+def report_progress(fraction: float) -> None:
+    """Tell the engine that ``fraction`` (0..1) of the tile being fused is done."""
+    callback = getattr(_hook, "callback", None)
+    if callback is not None:
+        callback(min(max(float(fraction), 0.0), 1.0))

@@ -115,6 +115,7 @@ class GeneralistFusion:
         self.align = math.lcm(g, self.ratio)
         reach = self.net.receptive_field + self.glp.halo
         self.halo = int(math.ceil(reach / self.align) * self.align)
+        self.net_halo = int(math.ceil(self.net.receptive_field / g) * g)
         self.overlap = g
 
     def fuse_arrays(self, pan: np.ndarray, lms: np.ndarray, row: int, col: int,
@@ -133,6 +134,43 @@ class GeneralistFusion:
                                  self.dtype)[0]
         out = apply_correction(base, corr, self.stats)
         return (out, base) if with_base else out
+
+
+    def fuse_tile(self, pan: np.ndarray, lms: np.ndarray, row: int, col: int, chunk: int,
+                  lock=None) -> np.ndarray:
+        """:meth:`fuse_arrays` with the network run in chunks of at most ``chunk`` PAN px a side
+        (halo included), one at a time under ``lock``: memory is bounded by the chunk, and the
+        result equals one run over the whole window away from its edges (the network is local
+        and aligned to its window grid). Only the part inside the tile's halo is computed."""
+        import contextlib
+
+        from ssdiff_cli.diffusion import position_noise
+        from ssdiff_cli.methods.base import report_progress
+        from ssdiff_cli.tiling import chunk_spans
+
+        pan_lp = self.glp.pan_lowpass(pan)
+        base = self.glp.fuse_arrays(pan, lms, pan_lp)
+        cond = standardise(pan, lms, pan_lp, base, self.stats)
+        del pan_lp
+        c, h, w = lms.shape
+        g, nh, keep = self.net.granularity, self.net_halo, self.halo - self.net_halo
+        rows = chunk_spans(keep, h - keep, chunk - 2 * nh, g)
+        cols = chunk_spans(keep, w - keep, chunk - 2 * nh, g)
+        corr = np.zeros_like(base)
+        total, done = max(1, (h - 2 * keep) * (w - 2 * keep)), 0
+        for y0, y1 in rows:
+            for x0, x1 in cols:
+                iy0, iy1, ix0, ix1 = max(y0 - nh, 0), min(y1 + nh, h), max(x0 - nh, 0), min(x1 + nh, w)
+                window = {k: v[None, :, iy0:iy1, ix0:ix1] for k, v in cond.items()}
+                noise = position_noise(self.seed, c, row + iy0, col + ix0, iy1 - iy0, ix1 - ix0)
+                with lock if lock is not None else contextlib.nullcontext():
+                    x0_hat = sample_correction(self.net, self.scheduler, window, noise[None],
+                                               self.ratio, self.steps, self.t_start, self.device,
+                                               self.dtype)[0]
+                corr[:, y0:y1, x0:x1] = x0_hat[:, y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
+                done += (y1 - y0) * (x1 - x0)
+                report_progress(done / total)
+        return apply_correction(base, corr, self.stats)
 
 
 def guard_check(fusion: GeneralistFusion, spec, fills, sensor) -> dict:

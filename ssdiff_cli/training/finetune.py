@@ -80,11 +80,11 @@ def add_adapters(net, rank: int, alpha: float | None = None, seed: int = 0) -> N
 def run_lbaf(net, sampler, config: FinetuneConfig, callback=None, progress=None) -> list[float]:
     """Train the adapters of ``net`` (already added) on ``sampler`` batches; returns the losses."""
     from ssdiff_cli.diffusion import DDIMScheduler
-    from ssdiff_cli.training.loop import resolve_precision
+    from ssdiff_cli.nn.precision import resolve_precision
 
     cfg = config
     dev = cfg.device
-    dtype = resolve_precision(cfg.precision, dev)
+    dtype = resolve_precision(cfg.precision, dev, training=True)
     sched = DDIMScheduler()
     gen = torch.Generator().manual_seed(cfg.seed)
     params = [p for n, p in net.named_parameters() if "lora_" in n]

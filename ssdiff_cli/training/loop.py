@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ssdiff_cli.diffusion import DDIMScheduler, DiffusionConfig, position_noise
 from ssdiff_cli.nn import ModelConfig, SSDiffDenoiser
+from ssdiff_cli.nn.precision import resolve_precision
 
 #: Patch size and stride used to score the faithful (global-attention) variant.
 FAITHFUL_PATCH, FAITHFUL_STRIDE = 64, 32
@@ -64,27 +65,6 @@ class TrainConfig:
     percentile: float = 99.0
     holdout: float = 0.2
     description: str = ""
-
-
-def amx_available() -> bool:
-    """True when the CPU has AMX tiles (bf16 matmuls then run about twice as fast)."""
-    try:
-        return " amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
-def resolve_precision(precision: str, device: str) -> torch.dtype | None:
-    """``auto``: bf16 on a CUDA GPU with bf16 or on a CPU with AMX, else fp32 (None)."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision != "auto":
-        raise ValueError(f"unknown precision {precision!r}; choose auto, bf16 or fp32")
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if amx_available() else None
 
 
 class EMA:
@@ -214,7 +194,7 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = cfg.device
-        self.dtype = resolve_precision(cfg.precision, self.device)
+        self.dtype = resolve_precision(cfg.precision, self.device, training=True)
         self.prefix = Path(cfg.output)
         if self.prefix.suffix in (".safetensors", ".json"):
             self.prefix = self.prefix.with_suffix("")
