@@ -112,7 +112,9 @@ def test_zero_initialised_model_reproduces_the_classical_base(tmp_path, scene):
     pan, ms = scene_paths(scene)
     _fuse(pan, ms, tmp_path / "model.tif", "ssdiff", method_options={"model": str(model)})
     _fuse(pan, ms, tmp_path / "base.tif", "mtf-glp-fs")
-    np.testing.assert_array_equal(_read(tmp_path / "model.tif"), _read(tmp_path / "base.tif"))
+    # equal up to float32 rounding: the two methods cut the scene into different tiles
+    model, base = _read(tmp_path / "model.tif"), _read(tmp_path / "base.tif")
+    np.testing.assert_allclose(model, base, rtol=1e-6, atol=1e-6 * np.abs(base).max())
 
 
 @requires_data

@@ -210,6 +210,10 @@ class SSDiffMethod(FusionMethod):
         self.generalist = GeneralistFusion(self.net, self.scheduler, self.steps, self.t_start,
                                            self.seed, self.device, self.dtype)
         self.generalist.prepare(ctx)
+        # Its activations grow with the band count (bands are folded into the batch): keep a
+        # chunk's pixels x bands about what CHUNK allows 4 bands.
+        g = self.net.granularity
+        self.chunk = min(self.chunk, max(g, int(CHUNK * math.sqrt(4 / ctx.scene.bands)) // g * g))
         self.needs_ms = False
         self.align, self.halo, self.overlap = (self.generalist.align, self.generalist.halo,
                                                self.generalist.overlap)
