@@ -167,7 +167,7 @@ BUILD_ARGS+=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL")
 # ---------------------------------------------------------------- build
 say "building $IMAGE (torch $TORCH_VERSION from $TORCH_FROM)"
 t0=$(date +%s)
-buildah bud "${ISO[@]}" "${FORMAT[@]}" --layers "${BUILD_ARGS[@]}" "${MOUNTS[@]}" -t "$IMAGE" -f Dockerfile . \
+buildah bud "${ISO[@]}" "${FORMAT[@]}" --layers --force-rm "${BUILD_ARGS[@]}" "${MOUNTS[@]}" -t "$IMAGE" -f Dockerfile . \
     >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log" >&2; fail "image build failed"; }
 BUILD_S=$(( $(date +%s) - t0 ))
 SIZE=$(buildah images --format '{{.Size}}' "$IMAGE" | head -n 1)
@@ -311,7 +311,7 @@ if [ "${SMOKE_REBUILD:-1}" = 1 ]; then
     cp -r Dockerfile .dockerignore pyproject.toml README.md ssdiff_cli "$WORK/ctx/"
     echo "# smoke: a code change" >>"$WORK/ctx/ssdiff_cli/__init__.py"
     t0=$(date +%s)
-    buildah bud "${ISO[@]}" "${FORMAT[@]}" --layers "${BUILD_ARGS[@]}" "${MOUNTS[@]}" -t "$IMAGE-rebuild" \
+    buildah bud "${ISO[@]}" "${FORMAT[@]}" --layers --force-rm "${BUILD_ARGS[@]}" "${MOUNTS[@]}" -t "$IMAGE-rebuild" \
         -f "$WORK/ctx/Dockerfile" "$WORK/ctx" >"$WORK/rebuild.log" 2>&1 \
         || { tail -n 40 "$WORK/rebuild.log" >&2; fail "rebuild failed"; }
     echo "rebuilt in $(( $(date +%s) - t0 )) s" >&2
