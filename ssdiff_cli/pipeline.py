@@ -210,10 +210,17 @@ def adapt_scene(method: FusionMethod, scene: Scene, sample: SceneSample, opts: S
     from ssdiff_cli.training.scene_adapt import adapt_generalist
 
     start = time.perf_counter()
-    losses = adapt_generalist(
-        fusion, scene.spec, fill_values(sample), steps, objective=opts.adapt_objective,
-        seed=getattr(method, "seed", 0),
-        progress=None if progress is None else lambda s, n, loss: progress(s, n, 0))
+    try:
+        losses = adapt_generalist(
+            fusion, scene.spec, fill_values(sample), steps, objective=opts.adapt_objective,
+            seed=getattr(method, "seed", 0),
+            progress=None if progress is None else lambda s, n, loss: progress(s, n, 0))
+    except ValueError as exc:  # a scene smaller than one adaptation crop
+        from ssdiff_cli.errors import SsdiffWarning
+
+        warnings.warn(f"{scene.pan_path}: --adapt skipped: {exc}", SsdiffWarning, stacklevel=2)
+        report.method["adaptation"] = {"steps": 0, "skipped": str(exc)}
+        return
     report.method["adaptation"] = {
         "steps": steps, "objective": opts.adapt_objective, "seconds": round(time.perf_counter() - start, 2),
         "loss_first": round(losses[0], 5), "loss_last": round(float(np.mean(losses[-10:])), 5)}
