@@ -15,12 +15,20 @@ EXIT_OUTPUT = 5
 EXIT_MODEL = 6
 EXIT_RUNTIME = 10
 EXIT_INTERRUPTED = 130
+#: Ended by a signal other than SIGINT: 128 + the signal number (SIGHUP 129, SIGTERM 143).
+EXIT_SIGNAL_BASE = 128
 
 
 class SsdiffError(Exception):
     """Base of every error the library raises on purpose; ``exit_code`` is the CLI's exit code."""
 
     exit_code = EXIT_RUNTIME
+
+
+class UsageError(SsdiffError, ValueError):
+    """An option's value or a combination of options is invalid (a usage error)."""
+
+    exit_code = EXIT_USAGE
 
 
 class BadInputError(SsdiffError, ValueError):
@@ -54,6 +62,21 @@ class ModelError(SsdiffError, ValueError):
     """A checkpoint is missing, corrupt, or does not fit the input (bands, ratio, architecture)."""
 
     exit_code = EXIT_MODEL
+
+
+class DegenerateOutputError(SsdiffError):
+    """The result is all nodata, NaN or constant where the inputs are not: not published."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (work files removed, state saved), and
+    the process exits with 128 + ``signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class SsdiffWarning(UserWarning):

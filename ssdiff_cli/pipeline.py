@@ -18,10 +18,23 @@ import numpy as np
 
 from ssdiff_cli import coreg
 from ssdiff_cli.engine import fuse_tile, run_plan
-from ssdiff_cli.errors import BadInputError, MisregistrationError, MisregistrationWarning
+from ssdiff_cli.errors import (
+    BadInputError,
+    MisregistrationError,
+    MisregistrationWarning,
+    UsageError,
+)
+from ssdiff_cli.files import umask_mode
 from ssdiff_cli.methods import SceneContext, get_method
 from ssdiff_cli.methods.base import FusionMethod
-from ssdiff_cli.output import OutputSpec, OutputTarget, TileWriter, value_range
+from ssdiff_cli.output import (
+    OutputSpec,
+    OutputTarget,
+    TileWriter,
+    check_destination,
+    publish_file,
+    value_range,
+)
 from ssdiff_cli.scene import Scene, SceneSample, open_pair, scene_sample
 from ssdiff_cli.sensors import Detection, detect_sensor
 from ssdiff_cli.tiling import Blender, plan_tiles
@@ -200,9 +213,17 @@ def sharpen(
     BadInputError, GridMismatchError, SensorMismatchError, MisregistrationError, OutputError
     """
     opts = options or SharpenOptions()
-    target = OutputTarget(out, overwrite=opts.overwrite)
+    validate_options(opts)
+    ms_list = [ms] if isinstance(ms, (str, Path)) else list(ms)
+    inputs = tuple(str(p) for p in [pan, *ms_list])
+    target = OutputTarget(out, overwrite=opts.overwrite, inputs=inputs)
     if not opts.check_only:
         target.check()
+        if opts.quicklook:
+            if target.streamed:
+                raise UsageError("--quicklook needs -o to be a file (the PNG is made from it)")
+            check_destination(opts.quicklook, overwrite=opts.overwrite, inputs=inputs,
+                              others=[("output (-o)", out)], role="quicklook")
     if opts.method != "auto":
         get_method(opts.method)  # an unknown name fails before any file is opened
     scene, detection, sample = prepare_scene(pan, ms, opts.sensor, opts.extent)
@@ -254,6 +275,7 @@ def sharpen(
                          progress=progress)
         if not blender.finished():
             raise RuntimeError("internal error: some tile seams were never completed")
+        writer.check_result(input_varies=_bands_vary(sample))
         writer.publish()
     report.tiles = stats.tiles
     report.tile_size = plan.tile_size
@@ -262,12 +284,52 @@ def sharpen(
     report.seconds = round(time.perf_counter() - start, 3)
     report.megapixels_per_second = round(grid.width * grid.height / 1e6 / max(report.seconds, 1e-9), 3)
     report.output = out
-    if opts.quicklook and not target.to_stdout:
+    if opts.quicklook and not target.streamed:
         from ssdiff_cli.quality.quicklook import write_quicklook
 
-        write_quicklook(out, opts.quicklook, detection.preset.rgb)
+        write_png(opts.quicklook, opts.overwrite,
+                  lambda tmp: write_quicklook(out, tmp, detection.preset.rgb))
         report.notes.append(f"quicklook written to {opts.quicklook}")
     return report
+
+
+def write_png(dest: str | Path, overwrite: bool, write: Callable[[str], object]) -> None:
+    """Write a PNG through a hidden temporary beside ``dest`` (``write(tmp_path)``), then move it
+    into place: nothing half-written ever sits at ``dest``."""
+    real = Path(os.path.realpath(dest))
+    tmp = real.parent / f".{real.stem[:96]}.{os.getpid()}.tmp.png"
+    try:
+        write(str(tmp))
+        umask_mode(tmp)
+        publish_file(tmp, dest, overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def validate_options(opts: SharpenOptions) -> None:
+    """Refuse option values that make no sense, before any file is opened (usage errors)."""
+    for name, value in (("--warn-px", opts.warn_px), ("--refuse-px", opts.refuse_px)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise UsageError(f"{name} {value}: give a shift in PAN pixels, a number >= 0")
+    if opts.dtype is not None:
+        try:
+            kind = np.dtype(opts.dtype).kind
+        except TypeError:
+            kind = None
+        if kind not in ("u", "i", "f"):
+            raise UsageError(f"--dtype {opts.dtype}: give an integer or float type "
+                             "(uint8, uint16, int16, uint32, int32, float32, float64)")
+    weights = opts.method_options.get("weights")
+    if weights is not None and not all(math.isfinite(w) for w in weights):
+        raise UsageError("-w/--weight: weights must be finite numbers")
+
+
+def _bands_vary(sample: SceneSample) -> np.ndarray:
+    """Per MS band: does it take more than one value over the valid sample pixels?"""
+    values = sample.ms[:, sample.valid]
+    if values.shape[1] == 0:
+        return np.zeros(sample.ms.shape[0], bool)
+    return np.nanmax(values, axis=1) > np.nanmin(values, axis=1)
 
 
 def _shift_dict(shift: coreg.ShiftReport, opts: SharpenOptions) -> dict:
