@@ -6,6 +6,7 @@ Every command calls one library function; nothing here computes anything.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -143,6 +144,10 @@ def _reporting(quiet: bool = False):
     """Turn library errors into one-line messages and exit codes; warnings into one line."""
     _state["quiet"] = quiet
     _state["signal"] = None
+    # GDAL's messages reach Python's logging; unhandled, they would be printed as noise around
+    # the one-line error (the error itself carries what matters). -v shows them.
+    if not _state["verbose"] and not logging.getLogger("rasterio").handlers:
+        logging.getLogger("rasterio").addHandler(logging.NullHandler())
 
     def show(message, category, filename, lineno, file=None, line=None):
         _warn(str(message))

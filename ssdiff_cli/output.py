@@ -135,14 +135,61 @@ def publish_file(tmp: str | os.PathLike, dest: str | os.PathLike, overwrite: boo
     os.replace(tmp, real)
 
 
-def disk_error(path: str | os.PathLike, exc: BaseException) -> OutputError | None:
-    """A one-line :class:`OutputError` for a write that failed for lack of space, or None."""
-    text = str(exc)
-    if (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)) \
-            or "No space left" in text or "File too large" in text or "Disk quota" in text:
+def disk_error(path: str | os.PathLike, exc: BaseException,
+               folder: str | os.PathLike | None = None, needed: int = 2**20) -> OutputError | None:
+    """A one-line :class:`OutputError` for a write that failed for lack of space, or None.
+
+    GDAL's own message ("Write failed") hides the cause: it is looked for along the exception's
+    chain, and failing that in the free space left in ``folder`` (less than ``needed`` bytes:
+    GDAL removes a file it failed to finish, so the space may be free again)."""
+    full = False
+    seen = exc
+    while seen is not None and not full:
+        text = str(seen)
+        full = (isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)) \
+            or "No space left" in text or "Disk quota" in text
+        seen = seen.__cause__ or seen.__context__
+    if not full and folder is not None:
+        with contextlib.suppress(OSError):
+            vfs = os.statvfs(folder)
+            full = vfs.f_bavail * vfs.f_frsize < needed
+    if full:
         return OutputError(f"{path}: no space left on the device while writing it; nothing was "
                            "written (free some space or choose another folder)")
     return None
+
+
+def check_free_space(path: str | os.PathLike, folder: Path, needed: int) -> None:
+    """Refuse before any work when ``folder`` has less room than the uncompressed work file."""
+    try:
+        vfs = os.statvfs(folder)
+    except OSError:
+        return
+    free = vfs.f_bavail * vfs.f_frsize
+    if free < needed:
+        raise OutputError(f"{path}: no space left on the device for it: the work file needs "
+                          f"{needed / 2**20:.0f} MB, {free / 2**20:.0f} MB are free in {folder}")
+
+
+@contextlib.contextmanager
+def c_stderr_held():
+    """Hold what C libraries print on file descriptor 2 while GDAL writes (libtiff prints its
+    own "No space left" lines there); the error raised says it in one line."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 # Hidden work files are named ``.{stem}.{host}-{pid}-{token}.{kind}`` beside the output, so a
@@ -298,6 +345,8 @@ class TileWriter:
             profile["crs"] = s.crs
         if not self.target.streamed:
             remove_stale_work_files(self.folder, self.stem)
+        check_free_space(self.target.path, self.folder,
+                         s.width * s.height * s.bands * np.dtype(s.dtype).itemsize)
         try:
             self._ds = rasterio.open(self.work_path, "w", **profile)
         except rasterio.errors.RasterioIOError as exc:
@@ -316,7 +365,9 @@ class TileWriter:
         self._track(data, out, valid)
         window = rasterio.windows.Window(col, row, out.shape[2], out.shape[1])
         try:
-            self._ds.write(out, window=window)
+            # Not on a terminal: the progress bar also writes to fd 2 there.
+            with c_stderr_held() if not sys.stderr.isatty() else contextlib.nullcontext():
+                self._ds.write(out, window=window)
         except (rasterio.errors.RasterioError, OSError) as exc:
             raise self._write_error(exc) or exc from None
 
@@ -353,12 +404,17 @@ class TileWriter:
                 "not written")
 
     def _write_error(self, exc: BaseException) -> OutputError | None:
-        return disk_error(self.target.path, exc)
+        return disk_error(self.target.path, exc, self.folder)
 
     def publish(self) -> None:
         """Translate the working file to a COG and move it into place (or stream it)."""
-        self._ds.close()
-        self._ds = None
+        try:
+            with c_stderr_held():
+                self._ds.close()
+        except (rasterio.errors.RasterioError, OSError) as exc:
+            raise self._write_error(exc) or exc from None
+        finally:
+            self._ds = None
         options = cog_profile(self.compress)
         options.update({"BIGTIFF": "IF_SAFER", "OVERVIEWS": "AUTO", "BLOCKSIZE": "512",
                         "NUM_THREADS": "ALL_CPUS", "OVERVIEW_RESAMPLING": "AVERAGE"})
@@ -366,9 +422,12 @@ class TileWriter:
             options["PREDICTOR"] = "FLOATING_POINT" if options.get("PREDICTOR") else None
         options = {k: v for k, v in options.items() if v is not None}
         try:
-            rasterio.shutil.copy(self.work_path, self.cog_path, driver="COG", **options)
-        except (rasterio.errors.RasterioError, OSError) as exc:
-            raise self._write_error(exc) or exc from None
+            with c_stderr_held():
+                rasterio.shutil.copy(self.work_path, self.cog_path, driver="COG", **options)
+        except Exception as exc:  # GDAL's CPLE_* errors are not RasterioError subclasses
+            # The COG (with overviews) is at most about 4/3 of the uncompressed work file.
+            needed = self.work_path.stat().st_size * 4 // 3 if self.work_path.exists() else 2**20
+            raise disk_error(self.target.path, exc, self.folder, needed) or exc from None
         self.work_path.unlink()
         if self.target.to_stdout:
             with open(self.cog_path, "rb") as fh:
@@ -384,8 +443,14 @@ class TileWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._ds is not None:
-            self._ds.close()
-            self._ds = None
+            try:
+                with c_stderr_held():
+                    self._ds.close()
+            except Exception:
+                if exc is None:
+                    raise
+            finally:
+                self._ds = None
         # Everything of this run: work and COG files and GDAL's side files (.aux.xml, .ovr.tmp).
         prefix = f".{self.stem}.{self.tag}."
         with contextlib.suppress(OSError):
