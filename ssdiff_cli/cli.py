@@ -259,7 +259,9 @@ def sharpen(
         "--weight", "-w", help="Brovey pseudo-PAN weight, once per band (as gdal_pansharpen -w).")] = None,
     force: Annotated[bool, typer.Option(help="Fuse even when misregistration is refused.")] = False,
     warn_px: Annotated[float, typer.Option(help="Warn above this PAN/MS shift (PAN px).")] = 0.5,
-    refuse_px: Annotated[float, typer.Option(help="Refuse above this shift (PAN px).")] = 2.0,
+    refuse_px: Annotated[float | None, typer.Option(
+        help="Refuse above this shift (PAN px; default 2.0); when given, a pair whose shift "
+        "cannot be measured is refused too.", show_default=False)] = None,
     check_only: Annotated[bool, typer.Option(help="Print the co-registration report and exit.")] = False,
     compress: Annotated[str, typer.Option(help="COG compression: deflate, lzw, zstd, none.")] = "deflate",
     quicklook: Annotated[Path | None, typer.Option(

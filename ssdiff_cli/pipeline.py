@@ -59,7 +59,7 @@ class SharpenOptions:
     overwrite: bool = False
     force: bool = False
     warn_px: float = 0.5
-    refuse_px: float = 2.0
+    refuse_px: float | None = None  # None: coreg.REFUSE_PX, and an unmeasurable shift only warns
     check_only: bool = False
     compress: str = "deflate"
     quicklook: str | None = None
@@ -249,8 +249,14 @@ def sharpen(
     if verdict == "refuse" and not opts.force:
         raise MisregistrationError(
             f"{scene.ms_paths[0]}: MS is shifted {shift.magnitude:.2f} PAN px from the PAN "
-            f"(limit {opts.refuse_px}); co-register the pair or pass --force"
+            f"(limit {_refuse_limit(opts)}); co-register the pair or pass --force"
         )
+    if verdict == "unmeasured" and not opts.force:
+        why = (f"{scene.ms_paths[0]}: the PAN/MS shift cannot be measured with confidence "
+               f"({shift.summary()}); PAN and MS may not show the same scene, or one is flipped")
+        if opts.refuse_px is not None:
+            raise MisregistrationError(why + "; check the pair or pass --force")
+        warnings.warn(why, MisregistrationWarning, stacklevel=2)
     if verdict in ("warn", "refuse"):
         warnings.warn(f"{scene.ms_paths[0]}: {shift.summary()}", MisregistrationWarning,
                       stacklevel=2)
@@ -308,7 +314,7 @@ def write_png(dest: str | Path, overwrite: bool, write: Callable[[str], object])
 
 def validate_options(opts: SharpenOptions) -> None:
     """Refuse option values that make no sense, before any file is opened (usage errors)."""
-    for name, value in (("--warn-px", opts.warn_px), ("--refuse-px", opts.refuse_px)):
+    for name, value in (("--warn-px", opts.warn_px), ("--refuse-px", _refuse_limit(opts))):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise UsageError(f"{name} {value}: give a shift in PAN pixels, a number >= 0")
     if opts.dtype is not None:
@@ -332,11 +338,15 @@ def _bands_vary(sample: SceneSample) -> np.ndarray:
     return np.nanmax(values, axis=1) > np.nanmin(values, axis=1)
 
 
+def _refuse_limit(opts: SharpenOptions) -> float:
+    return coreg.REFUSE_PX if opts.refuse_px is None else opts.refuse_px
+
+
 def _shift_dict(shift: coreg.ShiftReport, opts: SharpenOptions) -> dict:
     if not shift.measured:
         return {"dy": None, "dx": None, "magnitude": None, "windows": 0,
                 "verdict": "unmeasured", "summary": shift.summary()}
-    verdict = coreg.verdict(shift, warn_px=opts.warn_px, refuse_px=opts.refuse_px)
+    verdict = coreg.verdict(shift, warn_px=opts.warn_px, refuse_px=_refuse_limit(opts))
     return {
         "dy": round(shift.dy, 3), "dx": round(shift.dx, 3),
         "magnitude": round(shift.magnitude, 3), "windows": shift.n_used,

@@ -32,7 +32,6 @@ from ssdiff_cli.errors import (
     EXIT_OUTPUT,
     EXIT_RUNTIME,
     EXIT_USAGE,
-    DegenerateOutputError,
 )
 from tests.conftest import requires_data, scene_paths
 
@@ -144,12 +143,17 @@ def test_batch_row_whose_output_is_an_input_is_refused(landsat, tmp_path):
 
 def test_batch_output_that_is_another_rows_input_is_refused(landsat, tmp_path):
     pan, ms = landsat
-    before = digest(pan)
+    (tmp_path / "b").mkdir()
+    pan2, ms2 = shutil.copy(pan, tmp_path / "b" / "pan.tif"), shutil.copy(ms, tmp_path / "b" / "ms.tif")
+    before = digest(ms2)
     csv = tmp_path / "pairs.csv"
-    csv.write_text(f"pan,ms,out\n{pan},{ms},{tmp_path / 'a.tif'}\n{pan},{ms},{pan}\n")
-    result = invoke("sharpen", "--batch", csv, "--overwrite", "-m", "brovey", "-q")
+    csv.write_text(f"pan,ms,out\n{pan},{ms},{ms2}\n{pan2},{ms2},{tmp_path / 'b.tif'}\n")
+    result = invoke("sharpen", "--batch", csv, "--overwrite", "-m", "brovey", "--json", "-q")
     assert result.exit_code == EXIT_BAD_INPUT, result.output
-    assert digest(pan) == before
+    rows = json.loads(result.stdout)["pairs"]
+    assert [r["status"] for r in rows] == ["failed", "done"]
+    assert "would replace the input" in rows[0]["error"]
+    assert digest(ms2) == before
 
 
 # ------------------------------------------------------------------------------------------
@@ -477,6 +481,7 @@ def test_zero_weights_constant_output_is_not_published(landsat, tmp_path):
 def test_writer_refuses_nan_or_constant_results(tmp_path, fill):
     from affine import Affine
 
+    from ssdiff_cli.errors import DegenerateOutputError
     from ssdiff_cli.output import OutputSpec, OutputTarget, TileWriter
 
     spec = OutputSpec(transform=Affine.identity(), width=64, height=64, crs=None, dtype="uint16",
@@ -640,3 +645,46 @@ def test_disk_full_is_one_line_naming_the_output(tmp_path, size):
     assert "out.tif" in lines[0] and "no space left" in lines[0]
     assert proc.stdout.strip() == ""  # nothing left in the full folder
 
+
+
+# ------------------------------------------------------------------------------------------
+# 8. A pair that cannot be co-registered is not fused silently
+
+
+def _other_scene_pan(tmp_path, flip=False) -> Path:
+    """wv2_solaris_3's PAN (another scene; or wv2_solaris_2's own, flipped south-up) on
+    wv2_solaris_2's PAN grid."""
+    pan2, _ = scene_paths("wv2_solaris_2")
+    pan3, _ = scene_paths("wv2_solaris_3")
+    with rasterio.open(pan2) as ds:
+        profile, own = ds.profile, ds.read()
+    with rasterio.open(pan3) as ds:
+        other = ds.read()
+    path = tmp_path / ("flipped_pan.tif" if flip else "other_pan.tif")
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(own[:, ::-1, :] if flip else other)
+    return path
+
+
+def test_pair_of_two_different_scenes_warns_and_refuses_when_asked(tmp_path):
+    pan = _other_scene_pan(tmp_path)
+    _, ms = scene_paths("wv2_solaris_2")
+    out = tmp_path / "out.tif"
+    result = invoke("sharpen", pan, ms, "-o", out, "-m", "brovey")
+    assert result.exit_code == 0, result.output
+    assert "cannot be measured" in result.stderr and "same scene" in result.stderr
+    out.unlink()
+    result = invoke("sharpen", pan, ms, "-o", out, "-m", "brovey", "--refuse-px", "2")
+    one_line_error(result, 4, "ms.tif", "cannot be measured")
+    assert not out.exists()
+    result = invoke("sharpen", pan, ms, "-o", out, "-m", "brovey", "--refuse-px", "2", "--force", "-q")
+    assert result.exit_code == 0, result.output
+
+
+def test_pan_flipped_south_up_is_refused(tmp_path):
+    pan = _other_scene_pan(tmp_path, flip=True)
+    _, ms = scene_paths("wv2_solaris_2")
+    out = tmp_path / "out.tif"
+    result = invoke("sharpen", pan, ms, "-o", out, "-m", "brovey")
+    one_line_error(result, 4, "ms.tif")
+    assert not out.exists()
