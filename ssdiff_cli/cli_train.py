@@ -254,11 +254,9 @@ def register(app: typer.Typer) -> None:
 
 def _scene_files(scenes: list[str]) -> list[str]:
     """The files named by SCENE arguments (PAN,MS pairs or folders holding pan.tif and ms.tif)."""
-    files = []
-    for text in scenes:
-        parts = text.split(",") if "," in text else [str(Path(text) / "pan.tif"), str(Path(text) / "ms.tif")]
-        files += [p for p in parts if p]
-    return files
+    from ssdiff_cli.training.crops import parse_scene_arg
+
+    return [str(p) for text in scenes for p in parse_scene_arg(text)]
 
 
 def _check_run_files(output: Path, scenes: list[str], pancollection: Path | None, resume: bool,

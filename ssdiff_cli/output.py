@@ -374,15 +374,17 @@ class TileWriter:
     def _track(self, data: np.ndarray, out: np.ndarray, valid: np.ndarray) -> None:
         """Keep what :meth:`check_result` needs: per band, non-finite results and the range of
         the written values over valid pixels."""
-        n = int(valid.sum())
-        if not n:
+        if valid.all():
+            d, w = data.reshape(data.shape[0], -1), out.reshape(out.shape[0], -1)
+        else:
+            d, w = data[:, valid], out[:, valid]
+        if not d.shape[1]:
             return
-        self._count += n
-        self._nonfinite += n - np.isfinite(data[:, valid]).sum(axis=1)
-        written = out[:, valid].astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            self._lo = np.fmin(self._lo, np.nanmin(written, axis=1, initial=np.inf))
-            self._hi = np.fmax(self._hi, np.nanmax(written, axis=1, initial=-np.inf))
+        self._count += d.shape[1]
+        self._nonfinite += d.shape[1] - np.count_nonzero(np.isfinite(d), axis=1)
+        # fmin/fmax skip NaN (a float output's NaN results are counted above).
+        self._lo = np.fmin(self._lo, np.fmin.reduce(w, axis=1).astype(np.float64))
+        self._hi = np.fmax(self._hi, np.fmax.reduce(w, axis=1).astype(np.float64))
 
     def check_result(self, input_varies: np.ndarray | None = None) -> None:
         """Refuse to publish an output that is all nodata, has a band that is all NaN, or a band

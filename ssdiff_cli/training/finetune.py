@@ -150,7 +150,9 @@ def save_adapter(net, card, path, config: FinetuneConfig, extra: dict | None = N
     save_file(state, str(tmp), metadata={"base_model": card.name})
     umask_mode(tmp)
     os.replace(tmp, weights)
-    meta.write_text(json.dumps(info, indent=2) + "\n")
+    tmp_meta = meta.with_suffix(".json.tmp")
+    tmp_meta.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp_meta, meta)
     return weights
 
 
