@@ -65,10 +65,23 @@ def hidden_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-def cli(*args, **kwargs) -> subprocess.Popen:
-    """The CLI as a separate process (for signals and mounts), run from the repository."""
-    return subprocess.Popen([sys.executable, "-m", "ssdiff_cli", *map(str, args)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+@pytest.fixture
+def cli():
+    """Start the CLI as a separate process (for signals), run from the repository; whatever a
+    failing test leaves running is killed."""
+    started = []
+
+    def start(*args) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "ssdiff_cli", *map(str, args)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 @pytest.fixture
@@ -276,7 +289,7 @@ def test_train_resume_without_state_is_bad_input(tmp_path):
     one_line_error(result, EXIT_BAD_INPUT, "no training state")
 
 
-def test_train_saves_its_state_on_sigterm(tmp_path):
+def test_train_saves_its_state_on_sigterm(tmp_path, cli):
     pan, ms = scene_paths("ge1_grip")
     out = tmp_path / "m"
     state = tmp_path / "m.state.safetensors"
@@ -351,7 +364,7 @@ def test_symlink_output_is_followed(landsat, tmp_path):
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_sharpen_cleans_up_on_sigterm_and_sighup(tmp_path, sig, code):
+def test_sharpen_cleans_up_on_sigterm_and_sighup(tmp_path, cli, sig, code):
     pan, ms = scene_paths("wv2_grip")
     out = tmp_path / "out.tif"
     proc = cli("sharpen", pan, ms, "-o", out, "-m", "mtf-glp", "--tile-size", "64", "-j", "1",
