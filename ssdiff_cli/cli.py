@@ -6,7 +6,10 @@ Every command calls one library function; nothing here computes anything.
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from contextlib import contextmanager
@@ -26,7 +29,9 @@ from ssdiff_cli.errors import (
     EXIT_MODEL,
     EXIT_OUTPUT,
     EXIT_RUNTIME,
+    EXIT_SIGNAL_BASE,
     SsdiffError,
+    Terminated,
     UsageError,
 )
 
@@ -36,7 +41,8 @@ EXIT_CODES_HELP = (
     f"{EXIT_MISREGISTERED} misregistration refused (see --force); "
     f"{EXIT_OUTPUT} output not writable or exists (see --overwrite); "
     f"{EXIT_MODEL} model does not fit the input; "
-    f"{EXIT_RUNTIME} runtime failure; {EXIT_INTERRUPTED} interrupted."
+    f"{EXIT_RUNTIME} runtime failure (or a degenerate result, not written); "
+    f"{EXIT_INTERRUPTED} interrupted; 129 / 143 hung up / terminated."
 )
 
 app = typer.Typer(
@@ -143,10 +149,46 @@ def _warn(message: str) -> None:
         stderr.print(f"[yellow]ssdiff: warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
+def interrupt_exit_code() -> int:
+    """Exit code after an interruption: 130 for Ctrl-C, 128 + N after signal N (SIGTERM 143)."""
+    signum = _state.get("signal")
+    return EXIT_SIGNAL_BASE + signum if signum else EXIT_INTERRUPTED
+
+
+@contextmanager
+def _termination_as_interrupt():
+    """SIGTERM and SIGHUP unwind like Ctrl-C (a :class:`Terminated` KeyboardInterrupt), so work
+    files are removed and training state is saved; later signals are ignored while unwinding."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = [s for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s)]
+    old = {name: signal.getsignal(getattr(signal, name)) for name in names}
+
+    def handler(signum, frame):
+        for name in names:
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+        _state["signal"] = signum
+        raise Terminated(signum)
+
+    for name in names:
+        signal.signal(getattr(signal, name), handler)
+    try:
+        yield
+    finally:
+        for name, h in old.items():
+            signal.signal(getattr(signal, name), h)
+
+
 @contextmanager
 def _reporting(quiet: bool = False):
     """Turn library errors into one-line messages and exit codes; warnings into one line."""
     _state["quiet"] = quiet
+    _state["signal"] = None
+    # GDAL's messages reach Python's logging; unhandled, they would be printed as noise around
+    # the one-line error (the error itself carries what matters). -v shows them.
+    if not _state["verbose"] and not logging.getLogger("rasterio").handlers:
+        logging.getLogger("rasterio").addHandler(logging.NullHandler())
 
     def show(message, category, filename, lineno, file=None, line=None):
         _warn(str(message))
@@ -154,7 +196,7 @@ def _reporting(quiet: bool = False):
     old = warnings.showwarning
     warnings.showwarning = show
     try:
-        with warnings.catch_warnings():
+        with _termination_as_interrupt(), warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.filterwarnings("ignore", module="rasterio")
             warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -166,8 +208,10 @@ def _reporting(quiet: bool = False):
             traceback.print_exc()
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        stderr.print("[red]ssdiff: interrupted[/]")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        how = "terminated" if _state.get("signal") == getattr(signal, "SIGTERM", None) else (
+            "hung up" if _state.get("signal") else "interrupted")
+        stderr.print(f"[red]ssdiff: {how}[/]")
+        raise typer.Exit(interrupt_exit_code()) from None
     except (typer.Exit, typer.Abort, typer.TyperException):  # click's own: usage errors
         raise
     except Exception as exc:  # a bug or an environment failure: say so, one line
@@ -244,7 +288,8 @@ def sharpen(
     model: Annotated[str | None, typer.Option(
         help="SSDiff model: zoo name or checkpoint path (default: by sensor).")] = None,
     adapter: Annotated[Path | None, typer.Option(help="L-BAF adapter applied on the model.")] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="DDIM sampling steps (ssdiff).")] = None,
+    steps: Annotated[int | None, typer.Option(
+        min=1, max=1000, help="DDIM sampling steps (ssdiff), at most T = 1000.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the diffusion noise (ssdiff).")] = 0,
     adapt: Annotated[int, typer.Option(
         min=0, help="Fine-tune the model N steps on this scene before fusing it (ssdiff).")] = 0,
@@ -280,7 +325,9 @@ def sharpen(
         "--weight", "-w", help="Brovey pseudo-PAN weight, once per band (as gdal_pansharpen -w).")] = None,
     force: Annotated[bool, typer.Option(help="Fuse even when misregistration is refused.")] = False,
     warn_px: Annotated[float, typer.Option(help="Warn above this PAN/MS shift (PAN px).")] = 0.5,
-    refuse_px: Annotated[float, typer.Option(help="Refuse above this shift (PAN px).")] = 2.0,
+    refuse_px: Annotated[float | None, typer.Option(
+        help="Refuse above this shift (PAN px; default 2.0); when given, a pair whose shift "
+        "cannot be measured is refused too.", show_default=False)] = None,
     check_only: Annotated[bool, typer.Option(help="Print the co-registration report and exit.")] = False,
     coregister: Annotated[bool, typer.Option(
         "--coregister", help="Move the MS grid by the measured PAN/MS shift before fusing "
@@ -333,7 +380,7 @@ def sharpen(
             creation_options=parse_creation_options(creation_options),
         )
         if json_out and output == "-" and not check_only:
-            raise typer.BadParameter("--json and -o - both want stdout; choose one")
+            raise UsageError("--json and -o - both want stdout; choose one")
         from ssdiff_cli.distributed import open_executor
 
         with open_executor(scheduler=scheduler, cluster=cluster) as (executor, where):
@@ -390,9 +437,7 @@ def _method_options(method, weights, model, adapter, steps, seed, device, precis
         options.update(model=model, adapter=str(adapter) if adapter else None, steps=steps,
                        seed=seed, device=device, precision=precision, adapt=adapt)
     elif model or adapter or steps or adapt:
-        from ssdiff_cli.errors import BadInputError
-
-        raise BadInputError(
+        raise UsageError(
             f"--model, --adapter, --steps and --adapt apply to --method ssdiff, not {method}")
     return options
 
@@ -485,7 +530,7 @@ def evaluate(
     method: Annotated[list[EvalMethod] | None, typer.Option(
         "--method", "-m", help="Method to evaluate; repeat for several.")] = None,
     model: Annotated[str | None, typer.Option(help="Model for -m ssdiff (zoo name or path).")] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="DDIM steps for -m ssdiff.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, max=1000, help="DDIM steps for -m ssdiff.")] = None,
     adapt: Annotated[int | None, typer.Option(
         min=0, help="-m ssdiff adapts to each (degraded) scene for N steps first.")] = None,
     reference: Annotated[Path | None, typer.Option(help="Reference image for FUSED.")] = None,
@@ -496,6 +541,7 @@ def evaluate(
     workers: WorkersOpt = None,
     quicklook: Annotated[Path | None, typer.Option(
         help="PNG panel: composites with one stretch and per-method error maps.")] = None,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -513,6 +559,12 @@ def evaluate(
                          if v is not None}
         options = SharpenOptions(tile_size=tile_size, workers=workers or default_workers(),
                                  method_options=model_options)
+        if quicklook is not None:
+            from ssdiff_cli.output import check_destination
+
+            inputs = [*(fused or []), *(reduced or ()), *(full or ()), *(ms or [])]
+            inputs += [p for p in (reference, pan) if p is not None]
+            check_destination(quicklook, overwrite=overwrite, inputs=inputs, role="quicklook")
         keep = {} if quicklook else None
         with _progress_bar(not quiet, "evaluate") as progress:
             if reduced is not None:
@@ -524,7 +576,10 @@ def evaluate(
             else:
                 result = ev_lib.evaluate_images(list(fused), reference, pan, ms, sensor, progress, keep)
         if keep is not None:  # asked for a quicklook
-            ev_lib.write_evaluation_quicklook(keep, quicklook, result.protocol)
+            from ssdiff_cli.pipeline import write_png
+
+            write_png(quicklook, overwrite,
+                      lambda tmp: ev_lib.write_evaluation_quicklook(keep, tmp, result.protocol))
         if json_out:
             _print_json(result.to_dict())
         else:

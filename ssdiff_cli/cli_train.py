@@ -76,8 +76,8 @@ class _Bar:
 
 def register(app: typer.Typer) -> None:
     """Add ``train``, ``finetune`` and the ``models`` group to ``app``."""
-    from ssdiff_cli.cli import QuietOpt, _print_json, _reporting, stderr
-    from ssdiff_cli.errors import EXIT_INTERRUPTED, BadInputError
+    from ssdiff_cli.cli import OverwriteOpt, QuietOpt, _print_json, _reporting, interrupt_exit_code, stderr
+    from ssdiff_cli.errors import BadInputError
 
     @app.command()
     def train(
@@ -85,8 +85,8 @@ def register(app: typer.Typer) -> None:
             help="Scenes: PAN,MS pairs or folders holding pan.tif and ms.tif.", show_default=False)] = None,
         output: Annotated[Path, typer.Option("--output", "-o", help="Output prefix, e.g. my-models/NAME "
                                              "(writes NAME.safetensors, .json, .log.csv, .curves.png, "
-                                             ".state.pt); put the folder in $SSDIFF_MODELS to use the "
-                                             "model by name.")] = Path("ssdiff-custom"),
+                                             ".state.safetensors); put the folder in $SSDIFF_MODELS "
+                                             "to use the model by name.")] = Path("ssdiff-custom"),
         sensor: Annotated[str | None, typer.Option("--sensor", help="Sensor preset (MTF gains, band "
                                                    "names); default: detected.")] = None,
         pancollection: Annotated[Path | None, typer.Option(
@@ -114,10 +114,12 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads.")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
         resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved at -o.")] = False,
+        overwrite: OverwriteOpt = False,
         quiet: QuietOpt = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     ) -> None:
-        """Train an SSDiff model on real scenes (Wald protocol) or PanCollection; Ctrl-C saves."""
+        """Train an SSDiff model on real scenes (Wald protocol) or PanCollection; Ctrl-C or
+        SIGTERM saves."""
         with _reporting(quiet):
             from ssdiff_cli.training.crops import parse_scene_arg
             from ssdiff_cli.training.loop import TrainConfig, train_scenes
@@ -128,6 +130,7 @@ def register(app: typer.Typer) -> None:
                               max_minutes=max_minutes, eval_every=eval_every, eval_steps=eval_steps,
                               seed=seed, precision=precision.value, threads=threads, device=device,
                               norm=norm.value, holdout=holdout)
+            _check_run_files(output, scenes or [], pancollection, resume, overwrite)
             if device == "cpu" and threads is None:
                 import torch
 
@@ -161,7 +164,7 @@ def register(app: typer.Typer) -> None:
             if res.interrupted:
                 stderr.print(f"ssdiff: interrupted at step {res.step}; state saved to {res.state} "
                              "(continue with --resume)", highlight=False)
-                raise typer.Exit(EXIT_INTERRUPTED)
+                raise typer.Exit(interrupt_exit_code())
 
     @app.command()
     def finetune(
@@ -180,11 +183,18 @@ def register(app: typer.Typer) -> None:
         holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.9)] = 0.2,
         merge: Annotated[bool, typer.Option("--merge", help="Write a merged full checkpoint.")] = False,
         seed: Annotated[int, typer.Option("--seed")] = 0,
+        overwrite: OverwriteOpt = False,
         quiet: QuietOpt = False,
         json_out: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """L-BAF: low-rank adapters on one branch at a time, the other frozen, alternating."""
         with _reporting(quiet):
+            from ssdiff_cli.output import check_destination
+
+            prefix = output.with_suffix("") if output.suffix in (".json", ".safetensors") else output
+            for path in (prefix.with_suffix(".safetensors"), prefix.with_suffix(".json")):
+                check_destination(path, overwrite=overwrite, inputs=_scene_files(scenes),
+                                  role="adapter" if not merge else "checkpoint")
             from ssdiff_cli.training.crops import parse_scene_arg
             from ssdiff_cli.training.finetune import FinetuneConfig
             from ssdiff_cli.training.finetune import finetune as run_finetune
@@ -244,11 +254,32 @@ def register(app: typer.Typer) -> None:
             _print_json(data)
 
 
+def _scene_files(scenes: list[str]) -> list[str]:
+    """The files named by SCENE arguments (PAN,MS pairs or folders holding pan.tif and ms.tif)."""
+    from ssdiff_cli.training.crops import parse_scene_arg
+
+    return [str(p) for text in scenes for p in parse_scene_arg(text)]
+
+
+def _check_run_files(output: Path, scenes: list[str], pancollection: Path | None, resume: bool,
+                     overwrite: bool) -> None:
+    """``train -o PREFIX`` replaces an earlier run's files only with ``--overwrite`` (or continues
+    it with ``--resume``), and never an input; its folder must be writable."""
+    from ssdiff_cli.output import check_destination
+    from ssdiff_cli.training.loop import run_files
+
+    prefix = output.with_suffix("") if output.suffix in (".json", ".safetensors") else output
+    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    inputs = _scene_files(scenes) + ([str(pancollection)] if pancollection else [])
+    for path in run_files(Path(prefix)):
+        check_destination(path, overwrite=overwrite or resume, inputs=inputs, role="training output")
+
+
 def _model_row(card) -> dict:
     from ssdiff_cli import zoo
 
     try:
-        params = sum(p.numel() for p in zoo.build_model(card).parameters())
+        params = sum(p.numel() for p in zoo.build_model(card, device="meta").parameters())
     except Exception:
         params = None
     hold = (card.metrics.get("unseen_scenes") or card.metrics.get("holdout", {})

@@ -92,6 +92,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssdiff_cli.errors import EXIT_RUNTIME, BadInputError, SsdiffError
+from ssdiff_cli.gdal_names import split_band_suffix
 
 _TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
@@ -415,7 +416,33 @@ def read_batch(spec: str | os.PathLike, out_dir: str | os.PathLike | None = None
         if key in seen:
             raise BadInputError(f"{item.source}: output {item.out} is also the output of {seen[key]}")
         seen[key] = item.source
+    _refuse_inputs_as_outputs(items)
     return items
+
+
+def _refuse_inputs_as_outputs(items: list[BatchItem]) -> None:
+    """Mark (as failed) every pair whose output resolves to an input of any pair of the batch:
+    the batch goes on, and no input is ever replaced."""
+    keys, inodes = {}, {}
+    for item in items:
+        for name in ([] if item.error else [item.pan, *item.ms]):
+            path = str(split_band_suffix(name)[0])  # "ms.tif,band=3" reads ms.tif
+            if _is_virtual(path):
+                continue
+            keys[os.path.realpath(path)] = path
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                inodes[(st.st_dev, st.st_ino)] = path
+    for item in items:
+        if item.error or item.out == "-" or _is_virtual(item.out):
+            continue
+        hit = keys.get(os.path.realpath(item.out))
+        if hit is None:
+            with contextlib.suppress(OSError):
+                st = os.stat(item.out)
+                hit = inodes.get((st.st_dev, st.st_ino))
+        if hit is not None:
+            item.error = f"{item.source}: output {item.out} would replace the input {hit}"
 
 
 def _read_csv(path: Path) -> list[BatchItem]:

@@ -15,6 +15,8 @@ EXIT_OUTPUT = 5
 EXIT_MODEL = 6
 EXIT_RUNTIME = 10
 EXIT_INTERRUPTED = 130
+#: Ended by a signal other than SIGINT: 128 + the signal number (SIGHUP 129, SIGTERM 143).
+EXIT_SIGNAL_BASE = 128
 
 
 class SsdiffError(Exception):
@@ -63,6 +65,21 @@ class ModelError(SsdiffError, ValueError):
     exit_code = EXIT_MODEL
 
 
+class DegenerateOutputError(SsdiffError):
+    """The result is all nodata, NaN or constant where the inputs are not: not published."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (work files removed, state saved), and
+    the process exits with 128 + ``signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class SsdiffWarning(UserWarning):
     """Base of the library's warnings."""
 
@@ -73,7 +90,6 @@ class NotGeoreferencedWarning(SsdiffWarning):
 
 class MisregistrationWarning(SsdiffWarning):
     """The measured PAN/MS shift is above the warning threshold."""
-
 
 
 class BitDepthWarning(SsdiffWarning):

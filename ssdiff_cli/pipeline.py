@@ -26,10 +26,18 @@ from ssdiff_cli.errors import (
     MisregistrationWarning,
     UsageError,
 )
-from ssdiff_cli.gdal_names import dataset_name, ms_band_selection
+from ssdiff_cli.files import umask_mode
+from ssdiff_cli.gdal_names import dataset_name, ms_band_selection, split_band_suffix
 from ssdiff_cli.methods import SceneContext, get_method
 from ssdiff_cli.methods.base import FusionMethod
-from ssdiff_cli.output import OutputSpec, OutputTarget, TileWriter, value_range
+from ssdiff_cli.output import (
+    OutputSpec,
+    OutputTarget,
+    TileWriter,
+    check_destination,
+    publish_file,
+    value_range,
+)
 from ssdiff_cli.scene import Scene, SceneSample, ms_maximum, open_pair, scene_sample
 from ssdiff_cli.sensors import Detection, detect_sensor, select_preset_bands
 from ssdiff_cli.tiling import Blender, plan_tiles
@@ -54,7 +62,7 @@ class SharpenOptions:
     overwrite: bool = False
     force: bool = False
     warn_px: float = 0.5
-    refuse_px: float = 2.0
+    refuse_px: float | None = None  # None: coreg.REFUSE_PX, and an unmeasurable shift only warns
     check_only: bool = False
     compress: str = "deflate"
     quicklook: str | None = None
@@ -272,8 +280,8 @@ def output_spec(scene: Scene, detection: Detection, sample: SceneSample, dtype: 
     ``scale`` maps the MS range (``0 .. 2**bit_depth - 1``, or the data's range for float or
     undeclared data) onto the type's range (``0 .. 1`` for floats), as ``gdal_translate -scale``
     does. No nodata value is invented when the inputs have none: the output then carries an
-    internal mask, except on a stream (``to_stdout``), which cannot. ``notes`` receives what was
-    decided."""
+    internal mask, except on a stream (``to_stdout``: stdout, a FIFO or a device), which cannot.
+    ``notes`` receives what was decided."""
     notes = notes if notes is not None else []
     spec = scene.spec
     dtype = dtype or spec.ms_dtype
@@ -382,9 +390,18 @@ def sharpen(
     BadInputError, GridMismatchError, SensorMismatchError, MisregistrationError, OutputError
     """
     opts = options or SharpenOptions()
-    target = OutputTarget(out, overwrite=opts.overwrite, format=opts.output_format)
+    validate_options(opts)
+    ms_list = [ms] if isinstance(ms, (str, Path)) else list(ms)
+    # the files behind the inputs (a ",band=" suffix names bands of a file, not another file)
+    inputs = tuple(str(split_band_suffix(p)[0]) for p in [pan, *ms_list])
+    target = OutputTarget(out, overwrite=opts.overwrite, format=opts.output_format, inputs=inputs)
     if not opts.check_only:
         target.check()
+        if opts.quicklook:
+            if target.streamed:
+                raise UsageError("--quicklook needs -o to be a file (the PNG is made from it)")
+            check_destination(opts.quicklook, overwrite=opts.overwrite, inputs=inputs,
+                              others=[("output (-o)", out)], role="quicklook")
     if opts.method != "auto":
         get_method(opts.method)  # an unknown name fails before any file is opened
     scene, detection, sample = prepare_scene(
@@ -429,8 +446,14 @@ def sharpen(
     if verdict == "refuse" and not opts.force:
         raise MisregistrationError(
             f"{scene.ms_paths[0]}: MS is shifted {shift.magnitude:.2f} PAN px from the PAN "
-            f"(limit {opts.refuse_px}); co-register the pair or pass --force"
+            f"(limit {_refuse_limit(opts)}); co-register the pair or pass --force"
         )
+    if verdict == "unmeasured" and not opts.force:
+        why = (f"{scene.ms_paths[0]}: the PAN/MS shift cannot be measured with confidence "
+               f"({shift.summary()}); PAN and MS may not show the same scene, or one is flipped")
+        if opts.refuse_px is not None:
+            raise MisregistrationError(why + "; check the pair or pass --force")
+        warnings.warn(why, MisregistrationWarning, stacklevel=2)
     if verdict in ("warn", "refuse"):
         warnings.warn(f"{scene.ms_paths[0]}: {shift.summary()}", MisregistrationWarning,
                       stacklevel=2)
@@ -448,7 +471,7 @@ def sharpen(
                       halo=method.halo, align=math.lcm(method.align, scene.ratio))
     fills = fill_values(sample)
     ospec = output_spec(scene, detection, sample, opts.dtype, method, scale=opts.scale,
-                        to_stdout=target.to_stdout, notes=report.notes)
+                        to_stdout=target.streamed, notes=report.notes)
     spec = scene.spec
     del sample  # the decimated scene (up to 1024² px, all bands) is not needed past this point
 
@@ -462,6 +485,7 @@ def sharpen(
                          progress=progress)
         if not blender.finished():
             raise RuntimeError("internal error: some tile seams were never completed")
+        writer.check_result(input_varies=_bands_vary(sample))
         writer.publish()
     if writer.reader_closed_early:
         report.notes.append("the reader closed the pipe before the end; the rest was not sent")
@@ -472,19 +496,63 @@ def sharpen(
     report.seconds = round(time.perf_counter() - start, 3)
     report.megapixels_per_second = round(grid.width * grid.height / 1e6 / max(report.seconds, 1e-9), 3)
     report.output = out
-    if opts.quicklook and not target.to_stdout:
+    if opts.quicklook and not target.streamed:
         from ssdiff_cli.quality.quicklook import write_quicklook
 
-        write_quicklook(out, opts.quicklook, detection.preset.rgb)
+        write_png(opts.quicklook, opts.overwrite,
+                  lambda tmp: write_quicklook(out, tmp, detection.preset.rgb))
         report.notes.append(f"quicklook written to {opts.quicklook}")
     return report
+
+
+def write_png(dest: str | Path, overwrite: bool, write: Callable[[str], object]) -> None:
+    """Write a PNG through a hidden temporary beside ``dest`` (``write(tmp_path)``), then move it
+    into place: nothing half-written ever sits at ``dest``."""
+    real = Path(os.path.realpath(dest))
+    tmp = real.parent / f".{real.stem[:96]}.{os.getpid()}.tmp.png"
+    try:
+        write(str(tmp))
+        umask_mode(tmp)
+        publish_file(tmp, dest, overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def validate_options(opts: SharpenOptions) -> None:
+    """Refuse option values that make no sense, before any file is opened (usage errors)."""
+    for name, value in (("--warn-px", opts.warn_px), ("--refuse-px", _refuse_limit(opts))):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise UsageError(f"{name} {value}: give a shift in PAN pixels, a number >= 0")
+    if opts.dtype is not None:
+        try:
+            kind = np.dtype(opts.dtype).kind
+        except TypeError:
+            kind = None
+        if kind not in ("u", "i", "f"):
+            raise UsageError(f"--dtype {opts.dtype}: give an integer or float type "
+                             "(uint8, uint16, int16, uint32, int32, float32, float64)")
+    weights = opts.method_options.get("weights")
+    if weights is not None and not all(math.isfinite(w) for w in weights):
+        raise UsageError("-w/--weight: weights must be finite numbers")
+
+
+def _bands_vary(sample: SceneSample) -> np.ndarray:
+    """Per MS band: does it take more than one value over the valid sample pixels?"""
+    values = sample.ms[:, sample.valid]
+    if values.shape[1] == 0:
+        return np.zeros(sample.ms.shape[0], bool)
+    return np.nanmax(values, axis=1) > np.nanmin(values, axis=1)
+
+
+def _refuse_limit(opts: SharpenOptions) -> float:
+    return coreg.REFUSE_PX if opts.refuse_px is None else opts.refuse_px
 
 
 def _shift_dict(shift: coreg.ShiftReport, opts: SharpenOptions) -> dict:
     if not shift.measured:
         return {"dy": None, "dx": None, "magnitude": None, "windows": 0,
                 "verdict": "unmeasured", "summary": shift.summary()}
-    verdict = coreg.verdict(shift, warn_px=opts.warn_px, refuse_px=opts.refuse_px)
+    verdict = coreg.verdict(shift, warn_px=opts.warn_px, refuse_px=_refuse_limit(opts))
     return {
         "dy": round(shift.dy, 3), "dx": round(shift.dx, 3),
         "magnitude": round(shift.magnitude, 3), "windows": shift.n_used,

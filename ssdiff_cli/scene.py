@@ -39,6 +39,9 @@ _LOCAL_CRS = "EPSG:3857"
 RATIO_TOLERANCE = 0.01
 #: Iterations of the local fill that replaces invalid pixels before fusion (see fill_invalid).
 FILL_ITERATIONS = 12
+#: Most full-resolution pixels the scene sample may decimate from one raster without overviews
+#: (about 65536 x 65536); beyond it the raster needs overviews (``gdaladdo``).
+SAMPLE_SOURCE_MAX_PIXELS = 2**32
 
 
 @dataclass(frozen=True)
@@ -153,9 +156,15 @@ def _open_checked(path: DatasetName, role: str) -> rasterio.DatasetReader:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(str(path))
+            ds = rasterio.open(str(path))
     except RasterioIOError as exc:
         raise BadInputError(f"{path}: not a raster GDAL can read ({_first_line(exc)})") from None
+    complex_types = [t for t in ds.dtypes if "complex" in t]
+    if complex_types:
+        ds.close()
+        raise BadInputError(f"{path}: {role} has complex values ({complex_types[0]}); "
+                            "give real-valued imagery (e.g. its amplitude)")
+    return ds
 
 
 def _first_line(exc: BaseException) -> str:
@@ -182,6 +191,8 @@ def _gdal_type(dtype: str) -> str:
         "int16": "Int16",
         "uint32": "UInt32",
         "int32": "Int32",
+        "uint64": "UInt64",
+        "int64": "Int64",
         "float32": "Float32",
         "float64": "Float64",
     }[dtype]
@@ -391,6 +402,10 @@ def _ms_sources(ms_list: list[DatasetName]):
                     )
                 if meta[5] != first[5]:
                     raise BadInputError(f"{path}: data type {meta[5]} differs from {first[5]}")
+                if meta[0] != first[0] or not _same_crs(meta[1], first[1]):
+                    raise GridMismatchError(
+                        f"{path}: CRS {meta[1] or 'none'} differs from {ms_list[0].name}'s "
+                        f"{first[1] or 'none'}; per-band MS files must share one CRS")
             for b in range(1, ds.count + 1):
                 sources.append((str(path.resolve()), b))
                 descriptions.append(ds.descriptions[b - 1])
@@ -398,6 +413,12 @@ def _ms_sources(ms_list: list[DatasetName]):
                     alpha = b
     geo, crs, transform, w, h, dtype, nodata = first
     return sources, (geo, crs, transform, w, h, dtype, nodata, descriptions, alpha)
+
+
+def _same_crs(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return rasterio.crs.CRS.from_user_input(a) == rasterio.crs.CRS.from_user_input(b)
 
 
 def _whole_ratio(rx: float, ry: float, ms_path: DatasetName) -> int:
@@ -489,6 +510,38 @@ class TileData:
     ms: np.ndarray | None = None
 
 
+def ms_files(spec: SceneSpec) -> list[str]:
+    """The MS file(s) behind the scene's MS VRT, in band order, each once."""
+    import re
+    from xml.sax.saxutils import unescape
+
+    names = [unescape(m) for m in re.findall(r">([^<]*)</SourceFilename>", spec.ms_vrt)]
+    return list(dict.fromkeys(names))
+
+
+def read_window(ds, what: str, window: Window, **kwargs) -> np.ndarray:
+    """``ds.read(window=window, **kwargs)``, a failure becoming a :class:`BadInputError` that names
+    the file (``what``) and the window."""
+    try:
+        return ds.read(window=window, **kwargs)
+    except RasterioIOError as exc:
+        raise BadInputError(
+            f"{what}: read failed at window col {int(window.col_off)}, row {int(window.row_off)}, "
+            f"{int(window.width)}x{int(window.height)} px: the file is damaged or truncated "
+            f"({_first_line(exc)})") from None
+
+
+def read_mask_window(ds, what: str, window: Window, **kwargs) -> np.ndarray:
+    """``ds.read_masks`` with the same error translation as :func:`read_window`."""
+    try:
+        return ds.read_masks(window=window, **kwargs)
+    except RasterioIOError as exc:
+        raise BadInputError(
+            f"{what}: read failed at window col {int(window.col_off)}, row {int(window.row_off)}, "
+            f"{int(window.width)}x{int(window.height)} px: the file is damaged or truncated "
+            f"({_first_line(exc)})") from None
+
+
 class SceneReader:
     """Open handles on one scene for one thread; reads windows of the output and coarse grids."""
 
@@ -524,8 +577,8 @@ class SceneReader:
         rr1, cc1 = min(r0 + height, self.pan.height), min(c0 + width, self.pan.width)
         if rr1 > rr0 and cc1 > cc0:
             win = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-            data = self.pan.read(1, window=win).astype(np.float32)
-            mask = self.pan.read_masks(1, window=win) > 0
+            data = read_window(self.pan, self.spec.pan_path, win, indexes=1).astype(np.float32)
+            mask = read_mask_window(self.pan, self.spec.pan_path, win, indexes=1) > 0
             mask &= np.isfinite(data)
             sl = (slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0))
             out[sl] = data
@@ -571,17 +624,17 @@ class SceneReader:
             valid &= np.all(data != np.float32(nodata), axis=0)
         return valid[np.ix_(rows - r0, cols - c0)]
 
-    @staticmethod
-    def _padded(ds, row, col, height, width, indexes=None) -> np.ndarray:
+    def _padded(self, ds, row, col, height, width, indexes=None) -> np.ndarray:
         """A window of ``ds`` as float32, NaN where it falls outside the dataset."""
         count = ds.count if indexes is None else len(indexes)
         out = np.full((count, height, width), np.nan, dtype=np.float32)
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + height, ds.height), min(col + width, ds.width)
         if r1 > r0 and c1 > c0:
-            out[:, r0 - row : r1 - row, c0 - col : c1 - col] = ds.read(
-                indexes, window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="float32"
-            )
+            what = ds.name if ds is not self.ms and ds is not self.coarse_vrt else \
+                ", ".join(ms_files(self.spec))
+            out[:, r0 - row : r1 - row, c0 - col : c1 - col] = read_window(
+                ds, what, Window(c0, r0, c1 - c0, r1 - r0), indexes=indexes, out_dtype="float32")
         return out
 
 
@@ -775,7 +828,13 @@ def scene_sample(spec: SceneSpec, max_side: int = 1024) -> SceneSample:
     h, w = math.ceil(coarse.height / extra), math.ceil(coarse.width / extra)
     factor = spec.ratio * extra
     reader = reader_for(spec)
-    ms = reader.coarse_vrt.read(out_shape=(spec.bands, h, w), resampling=Resampling.average)
+    _check_sample_source(reader.pan, spec.pan_path, "PAN", max_side)
+    for path in ms_files(spec):
+        with rasterio.open(path) as ds:
+            _check_sample_source(ds, path, "MS", max_side)
+    ms_what = ", ".join(ms_files(spec))
+    ms = read_window(reader.coarse_vrt, ms_what, Window(0, 0, coarse.width, coarse.height),
+                     out_shape=(spec.bands, h, w), resampling=Resampling.average)
     # PAN averaged over each sample cell: read the overlapping dataset window decimated.
     r0, c0 = spec.pan_offset
     rows, cols = h * factor, w * factor
@@ -790,9 +849,10 @@ def scene_sample(spec: SceneSpec, max_side: int = 1024) -> SceneSample:
         win = Window(c0 + cc0_ * factor, r0 + cr0 * factor, (cc1_ - cc0_) * factor,
                      (cr1 - cr0) * factor)
         shape = (cr1 - cr0, cc1_ - cc0_)
-        data = reader.pan.read(1, window=win, out_shape=shape, resampling=Resampling.average)
-        mask = reader.pan.read_masks(1, window=win, out_shape=shape,
-                                     resampling=Resampling.nearest) > 0
+        data = read_window(reader.pan, spec.pan_path, win, indexes=1, out_shape=shape,
+                           resampling=Resampling.average)
+        mask = read_mask_window(reader.pan, spec.pan_path, win, indexes=1, out_shape=shape,
+                                resampling=Resampling.nearest) > 0
         pan[cr0:cr1, cc0_:cc1_] = data
         pan_valid[cr0:cr1, cc0_:cc1_] = mask & np.isfinite(data)
     valid = pan_valid & np.all(np.isfinite(ms), axis=0)
@@ -804,10 +864,26 @@ def scene_sample(spec: SceneSpec, max_side: int = 1024) -> SceneSample:
 def ms_maximum(spec: SceneSpec, rows_per_read: int = 256) -> float:
     """The largest valid MS value over the whole MS file(s), read in strips (bounded memory)."""
     best = -math.inf
+    what = ", ".join(ms_files(spec))
     with rasterio.open(spec.ms_vrt) as ds:
         for r0 in range(0, ds.height, rows_per_read):
             win = Window(0, r0, ds.width, min(rows_per_read, ds.height - r0))
-            data = ds.read(window=win, masked=True)
+            data = read_window(ds, what, win, masked=True)
             if data.count():
                 best = max(best, float(data.max()))
     return best
+
+
+def _check_sample_source(ds, path: str, role: str, max_side: int) -> None:
+    """Refuse, naming the file, a raster too large to decimate for the scene sample without
+    overviews (GDAL would read every full-resolution pixel: minutes, and memory, per gigapixel)."""
+    pixels = ds.width * ds.height
+    if pixels <= SAMPLE_SOURCE_MAX_PIXELS:
+        return
+    levels = ds.overviews(1)
+    if levels and pixels / max(levels) ** 2 <= SAMPLE_SOURCE_MAX_PIXELS:
+        return
+    raise BadInputError(
+        f"{path}: {role} is {ds.width}x{ds.height} px without overviews small enough to sample it "
+        f"(limit {SAMPLE_SOURCE_MAX_PIXELS / 1e9:.1f} Gpx read at full resolution); add overviews "
+        f"first (gdaladdo -r average {path})")

@@ -14,14 +14,28 @@ hold the same name, the earlier folder wins.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from ssdiff_cli.errors import ModelError
+from ssdiff_cli.files import umask_mode
 
 CARD_VERSION = 1
+
+#: Bounds on a card's size fields. Far above any model of this architecture; a value outside
+#: them is a corrupt or hostile card (``base_channels: 65536`` would ask for hundreds of GB).
+SIZE_LIMITS = {"bands": (1, 256), "ratio": (1, 32), "base_channels": (1, 1024),
+               "window": (1, 1024), "head_dim": (1, 1024), "time_dim": (2, 8192),
+               "embed_dim": (1, 8192)}
+#: Largest network a card may describe, and the largest weights file read.
+MAX_PARAMETERS = 2**28
+MAX_WEIGHTS_BYTES = 4 * 2**30
+#: Most DDIM steps a card may ask for (T of the shipped schedule) and the largest T.
+MAX_STEPS = 1000
+MAX_TIMESTEPS = 100_000
 
 
 def shipped_models_dir() -> Path:
@@ -73,7 +87,70 @@ class ModelCard:
         if missing:
             raise ModelError(f"{source}: model card lacks {', '.join(missing)}")
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        card = cls(**{k: v for k, v in data.items() if k in known})
+        validate_card(card, source)
+        return card
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite_numbers(value, where: str, source: str) -> None:
+    """Every number in ``value`` (nested lists/dicts, at most 64 items a level) is finite."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ModelError(f"{source}: {where} is {value}, not a finite number")
+        return
+    items = value.values() if isinstance(value, dict) else value
+    if isinstance(value, (list, tuple, dict)):
+        if len(value) > 64:
+            raise ModelError(f"{source}: {where} has {len(value)} entries (at most 64)")
+        for item in items:
+            _finite_numbers(item, where, source)
+
+
+def validate_card(card: ModelCard, source: str = "card") -> None:
+    """Check a card before anything is built from it (exit 6 on failure): size fields are whole
+    numbers within :data:`SIZE_LIMITS`, numbers are finite, the normalisation scale is positive,
+    sampling steps are within ``1..MAX_STEPS``. A generalist card (:func:`is_generalist`) has
+    ``bands`` and ``ratio`` 0, meaning "any", and its own normalisation, ``band-standardised``."""
+    if not isinstance(card.model, dict) or not isinstance(card.normalisation, dict):
+        raise ModelError(f"{source}: 'model' and 'normalisation' must be JSON objects")
+    generalist = is_generalist(card)
+    top = {} if generalist else {"bands": card.bands, "ratio": card.ratio}
+    for where, section in (("", top), ("model.", card.model)):
+        for key, (lo, hi) in SIZE_LIMITS.items():
+            if key not in section:
+                continue
+            v = section[key]
+            if not _is_int(v) or not lo <= v <= hi:
+                raise ModelError(f"{source}: {where}{key} is {v!r}; it must be a whole number "
+                                 f"from {lo} to {hi}")
+    for name in ("model", "diffusion", "sampling", "normalisation"):
+        _finite_numbers(getattr(card, name), name, source)
+    norm = card.normalisation
+    kind = norm.get("kind", "fixed")
+    if kind == "fixed":
+        scale = norm.get("scale")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ModelError(f"{source}: normalisation.scale is {scale!r}; it must be a number > 0")
+    elif kind == "scene":
+        pct = norm.get("percentile", 99.0)
+        if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 < pct <= 100:
+            raise ModelError(f"{source}: normalisation.percentile is {pct!r}; it must be in (0, 100]")
+    elif not (generalist and kind == "band-standardised"):
+        kinds = "band-standardised" if generalist else "fixed or scene"
+        raise ModelError(f"{source}: unknown normalisation kind {kind!r} ({kinds})")
+    steps = card.sampling.get("steps", 1) if isinstance(card.sampling, dict) else None
+    if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
+        raise ModelError(f"{source}: sampling.steps is {steps!r}; it must be from 1 to {MAX_STEPS}")
+    big_t = card.diffusion.get("num_train_timesteps", 1000) if isinstance(card.diffusion, dict) else None
+    if not _is_int(big_t) or not 1 <= big_t <= MAX_TIMESTEPS:
+        raise ModelError(f"{source}: diffusion.num_train_timesteps is {big_t!r}; it must be from 1 "
+                         f"to {MAX_TIMESTEPS}")
 
 
 def _paths(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
@@ -193,30 +270,83 @@ def save_checkpoint(model, card: ModelCard, path: str | os.PathLike) -> Path:
     save_file(state, str(tmp_w), metadata={"name": card.name})
     tmp_c = card_path.with_suffix(".json.tmp")
     tmp_c.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    for tmp in (tmp_w, tmp_c):
+        umask_mode(tmp)
     os.replace(tmp_w, weights)
     os.replace(tmp_c, card_path)
     return weights
 
 
-def build_model(card: ModelCard):
-    """A network with the card's architecture (weights not loaded)."""
-    from ssdiff_cli.nn import ModelConfig, SSDiffDenoiser
+def build_model(card: ModelCard, device: str | None = None):
+    """A network with the card's architecture (weights not loaded): the band- and ratio-agnostic
+    :class:`~ssdiff_cli.nn.generalist.GeneralistDenoiser` for a generalist card, else an
+    :class:`~ssdiff_cli.nn.SSDiffDenoiser`. It is first built on the ``meta`` device (no memory)
+    to refuse one above :data:`MAX_PARAMETERS`; ``device="meta"`` returns that shape-only network."""
+    import torch
 
-    if is_generalist(card):
-        from ssdiff_cli.nn.generalist import GeneralistConfig, GeneralistDenoiser
+    validate_card(card, f"model {card.name}")
+    generalist = is_generalist(card)
+    if generalist:
+        from ssdiff_cli.nn.generalist import GeneralistConfig as Config
+        from ssdiff_cli.nn.generalist import GeneralistDenoiser as Network
+    else:
+        from ssdiff_cli.nn import ModelConfig as Config
+        from ssdiff_cli.nn import SSDiffDenoiser as Network
+    try:
+        config = Config.from_dict(card.model)
+        with torch.device("meta"):
+            shapes_only = Network(config)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"model {card.name}: bad architecture in its card ({exc})") from None
+    if not generalist and (config.bands != card.bands or config.ratio != card.ratio):
+        raise ModelError(f"model {card.name}: card and architecture disagree on bands or ratio")
+    params = sum(p.numel() for p in shapes_only.parameters())
+    if params > MAX_PARAMETERS:
+        raise ModelError(f"model {card.name}: its card describes {params / 1e6:.0f} M parameters "
+                         f"(at most {MAX_PARAMETERS / 1e6:.0f} M); corrupt card?")
+    if device == "meta":
+        return shapes_only
+    return Network(config)
 
-        try:
-            return GeneralistDenoiser(GeneralistConfig.from_dict(card.model))
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"model {card.name}: bad architecture in its card ({exc})") from None
+
+def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a safetensors file, from its header only (bounded size)."""
+    from safetensors import SafetensorError, safe_open
 
     try:
-        config = ModelConfig.from_dict(card.model)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"model {card.name}: bad architecture in its card ({exc})") from None
-    if config.bands != card.bands or config.ratio != card.ratio:
-        raise ModelError(f"model {card.name}: card and architecture disagree on bands or ratio")
-    return SSDiffDenoiser(config)
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelError(f"{path}: unreadable weights ({exc.strerror or exc})") from None
+    if size > MAX_WEIGHTS_BYTES:
+        raise ModelError(f"{path}: {size / 2**30:.1f} GiB of weights (at most "
+                         f"{MAX_WEIGHTS_BYTES / 2**30:.0f} GiB); not a checkpoint of this tool")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable weights ({exc})") from None
+
+
+def check_finite(state: dict, path) -> None:
+    """Refuse weights holding NaN or infinite values (they would publish garbage)."""
+    import torch
+
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(f"{path}: tensor {key} holds NaN or infinite values; corrupt weights")
+
+
+def shape_mismatch(expected: dict, found: dict) -> str:
+    """A short description of how two ``{name: shape}`` maps differ ('' when they agree)."""
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found)
+                   if tuple(expected[k]) != tuple(found[k]))
+    return "; ".join(
+        f"{label}: {', '.join(keys[:3])}{'...' if len(keys) > 3 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", extra), ("shape", wrong))
+        if keys
+    )
 
 
 def load_checkpoint(name_or_path: str | os.PathLike, device: str = "cpu"):
@@ -228,22 +358,17 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str = "cpu"):
     weights, _ = _paths(name_or_path)
     if not weights.exists():
         raise ModelError(f"{weights}: weights file missing for model {card.name}")
+    # The card is checked against the weights' shapes before the network is built for real.
+    expected = {k: tuple(v.shape) for k, v in build_model(card, device="meta").state_dict().items()}
+    detail = shape_mismatch(expected, weight_shapes(weights))
+    if detail:
+        raise ModelError(f"{weights}: weights do not fit the card's architecture ({detail})")
     model = build_model(card)
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"{weights}: unreadable weights ({exc})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or extra or wrong:
-        detail = "; ".join(
-            f"{label}: {', '.join(keys[:3])}{'...' if len(keys) > 3 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", extra), ("shape", wrong))
-            if keys
-        )
-        raise ModelError(f"{weights}: weights do not fit the card's architecture ({detail})")
+    check_finite(state, weights)
     model.load_state_dict(state)
     model.eval()
     return model.to(device), card

@@ -88,6 +88,41 @@ def test_card_size_fields_are_bounded_before_anything_is_built():
         GeneralistConfig.from_dict({**SMALL.to_dict(), "base_channels": 65536})
 
 
+def test_generalist_cards_pass_the_zoo_checks_that_refuse_bad_ones(tmp_path):
+    """A generalist card (bands and ratio 0: any; band-standardised normalisation) is valid, its
+    shape-only network is built on the meta device, and its checkpoint goes through the same
+    shape and NaN checks as any other."""
+    weights = _save(_zero_net(), tmp_path / "g")
+    card = zoo.read_card(weights)
+    zoo.validate_card(card)
+    meta_net = zoo.build_model(card, device="meta")
+    assert all(p.device.type == "meta" for p in meta_net.parameters())
+    net, _ = zoo.load_checkpoint(weights)
+    assert isinstance(net, GeneralistDenoiser)
+    # only a generalist may be band-standardised
+    plain = zoo.ModelCard(**{**card.to_dict(), "bands": 4, "ratio": 4, "model": {"base_channels": 8}})
+    with pytest.raises(zoo.ModelError, match="band-standardised"):
+        zoo.validate_card(plain)
+    # size fields of a generalist's architecture are bounded too
+    huge = zoo.ModelCard(**{**card.to_dict(), "model": {**card.model, "base_channels": 65536}})
+    with pytest.raises(zoo.ModelError, match="base_channels"):
+        zoo.validate_card(huge)
+    # weights that do not fit the card, and NaN weights, are refused on load
+    data = json.loads(weights.with_suffix(".json").read_text())
+    data["model"]["base_channels"] = 16
+    weights.with_suffix(".json").write_text(json.dumps(data))
+    with pytest.raises(zoo.ModelError, match="do not fit"):
+        zoo.load_checkpoint(weights)
+    data["model"]["base_channels"] = SMALL.base_channels
+    weights.with_suffix(".json").write_text(json.dumps(data))
+    net = _zero_net()
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    _save(net, tmp_path / "g")
+    with pytest.raises(zoo.ModelError, match="NaN"):
+        zoo.load_checkpoint(weights)
+
+
 def test_strided_degradation_equals_the_wald_filter():
     from ssdiff_cli.training.scene_adapt import degrade_at, degrade_kernels
 

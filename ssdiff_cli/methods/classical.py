@@ -15,6 +15,13 @@ from ssdiff_cli.methods.base import FusionMethod, SceneContext
 from ssdiff_cli.scene import TileData
 
 _EPS = 1e-6
+#: HPM modulation is trusted where the equalised PAN low-pass is above this fraction of the
+#: band's mean (and the equalised PAN positive); elsewhere the unequalised ratio PAN / PAN_LP is
+#: used (a mean/std equalisation can push dark areas of a high-contrast band through zero).
+HPM_FLOOR = 0.2
+#: Largest HPM modulation: no output pixel exceeds HPM_MAX_GAIN times the upsampled MS there
+#: (nor goes below 0 where it is >= 0), whatever the denominators.
+HPM_MAX_GAIN = 4.0
 
 
 def _valid_pixels(ctx: SceneContext) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +119,10 @@ class MTFGLP(FusionMethod):
     Nyquist, decimated by the ratio and interpolated back (cubic), giving ``PAN_LP_i``; the PAN is
     equalised to the band (mean and standard deviation on the scene sample). Injection:
 
-    - ``hpm`` (default): ``F_i = MS_i * PAN_i / PAN_LP_i`` (high-pass modulation);
+    - ``hpm`` (default): ``F_i = MS_i * PAN_i / PAN_LP_i`` (high-pass modulation), the ratio
+      taken unequalised (``PAN / PAN_LP``) where the equalised low-pass is below
+      ``HPM_FLOOR`` x the band's mean, and clipped to ``[0, HPM_MAX_GAIN]``: so
+      ``0 <= F_i <= HPM_MAX_GAIN * MS_i`` at every pixel (no spikes from tiny denominators);
     - ``fs``: ``F_i = MS_i + g_i (PAN_i - PAN_LP_i)`` with ``g_i`` the regression of ``MS_i`` on
       the degraded PAN over the scene (full-scale regression gains).
     """
@@ -182,8 +192,11 @@ class MTFGLP(FusionMethod):
             pan_eq = (pan - self.pan_mean) * self.scale[i] + self.ms_mean[i]
             lp_eq = (pan_lp[i] - self.pan_mean) * self.scale[i] + self.ms_mean[i]
             if self.injection == "hpm":
-                ok = lp_eq > _EPS
-                ratio_map = np.divide(pan_eq, lp_eq, out=np.ones_like(lp_eq), where=ok)
+                lp_i = pan_lp[i]
+                raw = np.divide(pan, lp_i, out=np.ones_like(lp_i), where=lp_i > _EPS)
+                ok = (lp_eq > max(HPM_FLOOR * float(self.ms_mean[i]), _EPS)) & (pan_eq > 0)
+                ratio_map = np.divide(pan_eq, lp_eq, out=raw, where=ok)
+                np.clip(ratio_map, 0.0, HPM_MAX_GAIN, out=ratio_map)
                 out[i] = lms[i] * ratio_map
             else:
                 out[i] = lms[i] + self.gains[i] * (pan_eq - lp_eq)

@@ -30,9 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from ssdiff_cli.errors import ModelError
+from ssdiff_cli.files import umask_mode
 from ssdiff_cli.nn import add_lora, lora_state_dict, merge_lora, set_trainable_branch
+from ssdiff_cli.zoo import check_finite, shape_mismatch, weight_shapes
 
 ADAPTER_KIND = "ssdiff-lbaf-adapter"
+#: Largest adapter rank read from a file (the CLI's default is 4).
+MAX_RANK = 256
 
 
 @dataclass
@@ -144,8 +148,11 @@ def save_adapter(net, card, path, config: FinetuneConfig, extra: dict | None = N
     }
     tmp = weights.with_suffix(".safetensors.tmp")
     save_file(state, str(tmp), metadata={"base_model": card.name})
+    umask_mode(tmp)
     os.replace(tmp, weights)
-    meta.write_text(json.dumps(info, indent=2) + "\n")
+    tmp_meta = meta.with_suffix(".json.tmp")
+    tmp_meta.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp_meta, meta)
     return weights
 
 
@@ -161,9 +168,21 @@ def read_adapter(path) -> tuple[dict, dict]:
         info = json.loads(meta.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"{meta}: unreadable adapter description ({exc})") from None
-    if info.get("kind") != ADAPTER_KIND:
+    if not isinstance(info, dict) or info.get("kind") != ADAPTER_KIND:
         raise ModelError(f"{meta}: not an SSDiff L-BAF adapter")
-    return info, load_file(str(weights))
+    rank, alpha = info.get("rank"), info.get("alpha")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_RANK:
+        raise ModelError(f"{meta}: rank is {rank!r}; it must be a whole number from 1 to {MAX_RANK}")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
+                              or not math.isfinite(alpha)):
+        raise ModelError(f"{meta}: alpha is {alpha!r}; it must be a finite number")
+    weight_shapes(weights)  # bounded size, readable header
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise ModelError(f"{weights}: unreadable adapter weights ({exc})") from None
+    check_finite(state, weights)
+    return info, state
 
 
 def apply_adapter(net, adapter_path, card):
@@ -178,11 +197,10 @@ def apply_adapter(net, adapter_path, card):
                          "adapter's base (retrained since?)")
     add_adapters(net, int(info["rank"]), info.get("alpha"))
     own = lora_state_dict(net)
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    if missing or extra:
-        raise ModelError(f"{adapter_path}: adapter weights do not fit model {card.name} "
-                         f"(missing {missing[:2]}, unexpected {extra[:2]})")
+    detail = shape_mismatch({k: tuple(v.shape) for k, v in own.items()},
+                            {k: tuple(v.shape) for k, v in state.items()})
+    if detail:
+        raise ModelError(f"{adapter_path}: adapter weights do not fit model {card.name} ({detail})")
     net.load_state_dict(state, strict=False)
     merge_lora(net)
     net.requires_grad_(False)

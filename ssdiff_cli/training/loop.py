@@ -10,8 +10,10 @@ Files written beside the output prefix ``P`` (e.g. ``my-models/ssdiff-8band``):
 
 * ``P.safetensors`` + ``P.json``: the EMA weights with the best hold-out ERGAS (or the last EMA
   weights when there is no hold-out), with a full model card;
-* ``P.state.pt``: everything ``resume`` needs (model, EMA, optimiser, step, elapsed time, every
-  RNG state, the log), written at every evaluation, at the end and on Ctrl-C;
+* ``P.state.safetensors``: everything ``resume`` needs (model, EMA, optimiser, step, elapsed
+  time, every RNG state, the log), written at every evaluation, at the end and on Ctrl-C or
+  SIGTERM. No pickle: tensors (weights, optimiser moments, torch RNG states) are safetensors
+  tensors, the rest is JSON in the file's metadata (:func:`save_state_file`);
 * ``P.log.csv``: step, loss, lr, elapsed, steps/s and the hold-out metrics when evaluated;
 * ``P.curves.png``: loss and hold-out ERGAS/SAM curves (:mod:`.plot`).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import math
 import os
 import time
@@ -199,7 +202,7 @@ class Trainer:
         if self.prefix.suffix in (".safetensors", ".json"):
             self.prefix = self.prefix.with_suffix("")
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
-        self.state_path = self.prefix.with_name(self.prefix.name + ".state.pt")
+        self.state_path = state_path(self.prefix)
         self.log_path = self.prefix.with_name(self.prefix.name + ".log.csv")
         self.png_path = self.prefix.with_name(self.prefix.name + ".curves.png")
         torch.manual_seed(cfg.seed)
@@ -224,33 +227,40 @@ class Trainer:
             self.net.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ state
-    def _state(self) -> dict:
-        return {"model": self.net.state_dict(), "ema": self.ema.model.state_dict(),
-                "opt": self.opt.state_dict(), "step": self.step, "elapsed": self.elapsed,
-                "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+    def _state(self) -> tuple[dict, dict]:
+        """``(tensors, info)``: what :meth:`save_state` writes."""
+        tensors = {f"model.{k}": v for k, v in self.net.state_dict().items()}
+        tensors.update({f"ema.{k}": v for k, v in self.ema.model.state_dict().items()})
+        opt_tensors, opt_info = flatten_optimizer(self.opt.state_dict())
+        tensors.update(opt_tensors)
+        tensors["rng.gen"] = self.gen.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        info = {"step": self.step, "elapsed": self.elapsed, "opt": opt_info,
                 "np_source": self.source.get_state(), "rows": self.rows, "best": self.best,
                 "config": asdict(self.cfg), "model_config": self.model_config.to_dict()}
+        return tensors, info
 
     def save_state(self) -> None:
-        tmp = self.state_path.with_suffix(".pt.tmp")
-        torch.save(self._state(), tmp)
-        os.replace(tmp, self.state_path)
+        save_state_file(self.state_path, *self._state())
 
     def _load_state(self) -> None:
-        if not self.state_path.exists():
-            raise FileNotFoundError(f"{self.state_path}: no training state to resume from")
-        st = torch.load(self.state_path, map_location=self.device, weights_only=False)
-        if st["model_config"] != self.model_config.to_dict():
-            raise ValueError(f"{self.state_path}: saved run has another architecture; "
-                             "resume with the same --variant and band layout")
-        self.net.load_state_dict(st["model"])
-        self.ema.model.load_state_dict(st["ema"])
-        self.opt.load_state_dict(st["opt"])
-        self.step, self.elapsed = int(st["step"]), float(st["elapsed"])
-        self.gen.set_state(st["gen"])
-        torch.set_rng_state(st["torch_rng"])
-        self.source.set_state(st["np_source"])
-        self.rows, self.best = list(st["rows"]), dict(st["best"])
+        from ssdiff_cli.errors import BadInputError
+
+        tensors, st = load_state_file(self.state_path, self.device)
+        if st.get("model_config") != self.model_config.to_dict():
+            raise BadInputError(f"{self.state_path}: saved run has another architecture; "
+                                "resume with the same --variant and band layout")
+        try:
+            self.net.load_state_dict(_prefixed(tensors, "model."))
+            self.ema.model.load_state_dict(_prefixed(tensors, "ema."))
+            self.opt.load_state_dict(unflatten_optimizer(tensors, st["opt"]))
+            self.step, self.elapsed = int(st["step"]), float(st["elapsed"])
+            self.gen.set_state(tensors["rng.gen"].cpu())
+            torch.set_rng_state(tensors["rng.torch"].cpu())
+            self.source.set_state(st["np_source"])
+            self.rows, self.best = list(st["rows"]), dict(st["best"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise BadInputError(f"{self.state_path}: damaged training state ({exc})") from None
 
     # ------------------------------------------------------------------ steps
     def _batch(self) -> dict[str, torch.Tensor]:
@@ -410,6 +420,94 @@ class Trainer:
 
         model = copy.deepcopy(model).to("cpu").to(memory_format=torch.contiguous_format)
         save_checkpoint(model, self.card_for(best), self.prefix)
+
+
+def state_path(prefix: Path) -> Path:
+    """The resumable state of the run at output prefix ``prefix``."""
+    return prefix.with_name(prefix.name + ".state.safetensors")
+
+
+def run_files(prefix: Path) -> list[Path]:
+    """Every file a training run at ``prefix`` writes."""
+    return [prefix.with_suffix(".safetensors"), prefix.with_suffix(".json"), state_path(prefix),
+            *(prefix.with_name(prefix.name + ext) for ext in (".log.csv", ".curves.png"))]
+
+
+#: Largest state file read back (a state holds three copies of a model of at most a few M params).
+MAX_STATE_BYTES = 2**32
+
+
+def flatten_optimizer(state: dict) -> tuple[dict, dict]:
+    """An optimiser ``state_dict`` as ``(tensors, info)``: tensors named ``opt.{param}.{name}``,
+    everything else (hyper-parameters, scalar entries) JSON-ready."""
+    tensors, scalars = {}, {}
+    for pid, entries in state["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{pid}.{name}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict, info: dict) -> dict:
+    """The inverse of :func:`flatten_optimizer`."""
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for pid, entries in info.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(entries)
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in info["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _prefixed(tensors: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def save_state_file(path: Path, tensors: dict, info: dict) -> None:
+    """Write a resumable state atomically: ``tensors`` as safetensors, ``info`` as JSON in the
+    file's metadata (one file, so tensors and the rest can never disagree)."""
+    from safetensors.torch import save_file
+
+    from ssdiff_cli.files import umask_mode
+
+    tmp = path.with_name(path.name + ".tmp")
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    save_file(flat, str(tmp), metadata={"format": "ssdiff-train-state",
+                                        "info": json.dumps(info)})
+    umask_mode(tmp)
+    os.replace(tmp, path)
+
+
+def load_state_file(path: Path, device: str = "cpu") -> tuple[dict, dict]:
+    """``(tensors, info)`` of a state written by :func:`save_state_file`. Never unpickles:
+    a planted file is refused with :class:`~ssdiff_cli.errors.BadInputError` (exit 3)."""
+    from safetensors import SafetensorError, safe_open
+
+    from ssdiff_cli.errors import BadInputError
+
+    if not path.exists():
+        old = path.with_name(path.name.replace(".state.safetensors", ".state.pt"))
+        hint = (f"; {old.name} (the old pickle format) is not loaded, as it could run code"
+                if old.exists() else "")
+        raise BadInputError(f"{path}: no training state to resume from{hint}; "
+                            "run without --resume (and with --overwrite) to start over")
+    if path.stat().st_size > MAX_STATE_BYTES:
+        raise BadInputError(f"{path}: {path.stat().st_size / 2**30:.1f} GiB; not a training state")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            if meta.get("format") != "ssdiff-train-state":
+                raise ValueError("not an ssdiff training state")
+            info = json.loads(meta["info"])
+            tensors = {k: fh.get_tensor(k).to(device) if not k.startswith("rng.")
+                       else fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise BadInputError(f"{path}: not a readable training state ({exc})") from None
+    return tensors, info
 
 
 def card_template(name: str, scenes: list, config: TrainConfig, sensor_key: str | None = None,
