@@ -473,6 +473,7 @@ def sharpen(
     ospec = output_spec(scene, detection, sample, opts.dtype, method, scale=opts.scale,
                         to_stdout=target.streamed, notes=report.notes)
     spec = scene.spec
+    bands_vary = _bands_vary(sample)
     del sample  # the decimated scene (up to 1024² px, all bands) is not needed past this point
 
     def task(tile):
@@ -485,7 +486,7 @@ def sharpen(
                          progress=progress)
         if not blender.finished():
             raise RuntimeError("internal error: some tile seams were never completed")
-        writer.check_result(input_varies=_bands_vary(sample))
+        writer.check_result(input_varies=bands_vary)
         writer.publish()
     if writer.reader_closed_early:
         report.notes.append("the reader closed the pipe before the end; the rest was not sent")
