@@ -25,8 +25,14 @@ def main(pan: str, upsampled: str, fused: str, report_path: str, png: str) -> No
 
         card = zoo.read_card(method["model"])
         label += f" (model {card.name})"
-        lines.append(f"model: {card.name}, made for {card.sensor} data "
-                     f"({card.bands} bands, ratio {card.ratio})")
+        if zoo.is_generalist(card):
+            lines.append(f"model: {card.name}, a generalist for any sensor "
+                         f"({zoo.GENERALIST_BANDS[0]}-{zoo.GENERALIST_BANDS[1]} bands, ratio "
+                         f"{zoo.GENERALIST_RATIOS[0]}-{zoo.GENERALIST_RATIOS[1]}); use: "
+                         f"{zoo.terms_summary(card)}")
+        else:
+            lines.append(f"model: {card.name}, made for {card.sensor} data "
+                         f"({card.bands} bands, ratio {card.ratio})")
         for term in card.training.get("terms", []):
             lines.append(f"trained on data whose terms are: {term}")
     try:
