@@ -245,7 +245,8 @@ def apply_guard(method: FusionMethod, scene: Scene, sample: SceneSample, detecti
     from ssdiff_cli.errors import SsdiffWarning
     from ssdiff_cli.methods.generalist import guard_check
 
-    guard = guard_check(fusion, scene.spec, fill_values(sample), detection.preset)
+    guard = guard_check(fusion, scene.spec, fill_values(sample), detection.preset, method.chunk,
+                        method.network_lock)
     report.method["guard"] = guard
     if not guard["fallback"]:
         return method

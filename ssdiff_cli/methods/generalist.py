@@ -59,6 +59,16 @@ def standardise(pan: np.ndarray, lms: np.ndarray, pan_lp: np.ndarray, base: np.n
     }
 
 
+def conditions(glp: MTFGLP, stats: Standardisation, pan: np.ndarray, lms: np.ndarray
+               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The classical base (MTF-GLP-FS of ``glp``) and the network's standardised conditions
+    (:func:`standardise`) for PAN (H, W) and lms (C, H, W): what inference, training and
+    adaptation all feed the network."""
+    pan_lp = glp.pan_lowpass(pan)
+    base = glp.fuse_arrays(pan, lms, pan_lp)
+    return base, standardise(pan, lms, pan_lp, base, stats)
+
+
 def target(gt: np.ndarray, base: np.ndarray, stats: Standardisation) -> np.ndarray:
     """The correction the network learns: ``(gt - base)`` in band standard deviations."""
     return ((gt - base) / stats.ms_std[:, None, None]).astype(np.float32)
@@ -95,7 +105,7 @@ class GeneralistFusion:
     """The per-scene state of the generalist: the fitted base, the statistics, the geometry.
 
     ``net`` is a :class:`GeneralistDenoiser`; ``prepare(ctx)`` fits the MTF-GLP-FS base on the
-    scene sample; ``fuse_arrays`` / ``fuse`` correct it.
+    scene sample; :meth:`fuse_tile` corrects it.
     """
 
     def __init__(self, net, scheduler, steps: int, t_start: int | None, seed: int,
@@ -118,40 +128,21 @@ class GeneralistFusion:
         self.net_halo = int(math.ceil(self.net.receptive_field / g) * g)
         self.overlap = g
 
-    def fuse_arrays(self, pan: np.ndarray, lms: np.ndarray, row: int, col: int,
-                    with_base: bool = False):
-        """Fuse PAN (H, W) and lms (C, H, W) whose upper-left pixel is at global (row, col);
-        returns the image (and the classical base when ``with_base``)."""
-        pan_lp = self.glp.pan_lowpass(pan)
-        base = self.glp.fuse_arrays(pan, lms, pan_lp)
-        cond = standardise(pan, lms, pan_lp, base, self.stats)
-        from ssdiff_cli.diffusion import position_noise
-
-        c, h, w = lms.shape
-        noise = position_noise(self.seed, c, row, col, h, w)
-        corr = sample_correction(self.net, self.scheduler, {k: v[None] for k, v in cond.items()},
-                                 noise[None], self.ratio, self.steps, self.t_start, self.device,
-                                 self.dtype)[0]
-        out = apply_correction(base, corr, self.stats)
-        return (out, base) if with_base else out
-
-
     def fuse_tile(self, pan: np.ndarray, lms: np.ndarray, row: int, col: int, chunk: int,
-                  lock=None) -> np.ndarray:
-        """:meth:`fuse_arrays` with the network run in chunks of at most ``chunk`` PAN px a side
-        (halo included), one at a time under ``lock``: memory is bounded by the chunk, and the
-        result equals one run over the whole window away from its edges (the network is local
-        and aligned to its window grid). Only the part inside the tile's halo is computed."""
+                  lock=None, with_base: bool = False):
+        """Fuse PAN (H, W) and lms (C, H, W), a window with a halo of ``self.halo`` whose
+        upper-left pixel is at global (row, col); returns the image (and the classical base when
+        ``with_base``). The network runs in chunks of at most ``chunk`` PAN px a side (halo
+        included), one at a time under ``lock``: memory is bounded by the chunk, and the result
+        equals one run over the whole window away from its edges (the network is local and
+        aligned to its window grid). Only the part inside the window's halo is computed."""
         import contextlib
 
         from ssdiff_cli.diffusion import position_noise
         from ssdiff_cli.methods.base import report_progress
         from ssdiff_cli.tiling import chunk_spans
 
-        pan_lp = self.glp.pan_lowpass(pan)
-        base = self.glp.fuse_arrays(pan, lms, pan_lp)
-        cond = standardise(pan, lms, pan_lp, base, self.stats)
-        del pan_lp
+        base, cond = conditions(self.glp, self.stats, pan, lms)
         c, h, w = lms.shape
         g, nh, keep = self.net.granularity, self.net_halo, self.halo - self.net_halo
         rows = chunk_spans(keep, h - keep, chunk - 2 * nh, g)
@@ -170,14 +161,15 @@ class GeneralistFusion:
                 corr[:, y0:y1, x0:x1] = x0_hat[:, y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
                 done += (y1 - y0) * (x1 - x0)
                 report_progress(done / total)
-        return apply_correction(base, corr, self.stats)
+        out = apply_correction(base, corr, self.stats)
+        return (out, base) if with_base else out
 
 
-def guard_check(fusion: GeneralistFusion, spec, fills, sensor) -> dict:
+def guard_check(fusion: GeneralistFusion, spec, fills, sensor, chunk: int, lock=None) -> dict:
     """Full-resolution self-check of the model on a central window of the scene.
 
-    Fuses the window (up to ``GUARD_WINDOW`` PAN px a side) with the model and keeps its
-    classical base; scores both with HQNR, D_lambda and D_s
+    Fuses the window (up to ``GUARD_WINDOW`` PAN px a side) with the model, in chunks of at most
+    ``chunk`` px as the tiles are, and keeps its classical base; scores both with HQNR, D_lambda and D_s
     (:func:`ssdiff_cli.quality.indices.full_resolution`); ``fallback`` is true when the model's
     HQNR is below the base's.
     """
@@ -193,7 +185,8 @@ def guard_check(fusion: GeneralistFusion, spec, fills, sensor) -> dict:
     halo = fusion.halo
     tile = read_tile(spec, row - halo, col - halo, side_h + 2 * halo, side_w + 2 * halo, fills,
                      want_ms=True)
-    fused, base = fusion.fuse_arrays(tile.pan, tile.lms, tile.row, tile.col, with_base=True)
+    fused, base = fusion.fuse_tile(tile.pan, tile.lms, tile.row, tile.col, chunk, lock,
+                                   with_base=True)
     inner = (slice(halo, halo + side_h), slice(halo, halo + side_w))
     hr = halo // r
     ms = tile.ms[:, hr:hr + side_h // r, hr:hr + side_w // r]

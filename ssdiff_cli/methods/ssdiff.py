@@ -203,6 +203,11 @@ class SSDiffMethod(FusionMethod):
             self.halo = FAITHFUL_STRIDE
             self.overlap = FAITHFUL_PATCH
 
+    @property
+    def network_lock(self) -> threading.Lock:
+        """The process-wide lock that lets one network evaluation run at a time."""
+        return _NETWORK_LOCK
+
     def _prepare_generalist(self, ctx: SceneContext) -> None:
         """A generalist model corrects MTF-GLP-FS: fit the base, take its tile geometry."""
         from ssdiff_cli.methods.generalist import GeneralistFusion
@@ -258,7 +263,7 @@ class SSDiffMethod(FusionMethod):
 
         if self.generalist is not None:
             return self.generalist.fuse_tile(tile.pan, tile.lms, tile.row, tile.col, self.chunk,
-                                             _NETWORK_LOCK)
+                                             self.network_lock)
         out = np.array(tile.lms, dtype=np.float32)  # DN; the residual is added where computed
         with torch.inference_mode():
             if self.net.receptive_field is not None:

@@ -37,7 +37,7 @@ from ssdiff_cli import filters
 from ssdiff_cli.diffusion import DDIMScheduler, DiffusionConfig
 from ssdiff_cli.errors import BadInputError
 from ssdiff_cli.methods.classical import MTFGLP
-from ssdiff_cli.methods.generalist import Standardisation, standardise, target
+from ssdiff_cli.methods.generalist import Standardisation, conditions, target
 from ssdiff_cli.nn.generalist import GeneralistConfig, GeneralistDenoiser
 from ssdiff_cli.quality import wald
 from ssdiff_cli.training.crops import augment, crop_origins, read_scene_arrays, scene_from_arrays
@@ -145,9 +145,7 @@ def _version(ts, nominal_gains, name: str, family: str, crop: int) -> Version | 
     glp = MTFGLP("fs")
     glp.fit(filters.decimate_mean(pan, r)[valid_lr], ts.ms[:, valid_lr], r, nominal_gains)
     stats = Standardisation.from_glp(glp)
-    pan_lp = glp.pan_lowpass(pan)
-    base = glp.fuse_arrays(pan, ts.lms, pan_lp)
-    cond = standardise(pan, ts.lms, pan_lp, base, stats)
+    base, cond = conditions(glp, stats, pan, ts.lms)
     tgt = target(ts.gt, base, stats)
     origins = crop_origins(ts.valid, crop, r, ts.valid.shape[1])
     if len(origins) == 0:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ssdiff_cli import filters
-from ssdiff_cli.methods.generalist import GeneralistFusion, standardise, target
+from ssdiff_cli.methods.generalist import GeneralistFusion, conditions, target
 from ssdiff_cli.scene import read_tile
 
 #: Side (PAN px) of the central window adaptation crops are drawn from.
@@ -132,9 +132,7 @@ def _window(spec, r: int, crop: int) -> tuple[int, int]:
 def _full_data(fusion: GeneralistFusion, tile) -> dict:
     """Standardised conditions at full resolution, the MS (band standard deviations), masks."""
     glp, stats = fusion.glp, fusion.stats
-    pan_lp = glp.pan_lowpass(tile.pan)
-    base = glp.fuse_arrays(tile.pan, tile.lms, pan_lp)
-    cond = standardise(tile.pan, tile.lms, pan_lp, base, stats)
+    base, cond = conditions(glp, stats, tile.pan, tile.lms)
     ms = ((tile.ms - stats.ms_mean[:, None, None]) / stats.ms_std[:, None, None]).astype(np.float32)
     kernels, start = degrade_kernels(glp.gnyq, fusion.ratio)
     return {**cond, "ms": ms, "valid": tile.valid, "ratio": fusion.ratio, "kernels": kernels,
@@ -156,9 +154,7 @@ def _reduced_data(fusion: GeneralistFusion, tile) -> dict:
     red = MTFGLP("fs")
     red.fit(filters.decimate_mean(pan_lr, r).ravel(), ms_lr.reshape(ms_lr.shape[0], -1), r, glp.gnyq)
     stats = Standardisation.from_glp(red)
-    pan_lp = red.pan_lowpass(pan_lr)
-    base = red.fuse_arrays(pan_lr, lms, pan_lp)
-    cond = standardise(pan_lr, lms, pan_lp, base, stats)
+    base, cond = conditions(red, stats, pan_lr, lms)
     valid = tile.valid[: hm * r, : wm * r].reshape(hm, r, wm, r).all(axis=(1, 3))
     return {**cond, "target": target(gt, base, stats), "valid": valid, "ratio": r}
 
