@@ -283,11 +283,8 @@ def _train_generalist(scenes: list[str], output: Path, init: str | None, max_ste
     with _reporting(quiet):
         from ssdiff_cli.output import check_destination
         from ssdiff_cli.training.crops import parse_scene_arg, scene_terms
-        from ssdiff_cli.training.generalist import (
-            GeneralistTrainConfig,
-            state_paths,
-            train_generalist,
-        )
+        from ssdiff_cli.training.generalist import GeneralistTrainConfig, train_generalist
+        from ssdiff_cli.training.loop import state_path
 
         if not scenes:
             raise BadInputError("no scene given (SCENE is PAN,MS or a folder)")
@@ -296,7 +293,7 @@ def _train_generalist(scenes: list[str], output: Path, init: str | None, max_ste
         Path(prefix).parent.mkdir(parents=True, exist_ok=True)
         inputs = [str(p) for pair in pairs for p in pair]
         for path in (prefix.with_suffix(".safetensors"), prefix.with_suffix(".json"),
-                     *state_paths(prefix)):
+                     state_path(prefix)):
             check_destination(path, overwrite=overwrite or resume, inputs=inputs,
                               role="training output")
         cfg = GeneralistTrainConfig(output=str(prefix), name=prefix.name, max_steps=max_steps,
@@ -308,7 +305,7 @@ def _train_generalist(scenes: list[str], output: Path, init: str | None, max_ste
             cfg, init=init, resume=resume, log=log)
         summary = {"step": trainer.step, "elapsed_s": round(trainer.elapsed, 1),
                    "checkpoint": str(prefix.with_suffix(".safetensors")),
-                   "state": [str(p) for p in state_paths(prefix)]}
+                   "state": str(state_path(prefix))}
         if json_out:
             _print_json(summary)
 

@@ -14,16 +14,16 @@ of its versions), ``batch`` crops of each (ratio-aligned, all valid, flips and r
 rotations) and, half the time, a random subset of at least three bands, so band count and order
 vary.
 
-State. ``P.state.safetensors`` (model, EMA and optimiser tensors) + ``P.state.json`` (step,
-time, RNG states, log) are written atomically every ``save_every`` steps, on SIGINT/SIGTERM and at
-the end; ``resume`` continues from them. ``P.safetensors`` + ``P.json`` hold the EMA weights.
+State. ``P.state.safetensors`` (model, EMA and optimiser tensors, RNG states; the rest as JSON
+in its metadata: :func:`ssdiff_cli.training.loop.save_state_file`, no pickle) is written every
+``save_every`` steps, on SIGINT/SIGTERM and at the end; ``resume`` continues from it.
+``P.safetensors`` + ``P.json`` hold the EMA weights.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,6 +41,14 @@ from ssdiff_cli.methods.generalist import Standardisation, conditions, target
 from ssdiff_cli.nn.generalist import GeneralistConfig, GeneralistDenoiser
 from ssdiff_cli.quality import wald
 from ssdiff_cli.training.crops import augment, crop_origins, read_scene_arrays, scene_from_arrays
+from ssdiff_cli.training.loop import (
+    EMA,
+    flatten_optimizer,
+    load_state_file,
+    save_state_file,
+    state_path,
+    unflatten_optimizer,
+)
 
 COND_KEYS = ("base", "lms", "pan", "pan_lp")
 
@@ -187,62 +195,8 @@ class VersionSampler:
         return {k: out[k] for k in COND_KEYS}, out["target"], v.ratio
 
 
-# ------------------------------------------------------------------ state without pickle
 def _rng_to_json(state: dict) -> dict:
     return json.loads(json.dumps(state, default=int))
-
-
-def state_paths(prefix: Path) -> tuple[Path, Path]:
-    """``prefix.state.safetensors`` and ``prefix.state.json``."""
-    return (prefix.with_name(prefix.name + ".state.safetensors"),
-            prefix.with_name(prefix.name + ".state.json"))
-
-
-def save_state(prefix: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Write ``prefix.state.safetensors`` + ``prefix.state.json`` atomically."""
-    from safetensors.torch import save_file
-
-    st, js = state_paths(prefix)
-    tmp_st, tmp_js = st.with_name(st.name + ".tmp"), js.with_name(js.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp_st))
-    tmp_js.write_text(json.dumps(meta) + "\n")
-    os.replace(tmp_st, st)
-    os.replace(tmp_js, js)
-
-
-def load_state(prefix: Path) -> tuple[dict, dict]:
-    """Read what :func:`save_state` wrote (safetensors + JSON only)."""
-    from safetensors.torch import load_file
-
-    st, js = state_paths(prefix)
-    if not st.exists() or not js.exists():
-        raise BadInputError(f"{st}: no training state to resume from")
-    return load_file(str(st)), json.loads(js.read_text())
-
-
-def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """AdamW state as flat tensors + JSON-able rest."""
-    sd = opt.state_dict()
-    tensors, steps = {}, {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"opt.{pid}.{k}"] = v
-            else:
-                steps[f"{pid}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": steps}
-
-
-def _opt_load(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
-    state: dict = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, pid, k = key.split(".", 2)
-            state.setdefault(int(pid), {})[k] = v
-    for key, v in meta["scalars"].items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 # ------------------------------------------------------------------ the run
@@ -257,8 +211,7 @@ class GeneralistTrainer:
         torch.manual_seed(config.seed)
         self.model_config = GeneralistConfig(**config.model)
         self.net = GeneralistDenoiser(self.model_config)
-        self.ema = GeneralistDenoiser(self.model_config).eval().requires_grad_(False)
-        self.ema.load_state_dict(self.net.state_dict())
+        self.ema = EMA(self.net, config.ema)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=0.0)
         self.diffusion = DiffusionConfig()
         self.scheduler = DDIMScheduler(self.diffusion)
@@ -274,12 +227,12 @@ class GeneralistTrainer:
             self._resume()
 
     def _resume(self) -> None:
-        tensors, meta = load_state(self.prefix)
+        tensors, meta = load_state_file(state_path(self.prefix))
         if meta["model_config"] != self.model_config.to_dict():
             raise BadInputError(f"{self.prefix}: saved run has another architecture")
         self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        _opt_load(self.opt, tensors, meta["optimizer"])
+        self.ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        self.opt.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
         self.step, self.elapsed, self.log = meta["step"], meta["elapsed"], meta["log"]
         self.gen.set_state(tensors["rng.torch"].to(torch.uint8))
         self.sampler.rng.bit_generator.state = meta["sampler_rng"]
@@ -288,16 +241,16 @@ class GeneralistTrainer:
         """The resumable state and the EMA checkpoint with its card."""
         from ssdiff_cli.zoo import save_checkpoint
 
-        opt_t, opt_meta = _opt_tensors(self.opt)
+        opt_t, opt_meta = flatten_optimizer(self.opt.state_dict())
         tensors = {**{f"net.{k}": v for k, v in self.net.state_dict().items()},
-                   **{f"ema.{k}": v for k, v in self.ema.state_dict().items()},
+                   **{f"ema.{k}": v for k, v in self.ema.model.state_dict().items()},
                    **opt_t, "rng.torch": self.gen.get_state()}
         meta = {"step": self.step, "elapsed": self.elapsed, "log": self.log[-2000:],
                 "optimizer": opt_meta, "model_config": self.model_config.to_dict(),
                 "sampler_rng": _rng_to_json(self.sampler.rng.bit_generator.state),
                 "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.cfg).items()}}
-        save_state(self.prefix, tensors, meta)
-        save_checkpoint(self.ema, self.card(), self.prefix)
+        save_state_file(state_path(self.prefix), tensors, meta)
+        save_checkpoint(self.ema.model, self.card(), self.prefix)
 
     def card(self):
         """The model card of the run so far."""
@@ -341,9 +294,7 @@ class GeneralistTrainer:
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
         self.opt.step()
         self.step += 1
-        d = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.net.parameters()), 1.0 - d)
+        self.ema.update(self.net, self.step)
         return total
 
     def run(self, log=print) -> None:
@@ -396,7 +347,7 @@ def train_generalist(scenes: list[tuple], config: GeneralistTrainConfig, init: s
         if card.model != trainer.model_config.to_dict():
             raise BadInputError(f"{init}: another architecture than this run's")
         trainer.net.load_state_dict(net.state_dict())
-        trainer.ema.load_state_dict(net.state_dict())
+        trainer.ema.model.load_state_dict(net.state_dict())
         trainer.card_extra["initialised_from"] = card.name
     trainer.run(log=log)
     return trainer
