@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100000)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--overwrite", action="store_true", help="replace an earlier run at -o")
     ap.add_argument("--name", default="ssdiff-generalist")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -48,9 +49,20 @@ def main() -> None:
              "pairs": "Wald protocol at ratios 2 and 4 with MTF gains jittered (x exp(U(-0.25, 0.25))) "
                       "around the sensor's; base = MTF-GLP-FS with the nominal gains"}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    from ssdiff_cli.output import check_destination
+    from ssdiff_cli.training.loop import run_files
+
+    for path in run_files(Path(args.output)):
+        check_destination(path, overwrite=args.overwrite or args.resume, role="training output")
     train_generalist(scenes, cfg, resume=args.resume, extra=extra,
                      log=lambda m: print(m, flush=True))
 
 
 if __name__ == "__main__":
-    main()
+    from ssdiff_cli.errors import SsdiffError
+
+    try:
+        main()
+    except SsdiffError as exc:  # a user error: one line and its exit code
+        print(f"train_generalist: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
