@@ -83,6 +83,73 @@ def test_network_takes_any_band_count_and_ratio_and_is_band_permutation_equivari
     assert torch.allclose(a[:, perm], b, atol=1e-5)
 
 
+def _randomized(config: GeneralistConfig, seed: int = 0) -> GeneralistDenoiser:
+    """A network with every weight random (the zero-initialised layers too), in eval mode."""
+    torch.manual_seed(seed)
+    net = GeneralistDenoiser(config).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+    return net
+
+
+def _inputs(b: int, c: int, size: int, seed: int = 1) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, n, size, size, generator=g) for n in (c, c, c, 1, c)]
+
+
+def test_aligned_receptive_field_is_the_gradient_support_of_an_aligned_block():
+    """The walk over the layers (what sets the network halo) equals the measured reach of one
+    granularity period of output rows and columns, for two window sizes."""
+    for window in (8, 4):
+        net = _randomized(GeneralistConfig(base_channels=8, window=window, time_dim=16,
+                                           embed_dim=32))
+        g, rf = net.granularity, net.receptive_field
+        size = 2 * (rf // g + 2) * g + g
+        x_t, base, lms, pan, pan_lp = _inputs(1, 2, size)
+        inputs = [x_t, base, lms, pan, pan_lp]
+        for a in inputs:
+            a.requires_grad_(True)
+        p0 = (size // 2) // g * g  # an aligned block of one period
+        net(x_t, 999.0, base, lms, pan, pan_lp, 4)[:, :, p0:p0 + g, p0:p0 + g].abs().sum().backward()
+        support = sum(a.grad.abs().sum(dim=(0, 1)) for a in inputs) > 0
+        rows, cols = torch.nonzero(support, as_tuple=True)
+        reach = max(p0 - rows.min(), rows.max() - (p0 + g - 1),
+                    p0 - cols.min(), cols.max() - (p0 + g - 1)).item()
+        assert reach == rf, (window, reach, rf)
+
+
+def test_inference_by_band_groups_equals_the_whole_batch():
+    """Without gradients the per-band layers run a few bands at a time: the same values as the
+    training path, which runs every band at once (and several images)."""
+    net = _randomized(SMALL)
+    x_t, base, lms, pan, pan_lp = _inputs(2, 5, 64)
+    with torch.no_grad():
+        grouped = net(x_t, 999.0, base, lms, pan, pan_lp, 4)
+    whole = net(x_t, 999.0, base, lms, pan, pan_lp, 4).detach()
+    torch.testing.assert_close(grouped, whole, atol=1e-5, rtol=1e-5)
+    assert grouped.abs().mean() > 0.1
+
+
+def test_chunks_aligned_to_the_granularity_reproduce_the_whole_window():
+    """Two chunks, each with the network halo around its core, give exactly the whole window's
+    output on their cores: the halo comes from the aligned receptive field."""
+    net = _randomized(SMALL)
+    g = net.granularity
+    halo = -(-net.receptive_field // g) * g
+    size = 2 * halo + 4 * g
+    x_t, base, lms, pan, pan_lp = _inputs(1, 3, size)
+    args = (x_t, base, lms, pan, pan_lp)
+    with torch.no_grad():
+        whole = net(args[0], 999.0, *args[1:], 2)
+        for c0 in (halo, halo + 2 * g):  # two cores of 2g columns
+            cut = [a[..., c0 - halo:c0 + 2 * g + halo] for a in args]
+            part = net(cut[0], 999.0, *cut[1:], 2)
+            torch.testing.assert_close(part[..., halo:halo + 2 * g],
+                                       whole[..., c0:c0 + 2 * g], atol=1e-5, rtol=1e-5)
+    assert part.abs().mean() > 0.1
+
+
 def test_card_size_fields_are_bounded_before_anything_is_built():
     with pytest.raises(ValueError, match="base_channels"):
         GeneralistConfig.from_dict({**SMALL.to_dict(), "base_channels": 65536})

@@ -135,7 +135,8 @@ class GeneralistFusion:
         ``with_base``). The network runs in chunks of at most ``chunk`` PAN px a side (halo
         included), one at a time under ``lock``: memory is bounded by the chunk, and the result
         equals one run over the whole window away from its edges (the network is local and
-        aligned to its window grid). Only the part inside the window's halo is computed."""
+        aligned to its window grid). Only the part inside the window's halo is computed: the
+        rest of the returned image is the classical base."""
         import contextlib
 
         from ssdiff_cli.diffusion import position_noise
@@ -144,14 +145,16 @@ class GeneralistFusion:
 
         base, cond = conditions(self.glp, self.stats, pan, lms)
         c, h, w = lms.shape
-        g, nh, keep = self.net.granularity, self.net_halo, self.halo - self.net_halo
-        rows = chunk_spans(keep, h - keep, chunk - 2 * nh, g)
-        cols = chunk_spans(keep, w - keep, chunk - 2 * nh, g)
+        g, nh, halo = self.net.granularity, self.net_halo, self.halo
+        # Chunks cover the window inside the tile's halo (all a caller keeps); each reads the
+        # network's halo around it, which lies inside the part where the base is valid.
+        rows = chunk_spans(halo, h - halo, chunk - 2 * nh, g)
+        cols = chunk_spans(halo, w - halo, chunk - 2 * nh, g)
         corr = np.zeros_like(base)
-        total, done = max(1, (h - 2 * keep) * (w - 2 * keep)), 0
+        total, done = max(1, (h - 2 * halo) * (w - 2 * halo)), 0
         for y0, y1 in rows:
             for x0, x1 in cols:
-                iy0, iy1, ix0, ix1 = max(y0 - nh, 0), min(y1 + nh, h), max(x0 - nh, 0), min(x1 + nh, w)
+                iy0, iy1, ix0, ix1 = y0 - nh, y1 + nh, x0 - nh, x1 + nh
                 window = {k: v[None, :, iy0:iy1, ix0:ix1] for k, v in cond.items()}
                 noise = position_noise(self.seed, c, row + iy0, col + ix0, iy1 - iy0, ix1 - ix0)
                 with lock if lock is not None else contextlib.nullcontext():

@@ -226,6 +226,10 @@ class SSDiffMethod(FusionMethod):
         if self.chunk < least:
             raise ModelError(f"chunk {self.chunk} PAN px leaves no room inside the network's "
                              f"halo of {self.generalist.net_halo} px; use at least {least}")
+        # A tile's blend extent (core plus overlap) is one chunk's core: the network runs once
+        # per tile, and no pixel is computed twice except in the overlaps.
+        core = self.chunk - 2 * self.generalist.net_halo - self.overlap
+        self.tile_size = max(self.align, core // self.align * self.align)
 
     def _adapt(self, net, card, ctx: SceneContext):
         """Fine-tune adapters on the scene itself (Wald crops of a central window), merged."""

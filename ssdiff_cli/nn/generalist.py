@@ -34,12 +34,15 @@ from torch import nn
 from . import fmim
 from .apfm import APFM, _from_windows, _to_windows
 from .blocks import LEAK, Down, InputBlock, ResBlock, TimeEmbedding, Up, zero_
-from .denoiser import fast_receptive_field
 
 #: Channels of the spatial branch's input: PAN, band mean of x_t, band mean of lms.
 SPATIAL_INPUTS = 3
 #: Channels of each band's spectral input: x_t, base, lms, PAN low-pass, PAN, PAN detail.
 SPECTRAL_INPUTS = 6
+#: Bands the per-band layers process at a time when no gradient is needed (inference).
+INFERENCE_BAND_GROUP = 2
+#: Windows the image side of APFM processes at a time in inference.
+IMAGE_SIDE_WINDOWS = 1024
 #: Upper bounds on size fields read from a card (a card is untrusted input).
 _LIMITS = {"base_channels": 256, "window": 64, "head_dim": 256, "time_dim": 1024, "embed_dim": 2048}
 
@@ -101,6 +104,51 @@ class GeneralistConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
+def aligned_receptive_field(window: int) -> int:
+    """How far (PAN px) outside an aligned block of output pixels the network reads its input.
+
+    The network's windowed operations work on blocks aligned to the input's origin; when that
+    origin lies on the granularity grid (4 x ``window``, as every chunk's does), an output pixel
+    depends on whole blocks, not on a window's worth of pixels in every direction. Walks the
+    layers backwards from one granularity period of output rows, in feature indices at each
+    scale, and returns the largest reach beyond it (the same in every direction and at every
+    aligned position, by the network's symmetry and periodicity).
+    """
+    period = 4 * window
+    start = 64 * period  # far from the origin, so nothing is clipped
+
+    def conv(iv, k):  # k x k conv, 'same' padding
+        return iv[0] - k // 2, iv[1] + k // 2
+
+    def windowed(iv):
+        return iv[0] // window * window, iv[1] // window * window + window - 1
+
+    def union(a, b):
+        return (min(a[0], b[0]), max(a[1], b[1])) if b else a
+
+    spe = conv((start, start + period - 1), 3)  # the head's two 3x3 convs
+    spe = conv(spe, 3)
+    spa = None
+    skips: dict[int, tuple] = {}
+    for k in (4, 3, 2, 1, 0):
+        if k < 2:  # stage k's outputs are also stage 4 - k's skips
+            spe, spa = union(spe, skips[k][1]), union(spa, skips[k][0])
+        spe_in = windowed(spe)  # APFM and FMIM: the stage's window grid on both branches
+        spa_k = union(spe_in, spa)  # spa after stage k also feeds stage k + 1
+        spa_pre = conv(conv(conv(spa_k, 3), 3), 3)  # ResBlock: three 3x3 convs
+        if k in (3, 4):  # Up: convT 2x2 s2, + skip, conv 3x3
+            spa_up, spe_up = conv(spa_pre, 3), conv(spe_in, 3)
+            skips[4 - k] = (spa_up, spe_up)
+            spa, spe = (spa_up[0] // 2, spa_up[1] // 2), (spe_up[0] // 2, spe_up[1] // 2)
+        elif k in (1, 2):  # Down: conv 2x2 s2, conv 1x1, depthwise 3x3 (at the coarse scale)
+            spa_d, spe_d = conv(spa_pre, 3), conv(spe_in, 3)
+            spa, spe = (2 * spa_d[0], 2 * spa_d[1] + 1), (2 * spe_d[0], 2 * spe_d[1] + 1)
+        else:  # the input blocks: two 3x3 convs each
+            spa, spe = conv(conv(spa_pre, 3), 3), conv(conv(spe_in, 3), 3)
+    lo, hi = min(spa[0], spe[0]), max(spa[1], spe[1])
+    return max(start - lo, hi - (start + period - 1))
+
+
 class BandAPFM(APFM):
     """Windowed APFM with one spatial input per image shared by its ``c`` bands.
 
@@ -113,17 +161,41 @@ class BandAPFM(APFM):
     def forward(self, x: torch.Tensor, y: torch.Tensor, lowfreq_scale: float | None = None,
                 bands: int = 1) -> torch.Tensor:
         """``x`` (B * bands, C, H, W) band features, ``y`` (B, C, H, W) image features."""
-        n_img, ch, h, w = y.shape
+        return self.band_side(x, self.image_side(y, lowfreq_scale), bands)
+
+    def image_side(self, y: torch.Tensor, lowfreq_scale: float | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int, int]]:
+        """The image's queries and token attention softmax(Q K^T), computed once for all its
+        bands: ``(q, attn, shape of y)``; attention is kept in the queries' dtype."""
         win = self.window
-        xt = _to_windows(x.permute(0, 2, 3, 1), win)
         yt = _to_windows(y.permute(0, 2, 3, 1), win)
         if lowfreq_scale is not None and lowfreq_scale != 1.0:
             yt = yt - (1.0 - lowfreq_scale) * yt.mean(dim=1, keepdim=True)
+        if torch.is_grad_enabled():
+            q, k = self._heads(self.qk(self.norm(yt)))  # (B * nw, heads, n, d)
+            attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.head_dim ** -0.5, -1)
+            return q, attn.to(q.dtype), tuple(y.shape)
+        # Inference: a few thousand windows at a time, so the float32 logits and softmax of the
+        # whole image never exist at once (softmax is per window row: the same values).
+        q = attn = None
+        for w0 in range(0, yt.shape[0], IMAGE_SIDE_WINDOWS):
+            qc, kc = self._heads(self.qk(self.norm(yt[w0:w0 + IMAGE_SIDE_WINDOWS])))
+            ac = torch.softmax(torch.matmul(qc, kc.transpose(-1, -2)) * self.head_dim ** -0.5, -1)
+            if q is None:
+                q = qc.new_empty((yt.shape[0], *qc.shape[1:]))
+                attn = qc.new_empty((yt.shape[0], *ac.shape[1:]))
+            q[w0:w0 + len(qc)], attn[w0:w0 + len(qc)] = qc, ac
+        return q, attn, tuple(y.shape)
+
+    def band_side(self, x: torch.Tensor, image: tuple, bands: int) -> torch.Tensor:
+        """Update ``bands`` bands' features ``x`` (B * bands, C, H, W) of the images whose
+        :meth:`image_side` is ``image``."""
+        q, attn, (n_img, ch, h, w) = image
+        win = self.window
+        xt = _to_windows(x.permute(0, 2, 3, 1), win)
         n_tok, d = xt.shape[1], self.head_dim
-        q, k = self._heads(self.qk(self.norm(yt)))  # (B * nw, heads, n, d)
         v, u = self._heads(self.vu(self.norm(xt)))  # (B * bands * nw, heads, n, d)
         nw, heads = q.shape[0] // n_img, self.heads
-        attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * d ** -0.5, dim=-1)
         logits = torch.matmul(v.transpose(-1, -2), u) * (math.sqrt(d) / n_tok)
         a_spe = torch.softmax(logits, dim=-1).to(q.dtype)
         # Bands go side by side in the last axis, so the image's attention and queries multiply
@@ -134,7 +206,7 @@ class BandAPFM(APFM):
         a_side = a_spe.reshape(n_img, bands, nw, heads, d, d).permute(0, 2, 3, 4, 1, 5)
         a_side = a_side.reshape(n_img, nw, heads, d, bands * d)
         q_img = q.reshape(n_img, nw, heads, n_tok, d)
-        spa = torch.matmul(attn.reshape(n_img, nw, heads, n_tok, n_tok).to(v.dtype), v_side)
+        spa = torch.matmul(attn.reshape(n_img, nw, heads, n_tok, n_tok), v_side)
         spe = torch.matmul(q_img, a_side)
         fused = (spa * spe).reshape(n_img, nw, heads, n_tok, bands, d).permute(0, 4, 1, 3, 2, 5)
         fused = fused.reshape(n_img * bands * nw, n_tok, ch)
@@ -152,7 +224,9 @@ class GeneralistDenoiser(nn.Module):
         PAN px; inputs are padded (replicate) to a multiple of it, and tiles whose origins differ
         by a multiple of it agree on their common interior.
     receptive_field : int
-        PAN px each output pixel can see in each direction (the tile halo).
+        PAN px an output pixel can see in each direction when the input's origin lies on the
+        granularity grid (:func:`aligned_receptive_field`); the network halo is this rounded
+        up to the granularity.
     """
 
     def __init__(self, config: GeneralistConfig) -> None:
@@ -179,7 +253,7 @@ class GeneralistDenoiser(nn.Module):
 
     @property
     def receptive_field(self) -> int:
-        return fast_receptive_field(1, self.config.window)
+        return aligned_receptive_field(self.config.window)
 
     def branch_modules(self, branch: str) -> list[nn.Module]:
         """Modules of one branch only (``"spatial"`` or ``"spectral"``), for adapters."""
@@ -216,41 +290,77 @@ class GeneralistDenoiser(nn.Module):
         emb_bands = emb.repeat_interleave(c, dim=0)
 
         spa_in = torch.cat([pan, x_t.mean(1, keepdim=True), lms.mean(1, keepdim=True)], 1)
-        pan_b = pan.expand(b, c, hp, wp)
-        spe_in = torch.stack([x_t, base, lms, pan_lp, pan_b, pan_b - pan_lp], 2)
         spa = self.spatial_in(spa_in, emb)
-        spe = self.spectral_in(spe_in.reshape(b * c, SPECTRAL_INPUTS, hp, wp), emb_bands)
+        # Without gradients the per-band work runs a few bands of one image at a time (the same
+        # values: every per-band layer sees one band at a time), so its working memory is bounded
+        # by INFERENCE_BAND_GROUP bands, not by the band count; training runs the whole batch.
+        if torch.is_grad_enabled():
+            groups = [(0, b * c, slice(0, b))]
+        else:
+            g = min(c, INFERENCE_BAND_GROUP)
+            groups = [(i * c + j, i * c + min(j + g, c), slice(i, i + 1))
+                      for i in range(b) for j in range(0, c, g)]
+
+        def spectral_input(lo: int, hi: int, img: slice) -> torch.Tensor:
+            n = img.stop - img.start
+            k = (hi - lo) // n
+            j0 = lo - img.start * c
+            bands = [a[img, j0:j0 + k] for a in (x_t, base, lms, pan_lp)]
+            pan_g = pan[img].expand(n, k, hp, wp)
+            stack = torch.stack([*bands[:3], bands[3], pan_g, pan_g - bands[3]], 2)
+            return self.spectral_in(stack.reshape(n * k, SPECTRAL_INPUTS, hp, wp), emb_bands[lo:hi])
+
+        spe = self._per_band(groups, spectral_input)
         cfg = self.config
         skips = []
         for k in range(5):
             if k in (1, 2):
-                spa, spe = self._shared(self.downs[k - 1], spa, spe)
+                down = self.downs[k - 1]
+                spa = down(spa)
+                spe = self._per_band(groups, lambda lo, hi, img, m=down, x=spe: m(x[lo:hi]))
             elif k in (3, 4):
+                up = self.ups[k - 3]
                 skip_spa, skip_spe = skips.pop()
-                spa, spe = self._shared_up(self.ups[k - 3], spa, spe, skip_spa, skip_spe)
+                spa = up(spa, skip_spa)
+                spe = self._per_band(groups, lambda lo, hi, img, m=up, x=spe, s=skip_spe:
+                                     m(x[lo:hi], s[lo:hi]))
             spa = self.spatial_blocks[k](spa, emb)
-            spe = fmim.spectral_gain(spe, cfg.spectral_gain[k])
-            spe = self.spectral_blocks[k](spe, spa, lowfreq_scale=cfg.lowfreq_scale[k], bands=c)
-            spe = spe + self._context(self.context[k], spe, b, c)
+            apfm = self.spectral_blocks[k]
+            images = {(img.start, img.stop): apfm.image_side(spa[img], cfg.lowfreq_scale[k])
+                      for _, _, img in groups}
+            spe = self._per_band(groups, lambda lo, hi, img, m=apfm, x=spe, k=k, im=images: m.band_side(
+                fmim.spectral_gain(x[lo:hi], cfg.spectral_gain[k]), im[img.start, img.stop],
+                bands=(hi - lo) // (img.stop - img.start)))
+            del images
+            spe = self._add_context(self.context[k], spe, b, c)
             if k < 2:
                 skips.append((spa, spe))
-        out = self.head(spe).reshape(b, c, hp, wp)
+        del skips
+        out = self._per_band(groups, lambda lo, hi, img, x=spe: self.head(x[lo:hi]))
+        out = out.reshape(b, c, hp, wp)
         return out[:, :, :h, :w] if (ph or pw) else out
 
     @staticmethod
-    def _context(conv: nn.Module, spe: torch.Tensor, b: int, c: int) -> torch.Tensor:
-        """The pooled spectral context: conv(mean over bands), broadcast back to every band."""
+    def _per_band(groups, fn) -> torch.Tensor:
+        """``fn(lo, hi, images)`` over band groups (rows lo:hi of the band batch, bands of the
+        images ``images``, a slice), stacked along the batch; one group is returned as it is."""
+        if len(groups) == 1:
+            return fn(*groups[0])
+        first = fn(*groups[0])
+        out = first.new_empty((groups[-1][1], *first.shape[1:]))
+        out[: groups[0][1]] = first
+        del first
+        for lo, hi, img in groups[1:]:
+            out[lo:hi] = fn(lo, hi, img)
+        return out
+
+    @staticmethod
+    def _add_context(conv: nn.Module, spe: torch.Tensor, b: int, c: int) -> torch.Tensor:
+        """``spe`` plus the pooled spectral context: conv(mean over bands), added to every band
+        (in place when no gradient is needed)."""
         n, ch, h, w = spe.shape
-        pooled = spe.reshape(b, c, ch, h, w).mean(1)
-        return conv(pooled).repeat_interleave(c, dim=0)
-
-    @staticmethod
-    def _shared(module: nn.Module, a: torch.Tensor, s: torch.Tensor):
-        """One shared module on both branches as one batch (their batch sizes differ)."""
-        out = module(torch.cat([a, s]))
-        return out[: a.shape[0]], out[a.shape[0]:]
-
-    @staticmethod
-    def _shared_up(module: nn.Module, a, s, skip_a, skip_s):
-        out = module(torch.cat([a, s]), torch.cat([skip_a, skip_s]))
-        return out[: a.shape[0]], out[a.shape[0]:]
+        context = conv(spe.reshape(b, c, ch, h, w).mean(1))[:, None].to(spe.dtype)
+        if torch.is_grad_enabled():
+            return spe + context.expand(b, c, ch, h, w).reshape(n, ch, h, w)
+        spe.view(b, c, ch, h, w).add_(context)
+        return spe
