@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import time
 from pathlib import Path
 
@@ -293,24 +294,29 @@ def _pan_width(src: Path) -> int:
 
 
 def run_child(args: list[str]) -> dict:
-    """Run ``python -m ssdiff_cli ARGS`` and measure it: wall and CPU seconds, peak RSS (MB)."""
+    """Run ``python -m ssdiff_cli ARGS`` and measure it: wall and CPU seconds, peak RSS (MB),
+    and what it printed on stdout."""
     import os
     import subprocess
     import sys
+    import tempfile
 
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "ssdiff_cli", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            cwd=Path(__file__).resolve().parents[1])
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    with tempfile.TemporaryFile() as stdout:
+        proc = subprocess.Popen([sys.executable, "-m", "ssdiff_cli", *args],
+                                stdout=stdout, stderr=subprocess.PIPE,
+                                cwd=Path(__file__).resolve().parents[1])
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        stdout.seek(0)
+        out = stdout.read()
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f"ssdiff {' '.join(args)} failed ({proc.returncode}): "
                            f"{err.decode(errors='replace')[-500:]}")
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "peak_mb": usage.ru_maxrss / 1024}
+            "peak_mb": usage.ru_maxrss / 1024, "stdout": out.decode(errors="replace")}
 
 
 def scene_scale(work: Path, sizes: list[int], extra: list[str]) -> list[dict]:
@@ -322,7 +328,7 @@ def scene_scale(work: Path, sizes: list[int], extra: list[str]) -> list[dict]:
         print(f"scene-scale run skipped: {src} not found")
         return []
     cores = len(os.sched_getaffinity(0))
-    print(f"\nscene scale: sharpen --method ssdiff {' '.join(extra)} (model ssdiff-8band), "
+    print(f"\nscene scale: sharpen --method ssdiff {' '.join(extra)} (the model it picks), "
           f"wv2_grip mirror-tiled, {cores} cores; released inference {RELEASED_PAN_PX_PER_S:.0f} "
           "PAN px/s")
     print(f"{'PAN px':>11} {'seconds':>8} {'kpx/s wall':>11} {'kpx/s cpu':>10} "
@@ -332,7 +338,8 @@ def scene_scale(work: Path, sizes: list[int], extra: list[str]) -> list[dict]:
         pan, ms = mirror_scene(src, size, work / f"wv2_grip_{size}")
         out = work / f"ssdiff_{size}.tif"
         m = run_child(["sharpen", str(pan), str(ms), "-o", str(out), "--method", "ssdiff",
-                       "--force", "--overwrite", "-q", *extra])
+                       "--force", "--overwrite", "-q", "--json", *extra])
+        method = json.loads(m.pop("stdout"))["method"]
         px = size * size
         wall_rate = px / m["wall"]
         cpu_rate = px / (m["cpu"] / cores)  # the rate with the cores to itself
@@ -340,7 +347,8 @@ def scene_scale(work: Path, sizes: list[int], extra: list[str]) -> list[dict]:
         print(f"{f'{size}x{size}':>11} {m['wall']:>8.1f} {wall_rate / 1e3:>11.1f} "
               f"{cpu_rate / 1e3:>10.1f} {wall_rate / RELEASED_PAN_PX_PER_S:>10.0f}x "
               f"{cpu_rate / RELEASED_PAN_PX_PER_S:>10.0f}x "
-              f"{m['peak_mb']:>12.0f}", flush=True)
+              f"{m['peak_mb']:>12.0f}  {method['model']} {method['precision']} "
+              f"chunk {method['chunk']}", flush=True)
         out.unlink(missing_ok=True)
     if len(rows) > 1:
         lo, hi = rows[0]["peak_mb"], rows[-1]["peak_mb"]
