@@ -180,7 +180,8 @@ def test_shipped_default_model_beats_classical_fusion_on_a_scene_it_never_saw(tm
 
 def test_auto_picks_the_generalist_for_every_sensor_and_ratio_and_mtf_glp_without_models(
         tmp_path, monkeypatch):
-    from ssdiff_cli.pipeline import prepare_scene, resolve_method
+    from ssdiff_cli.pipeline import resolve_method
+    from ssdiff_cli.scene import prepare_scene
 
     scenes = ("ge1_grip", "landsat8_satellite", "wv3_cristianics", "wv2_grip")
     detections = {}
