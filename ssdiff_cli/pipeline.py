@@ -112,32 +112,42 @@ class Report:
 def resolve_method(name: str, scene: Scene, detection: Detection) -> str:
     """``auto`` means SSDiff where a shipped model accepts the scene (the generalist takes 1-16
     bands at ratios 2-8), else MTF-GLP. With ``auto`` the model also checks itself on the scene
-    and may fall back to its classical base (:func:`apply_guard`)."""
+    and may fall back to its classical base (:func:`apply_guard`). The model is the one
+    ``--method ssdiff`` picks (:func:`ssdiff_cli.methods.ssdiff.default_model`)."""
     if name != "auto":
         return name
-    from ssdiff_cli.zoo import find_model_for
+    from ssdiff_cli.methods.ssdiff import default_model
 
-    card = find_model_for(scene.bands, scene.ratio, detection.preset.key)
-    return "ssdiff" if card is not None else "mtf-glp"
+    return "ssdiff" if default_model(scene, detection.preset) is not None else "mtf-glp"
 
 
 def adapt_scene(method: FusionMethod, scene: Scene, sample: SceneSample, opts: SharpenOptions,
-                report: Report, progress: Callable | None = None) -> None:
-    """``--adapt N`` for a generalist model: fine-tune it on this scene before fusing
-    (:func:`ssdiff_cli.training.scene_adapt.adapt_generalist`, objective
-    ``opts.adapt_objective``); what it did goes into the report."""
-    fusion = getattr(method, "generalist", None)
+                report: Report, progress: Callable | None = None, sensor=None) -> None:
+    """``--adapt N``: fine-tune the prepared SSDiff model on this scene before fusing. A
+    per-sensor model trains L-BAF adapters on reduced-resolution crops
+    (:func:`ssdiff_cli.training.scene_adapt.adapt_per_sensor`, MTF gains of ``sensor``, the
+    detected preset) and the method runs the merged network; a generalist model is fine-tuned in
+    place (:func:`ssdiff_cli.training.scene_adapt.adapt_generalist`, objective
+    ``opts.adapt_objective``). What it did goes into the report."""
     steps = int(getattr(method, "adapt", 0) or 0)
-    if fusion is None or steps <= 0:
+    if steps <= 0 or getattr(method, "net", None) is None:
         return
-    from ssdiff_cli.training.scene_adapt import adapt_generalist
+    from ssdiff_cli.training import scene_adapt
 
+    fusion = method.generalist
     start = time.perf_counter()
+    step_progress = None if progress is None else lambda s, n, loss: progress(s, n, 0)
+    if fusion is None:
+        method.use_network(scene_adapt.adapt_per_sensor(
+            method.net, method.card, scene, sensor, steps, seed=method.seed, device=method.device,
+            progress=step_progress))
+        report.method["adaptation"] = {"steps": steps, "objective": "reduced (L-BAF adapters)",
+                                       "seconds": round(time.perf_counter() - start, 2)}
+        return
     try:
-        losses = adapt_generalist(
+        losses = scene_adapt.adapt_generalist(
             fusion, scene.spec, fill_values(sample), steps, objective=opts.adapt_objective,
-            seed=getattr(method, "seed", 0),
-            progress=None if progress is None else lambda s, n, loss: progress(s, n, 0))
+            seed=method.seed, progress=step_progress)
     except ValueError as exc:  # a scene smaller than one adaptation crop
         from ssdiff_cli.errors import SsdiffWarning
 
@@ -371,7 +381,7 @@ def sharpen(
     start = time.perf_counter()
     method.prepare(SceneContext(scene=scene, sample=sample, sensor=detection.preset))
     report.method = method.describe()
-    adapt_scene(method, scene, sample, opts, report, progress)
+    adapt_scene(method, scene, sample, opts, report, progress, sensor=detection.preset)
     if opts.method == "auto":
         method = apply_guard(method, scene, sample, detection, report)
     overlap = method.overlap if opts.overlap is None else opts.overlap
