@@ -97,8 +97,8 @@ def stage(name: str, tmp: Path) -> dict:
             with rasterio.open(path, **threads) as ds:
                 assert ds.read().size
     elif name == "scene":
-        from ssdiff_cli.pipeline import prepare_scene
         from ssdiff_cli.quality import indices
+        from ssdiff_cli.scene import prepare_scene
 
         scene, _, _ = prepare_scene(pan, [ms], with_sample=False)  # as evaluate does
         inputs = evaluate.FusedSceneInputs(fused, scene, (np.zeros(scene.bands, np.float32), 0.0))
@@ -118,9 +118,8 @@ def stage(name: str, tmp: Path) -> dict:
         return {"seconds": time.perf_counter() - t0,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, **res}
     elif name == "indices":
-        from ssdiff_cli.pipeline import fill_values, prepare_scene
         from ssdiff_cli.quality import indices
-        from ssdiff_cli.scene import read_tile
+        from ssdiff_cli.scene import fill_values, prepare_scene, read_tile
 
         scene, detection, sample = prepare_scene(pan, [ms])
         h, w = scene.spec.out.height, scene.spec.out.width

@@ -5,9 +5,13 @@ fused blend extent comes back. Results are handed to the caller in completion or
 ``max_in_flight`` tasks are outstanding, so memory stays bounded by tile size times workers.
 
 Progress is reported in tiles, with the share of the running tiles that their methods say is
-done (:func:`ssdiff_cli.methods.base.report_progress`) counted in, so a slow method's progress
-moves within a tile; it is reported from the calling thread at least every
-``PROGRESS_INTERVAL`` seconds while anything moved.
+done (:func:`report_progress`) counted in, so a slow method's progress moves within a tile; it is
+reported from the calling thread at least every ``PROGRESS_INTERVAL`` seconds while anything
+moved.
+
+The engine sits below the methods: it knows a method only as a :class:`TileFuser` (anything with
+``needs_ms`` and ``fuse(tile)``), and the methods report part-way progress through
+:func:`report_progress`, defined here.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import ctypes.util
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from ssdiff_cli.methods.base import FusionMethod, progress_hook
-from ssdiff_cli.scene import SceneSpec, read_tile
+from ssdiff_cli.scene import SceneSpec, TileData, read_tile
 from ssdiff_cli.tiling import Tile, TilePlan
 
 #: ``(tiles done, tiles total, pixels done)``; tiles done is fractional while tiles are part-way.
@@ -34,7 +39,41 @@ Progress = Callable[[float, int, int], None]
 PROGRESS_INTERVAL = 0.5
 
 
-def fuse_tile(spec: SceneSpec, method: FusionMethod, fill_values, tile: Tile):
+class TileFuser(Protocol):
+    """What the engine needs of a fusion method (:class:`ssdiff_cli.methods.FusionMethod` is
+    one)."""
+
+    needs_ms: bool
+
+    def fuse(self, tile: TileData) -> np.ndarray:
+        """Fuse one tile; (C, H, W) float32 over the tile's whole read window."""
+
+
+# A method that takes long over one tile says how far it has got, so progress moves between
+# tiles: the engine installs a callback for the thread running ``fuse`` and the method calls
+# :func:`report_progress`. Without a callback (a dask worker process) the call does nothing.
+_hook = threading.local()
+
+
+@contextmanager
+def progress_hook(callback: Callable[[float], None]) -> Iterator[None]:
+    """Route :func:`report_progress` calls made in this thread to ``callback`` meanwhile."""
+    previous = getattr(_hook, "callback", None)
+    _hook.callback = callback
+    try:
+        yield
+    finally:
+        _hook.callback = previous
+
+
+def report_progress(fraction: float) -> None:
+    """Tell the engine that ``fraction`` (0..1) of the tile being fused is done."""
+    callback = getattr(_hook, "callback", None)
+    if callback is not None:
+        callback(min(max(float(fraction), 0.0), 1.0))
+
+
+def fuse_tile(spec: SceneSpec, method: TileFuser, fill_values, tile: Tile):
     """Read and fuse one tile; returns ``(tile, data, valid)`` over its blend extent."""
     data = read_tile(
         spec, tile.read_row, tile.read_col, tile.read_height, tile.read_width,

@@ -27,9 +27,9 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from ssdiff_cli.errors import BadInputError
-from ssdiff_cli.pipeline import SharpenOptions, fill_values, prepare_scene, sharpen
+from ssdiff_cli.pipeline import SharpenOptions, sharpen
 from ssdiff_cli.quality import indices, wald
-from ssdiff_cli.scene import Scene, read_arrays, read_tile, reader_for
+from ssdiff_cli.scene import Scene, fill_values, prepare_scene, read_arrays, read_tile, reader_for
 from ssdiff_cli.sensors import generic_preset, get_preset
 
 #: Which way each index improves, for marking the best value of a column.
@@ -268,7 +268,7 @@ class FusedSceneInputs:
 def score_full(fused_path: Path, scene: Scene, detection, fills: tuple[np.ndarray, float],
                progress: Callable | None = None) -> dict:
     """Full-resolution indices of a fused raster on the scene's output grid, read strip by strip;
-    ``fills`` is :func:`ssdiff_cli.pipeline.fill_values` of the scene's sample."""
+    ``fills`` is :func:`ssdiff_cli.scene.fill_values` of the scene's sample."""
     inputs = FusedSceneInputs(fused_path, scene, fills)
     preset = detection.preset
     try:

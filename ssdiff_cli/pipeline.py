@@ -20,14 +20,13 @@ from ssdiff_cli import coreg
 from ssdiff_cli.engine import fuse_tile, run_plan
 from ssdiff_cli.errors import (
     BadInputError,
-    BitDepthWarning,
     ClippingWarning,
     MisregistrationError,
     MisregistrationWarning,
     UsageError,
 )
 from ssdiff_cli.files import umask_mode
-from ssdiff_cli.gdal_names import dataset_name, ms_band_selection, split_band_suffix
+from ssdiff_cli.gdal_names import split_band_suffix
 from ssdiff_cli.methods import SceneContext, get_method
 from ssdiff_cli.methods.base import FusionMethod
 from ssdiff_cli.output import (
@@ -38,8 +37,8 @@ from ssdiff_cli.output import (
     publish_file,
     value_range,
 )
-from ssdiff_cli.scene import Scene, SceneSample, ms_maximum, open_pair, scene_sample
-from ssdiff_cli.sensors import Detection, detect_sensor, select_preset_bands
+from ssdiff_cli.scene import Scene, SceneSample, fill_values, prepare_scene
+from ssdiff_cli.sensors import Detection
 from ssdiff_cli.tiling import Blender, plan_tiles
 
 
@@ -110,119 +109,45 @@ class Report:
         return asdict(self)
 
 
-def prepare_scene(pan: str | Path, ms: list, sensor: str | None = None,
-                  extent: str = "intersection", with_sample: bool = True,
-                  bands: list[int] | None = None, nodata: float | str | None = None,
-                  resampling: str = "cubic", bit_depth: int | None = None,
-                  ms_shift: tuple[float, float] | None = None,
-                  ) -> tuple[Scene, Detection, SceneSample | None]:
-    """Detect the sensor, open the pair and read the decimated scene sample (unless
-    ``with_sample`` is false: the sample is then ``None``, and reading it, a pass over the whole
-    PAN, is saved). ``bands``, ``nodata`` and ``resampling`` are :func:`scene.open_pair`'s;
-    ``bit_depth`` overrides the detected one (otherwise values above the preset's bit depth
-    raise it, with a warning: see :func:`check_bit_depth`); ``ms_shift`` moves the MS grid to
-    correct a measured shift (``--coregister``)."""
-    ms = [ms] if isinstance(ms, (str, Path)) else list(ms)
-    pan = dataset_name(pan)
-    ms, selection = ms_band_selection(ms, bands)
-    for path in [pan, *ms]:
-        if not path.exists():
-            raise BadInputError(f"{path}: file does not exist")
-    detection = detect_sensor(pan, ms, override=sensor if not selection else None)
-    if selection:
-        detection = _select_bands(detection, selection, sensor, pan, ms)
-    scene = open_pair(pan, ms, extent=extent, expected_bands=detection.preset.n_bands,
-                      bands=selection, nodata=nodata, resampling=resampling, ms_shift=ms_shift)
-    if scene.bands != detection.preset.n_bands:
-        raise BadInputError(
-            f"{ms[0]}: {scene.bands} MS bands, but sensor {detection.preset.name} has "
-            f"{detection.preset.n_bands}"
-        )
-    if bit_depth is not None:
-        detection.bit_depth = bit_depth
-        detection.notes.append(f"bit depth {bit_depth} from --bit-depth")
-    if not with_sample:
-        return scene, detection, None
-    sample = scene_sample(scene.spec)
-    if not sample.valid.any():
-        raise BadInputError(f"{pan}: no pixel is valid in both the PAN and the MS")
-    if bit_depth is None:
-        check_bit_depth(scene, detection, sample)
-    return scene, detection, sample
-
-
-def _select_bands(detection: Detection, selection: list[int], sensor: str | None, pan, ms
-                  ) -> Detection:
-    """The detection for a band selection: the sensor's preset restricted to those bands when it
-    describes the whole file, else (or with ``--sensor``, which then names the selection's
-    layout) the preset detected for the selected bands themselves."""
-    if max(selection) > detection.ms_bands:
-        raise BadInputError(f"{ms[0]}: band selection {selection} outside 1..{detection.ms_bands}")
-    if sensor is not None:
-        from ssdiff_cli.sensors import fit_band_count, get_preset
-
-        preset = fit_band_count(get_preset(sensor), len(selection))
-        if preset is None:
-            from ssdiff_cli.errors import SensorMismatchError
-
-            raise SensorMismatchError(f"sensor {sensor} does not have {len(selection)} bands")
-        detection.preset = preset
-        detection.source, detection.reason = "override", f"sensor {preset.name} given explicitly"
-        return detection
-    detection.preset = select_preset_bands(detection.preset, [b - 1 for b in selection],
-                                           detection.ms_bands, detection.ratio, detection.bit_depth)
-    detection.reason += f"; bands {','.join(map(str, selection))} selected"
-    return detection
-
-
-def check_bit_depth(scene: Scene, detection: Detection, sample: SceneSample) -> None:
-    """Raise ``detection.bit_depth`` to what the MS data needs when its values exceed the
-    preset's range (a warning says so), rather than clipping them later."""
-    bits = detection.bit_depth
-    dtype = np.dtype(scene.spec.ms_dtype)
-    if not bits or dtype.kind not in "ui" or bits >= dtype.itemsize * 8:
-        return
-    if not sample.valid.any() or float(np.nanmax(sample.ms[:, sample.valid])) <= 2**bits - 1:
-        return
-    top = ms_maximum(scene.spec)
-    needed = min(max(bits, math.ceil(math.log2(top + 1))), dtype.itemsize * 8)
-    message = (f"{scene.ms_paths[0]}: values reach {top:g}, above the {bits}-bit range of the "
-               f"{detection.preset.name} preset; using {needed} bits from the data "
-               "(--bit-depth sets it)")
-    detection.bit_depth = needed
-    detection.notes.append(message)
-    warnings.warn(message, BitDepthWarning, stacklevel=3)
-
-
 def resolve_method(name: str, scene: Scene, detection: Detection) -> str:
     """``auto`` means SSDiff where a shipped model accepts the scene (the generalist takes 1-16
     bands at ratios 2-8), else MTF-GLP. With ``auto`` the model also checks itself on the scene
-    and may fall back to its classical base (:func:`apply_guard`)."""
+    and may fall back to its classical base (:func:`apply_guard`). The model is the one
+    ``--method ssdiff`` picks (:func:`ssdiff_cli.methods.ssdiff.default_model`)."""
     if name != "auto":
         return name
-    from ssdiff_cli.zoo import find_model_for
+    from ssdiff_cli.methods.ssdiff import default_model
 
-    card = find_model_for(scene.bands, scene.ratio, detection.preset.key)
-    return "ssdiff" if card is not None else "mtf-glp"
+    return "ssdiff" if default_model(scene, detection.preset) is not None else "mtf-glp"
 
 
 def adapt_scene(method: FusionMethod, scene: Scene, sample: SceneSample, opts: SharpenOptions,
-                report: Report, progress: Callable | None = None) -> None:
-    """``--adapt N`` for a generalist model: fine-tune it on this scene before fusing
-    (:func:`ssdiff_cli.training.scene_adapt.adapt_generalist`, objective
-    ``opts.adapt_objective``); what it did goes into the report."""
-    fusion = getattr(method, "generalist", None)
+                report: Report, progress: Callable | None = None, sensor=None) -> None:
+    """``--adapt N``: fine-tune the prepared SSDiff model on this scene before fusing. A
+    per-sensor model trains L-BAF adapters on reduced-resolution crops
+    (:func:`ssdiff_cli.training.scene_adapt.adapt_per_sensor`, MTF gains of ``sensor``, the
+    detected preset) and the method runs the merged network; a generalist model is fine-tuned in
+    place (:func:`ssdiff_cli.training.scene_adapt.adapt_generalist`, objective
+    ``opts.adapt_objective``). What it did goes into the report."""
     steps = int(getattr(method, "adapt", 0) or 0)
-    if fusion is None or steps <= 0:
+    if steps <= 0 or getattr(method, "net", None) is None:
         return
-    from ssdiff_cli.training.scene_adapt import adapt_generalist
+    from ssdiff_cli.training import scene_adapt
 
+    fusion = method.generalist
     start = time.perf_counter()
+    step_progress = None if progress is None else lambda s, n, loss: progress(s, n, 0)
+    if fusion is None:
+        method.use_network(scene_adapt.adapt_per_sensor(
+            method.net, method.card, scene, sensor, steps, seed=method.seed, device=method.device,
+            progress=step_progress))
+        report.method["adaptation"] = {"steps": steps, "objective": "reduced (L-BAF adapters)",
+                                       "seconds": round(time.perf_counter() - start, 2)}
+        return
     try:
-        losses = adapt_generalist(
+        losses = scene_adapt.adapt_generalist(
             fusion, scene.spec, fill_values(sample), steps, objective=opts.adapt_objective,
-            seed=getattr(method, "seed", 0),
-            progress=None if progress is None else lambda s, n, loss: progress(s, n, 0))
+            seed=method.seed, progress=step_progress)
     except ValueError as exc:  # a scene smaller than one adaptation crop
         from ssdiff_cli.errors import SsdiffWarning
 
@@ -264,12 +189,6 @@ def check_registration(scene: Scene, sample: SceneSample, detection: Detection) 
     weights = detection.preset.weights()
     intensity = np.tensordot(weights.astype(np.float32), sample.ms, axes=1)
     return coreg.measure_shift(sample.pan, intensity, valid=sample.valid, ratio=sample.factor)
-
-
-def fill_values(sample: SceneSample) -> tuple[np.ndarray, float]:
-    """Per-band MS means and the PAN mean over valid sample pixels (far-from-data fill)."""
-    ms_means = sample.ms[:, sample.valid].mean(axis=1).astype(np.float32)
-    return ms_means, float(sample.pan[sample.valid].mean())
 
 
 def output_spec(scene: Scene, detection: Detection, sample: SceneSample, dtype: str | None,
@@ -462,7 +381,7 @@ def sharpen(
     start = time.perf_counter()
     method.prepare(SceneContext(scene=scene, sample=sample, sensor=detection.preset))
     report.method = method.describe()
-    adapt_scene(method, scene, sample, opts, report, progress)
+    adapt_scene(method, scene, sample, opts, report, progress, sensor=detection.preset)
     if opts.method == "auto":
         method = apply_guard(method, scene, sample, detection, report)
     overlap = method.overlap if opts.overlap is None else opts.overlap

@@ -1,4 +1,5 @@
-"""The model zoo: checkpoints (safetensors) with their model cards (JSON), found, loaded, checked.
+"""The model zoo: checkpoints (safetensors) with their model cards (JSON), found, loaded, checked;
+L-BAF adapter files (read, written, applied to their base).
 
 A checkpoint is two files side by side: ``NAME.safetensors`` (weights) and ``NAME.json`` (the
 card: sensor, bands, ratio, normalisation, architecture, diffusion settings, training data and
@@ -372,3 +373,118 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str = "cpu"):
     model.load_state_dict(state)
     model.eval()
     return model.to(device), card
+
+
+# ------------------------------------------------------------------ L-BAF adapters
+# An adapter is ``NAME.safetensors`` (only the ``lora_`` weights) + ``NAME.json`` naming its base
+# model, the base's architecture, rank, alpha and the schedule it was trained with
+# (:mod:`ssdiff_cli.training.finetune` trains them). :func:`apply_adapter` checks the base and
+# folds the adapters into the weights (:func:`ssdiff_cli.nn.merge_lora`), so inference costs
+# nothing extra.
+
+ADAPTER_KIND = "ssdiff-lbaf-adapter"
+#: Largest adapter rank read from a file (the CLI's default is 4).
+MAX_RANK = 256
+
+
+def add_adapters(net, rank: int, alpha: float | None = None, seed: int = 0) -> None:
+    """Adapters on both branches (idempotent). Their random initialisation is drawn from
+    ``seed``, not the global generator, so a fine-tune or ``--adapt`` run is reproducible."""
+    import torch
+
+    from ssdiff_cli.nn import add_lora
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        add_lora(net, "spatial", rank, alpha)
+        add_lora(net, "spectral", rank, alpha)
+
+
+def adapter_paths(path) -> tuple[Path, Path]:
+    """(weights, description) paths of an adapter, from a prefix or either file."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def save_adapter(net, card: ModelCard, path, config, extra: dict | None = None) -> Path:
+    """Write the adapter weights of ``net`` and their JSON (base model name and architecture,
+    schedule), each atomically. ``config`` is the fine-tuning's options, a dataclass with
+    ``rank``, ``alpha``, ``first``, ``switch_every`` and ``steps``
+    (:class:`ssdiff_cli.training.finetune.FinetuneConfig`); it is recorded whole."""
+    from safetensors.torch import save_file
+
+    from ssdiff_cli.nn import lora_state_dict
+
+    weights, meta = adapter_paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous().cpu() for k, v in lora_state_dict(net).items()}
+    info = {
+        "kind": ADAPTER_KIND, "name": weights.stem, "base_model": card.name, "base_architecture": card.model,
+        "bands": card.bands, "ratio": card.ratio, "rank": config.rank, "alpha": config.alpha,
+        "schedule": {"branches": "alternating, one trained while the other is frozen",
+                     "first": config.first, "switch_every": config.switch_every, "steps": config.steps},
+        "finetune": asdict(config), **(extra or {}),
+    }
+    tmp = weights.with_suffix(".safetensors.tmp")
+    save_file(state, str(tmp), metadata={"base_model": card.name})
+    umask_mode(tmp)
+    os.replace(tmp, weights)
+    tmp_meta = meta.with_suffix(".json.tmp")
+    tmp_meta.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp_meta, meta)
+    return weights
+
+
+def read_adapter(path) -> tuple[dict, dict]:
+    """``(info, weights)`` of an adapter file (clear errors for missing or foreign files)."""
+    from safetensors.torch import load_file
+
+    weights, meta = adapter_paths(path)
+    for p in (weights, meta):
+        if not p.exists():
+            raise ModelError(f"{p}: adapter file missing (an adapter is NAME.safetensors + NAME.json)")
+    try:
+        info = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{meta}: unreadable adapter description ({exc})") from None
+    if not isinstance(info, dict) or info.get("kind") != ADAPTER_KIND:
+        raise ModelError(f"{meta}: not an SSDiff L-BAF adapter")
+    rank, alpha = info.get("rank"), info.get("alpha")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_RANK:
+        raise ModelError(f"{meta}: rank is {rank!r}; it must be a whole number from 1 to {MAX_RANK}")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
+                              or not math.isfinite(alpha)):
+        raise ModelError(f"{meta}: alpha is {alpha!r}; it must be a finite number")
+    weight_shapes(weights)  # bounded size, readable header
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise ModelError(f"{weights}: unreadable adapter weights ({exc})") from None
+    check_finite(state, weights)
+    return info, state
+
+
+def apply_adapter(net, adapter_path, card: ModelCard):
+    """Apply an adapter to its base network (checked by name and architecture) and merge it;
+    returns the network, in eval mode."""
+    from ssdiff_cli.nn import lora_state_dict, merge_lora
+
+    info, state = read_adapter(adapter_path)
+    if info.get("base_model") != card.name:
+        raise ModelError(f"{adapter_path}: adapter was made for model {info.get('base_model')!r}, "
+                         f"not {card.name!r}; pass --model {info.get('base_model')}")
+    if info.get("base_architecture") and info["base_architecture"] != card.model:
+        raise ModelError(f"{adapter_path}: model {card.name} has another architecture than the "
+                         "adapter's base (retrained since?)")
+    add_adapters(net, int(info["rank"]), info.get("alpha"))
+    own = lora_state_dict(net)
+    detail = shape_mismatch({k: tuple(v.shape) for k, v in own.items()},
+                            {k: tuple(v.shape) for k, v in state.items()})
+    if detail:
+        raise ModelError(f"{adapter_path}: adapter weights do not fit model {card.name} ({detail})")
+    net.load_state_dict(state, strict=False)
+    merge_lora(net)
+    net.requires_grad_(False)
+    return net.eval()

@@ -164,3 +164,35 @@ def test_trailing_schedule_starts_from_pure_noise():
     assert sched.set_timesteps(10).tolist() == list(range(900, -1, -100))
     with pytest.raises(ValueError, match="t_start"):
         sched.set_timesteps(4, t_start=2)
+
+
+def test_every_inference_path_samples_with_this_one_loop(monkeypatch):
+    # sharpen's per-sensor path, the generalist's, and hold-out scoring all run `sample`, with
+    # the scheduler, steps and t_start they are given (the card's).
+    from ssdiff_cli import diffusion
+    from ssdiff_cli.methods.generalist import sample_correction
+    from ssdiff_cli.methods.network import Sampling, denoise_batch
+    from ssdiff_cli.methods.ssdiff import fuse_arrays
+    from ssdiff_cli.nn import ModelConfig, SSDiffDenoiser
+
+    calls = []
+
+    def recording(model_fn, noise, scheduler=None, steps=10, clip=None, t_start=None):
+        calls.append((scheduler, steps, t_start))
+        return sample(model_fn, noise, scheduler, steps, clip, t_start)
+
+    monkeypatch.setattr(diffusion, "sample", recording)
+    sched = DDIMScheduler(DiffusionConfig(num_train_timesteps=400))
+    sampling = Sampling(sched, 2, 399)
+    net = SSDiffDenoiser(ModelConfig(bands=2, ratio=4, base_channels=16, time_dim=16,
+                                     embed_dim=32, window=4)).eval()
+    z = np.zeros((2, 32, 32), np.float32)
+    denoise_batch(net, sampling, [z[None], z[None], z[None, :1], z[None, :, :8, :8]])
+    fuse_arrays(net, sampling, z, z[:1], z[:, :8, :8])
+
+    def generalist(x, t, base, lms, pan, pan_lp, ratio):
+        return base
+
+    sample_correction(generalist, sched, {k: z[None] for k in ("base", "lms", "pan", "pan_lp")},
+                      z[None], 4, 3, None)
+    assert calls == [(sched, 2, 399), (sched, 2, 399), (sched, 3, None)]

@@ -6,8 +6,7 @@ import threading
 
 import numpy as np
 
-from ssdiff_cli.engine import run_plan
-from ssdiff_cli.methods.base import report_progress
+from ssdiff_cli.engine import report_progress, run_plan
 from ssdiff_cli.tiling import plan_tiles
 
 
@@ -42,3 +41,18 @@ def test_progress_moves_inside_a_tile_and_never_goes_back():
 
 def test_report_progress_outside_the_engine_does_nothing():
     report_progress(0.3)  # no hook installed: no error, no effect
+
+
+def test_the_engine_stands_below_the_methods():
+    # The engine knows a method only by its protocol; the methods report progress through it.
+    import ast
+    from pathlib import Path
+
+    import ssdiff_cli.engine as engine
+    from ssdiff_cli.methods import base
+
+    tree = ast.parse(Path(engine.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and m.startswith("ssdiff_cli.methods") for m in imported)
+    assert base.report_progress is report_progress

@@ -140,9 +140,8 @@ def test_fused_raster_is_scored_strip_by_strip_as_whole_arrays_would_be(tmp_path
     # `evaluate FUSED --pan --ms` streams strips from the files (memory bounded by the strip);
     # scores must equal those of the whole arrays in memory, on a scene with nodata (wv3).
     from ssdiff_cli.evaluate import FusedSceneInputs
-    from ssdiff_cli.pipeline import fill_values, prepare_scene
     from ssdiff_cli.quality import indices
-    from ssdiff_cli.scene import read_tile
+    from ssdiff_cli.scene import fill_values, prepare_scene, read_tile
 
     pan, ms = scene_paths("wv3_cristianics")
     out = tmp_path / "fused.tif"
@@ -188,8 +187,8 @@ def test_full_resolution_scores_do_not_depend_on_hole_fill_values(tmp_path):
     # because no scored pixel can see them. Check it on a real pair given a nodata hole far
     # wider than the fill's reach, so that its middle takes the fill values.
     from ssdiff_cli.evaluate import FusedSceneInputs
-    from ssdiff_cli.pipeline import fill_values, prepare_scene
     from ssdiff_cli.quality import indices
+    from ssdiff_cli.scene import fill_values, prepare_scene
 
     pan, ms = scene_paths("wv2_grip")
     holed = tmp_path / "ms.tif"

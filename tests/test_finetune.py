@@ -106,14 +106,63 @@ def test_other_band_count_says_train_from_scratch(base):
         check_same_layout(base[1], 8, 4)
 
 
-def test_adapt_to_scene_returns_a_merged_network(ge1, base):
+def _objective(net, scene, seed=123, batch=32):
+    """L-BAF's objective (L1 on the residual x0) on fixed crops, noise and timesteps."""
+    from ssdiff_cli.diffusion import DDIMScheduler
+
+    b = {k: torch.from_numpy(v) for k, v in CropSampler([scene], crop=16, seed=seed).sample(batch).items()}
+    g = torch.Generator().manual_seed(seed)
+    x0 = b["gt"] - b["lms"]
+    t = DDIMScheduler().sample_timesteps(batch, generator=g)
+    x_t = DDIMScheduler().add_noise(x0, torch.randn(x0.shape, generator=g), t)
+    with torch.no_grad():
+        return float(torch.nn.functional.l1_loss(net(x_t, t.float(), b["lms"], b["pan"], b["ms"]), x0))
+
+
+def test_adapt_to_scene_returns_a_merged_network_that_fits_the_scene_better(ge1, base):
+    from ssdiff_cli.sensors import get_preset
+    from ssdiff_cli.training.crops import scene_from_arrays
+
+    torch.set_num_threads(1)
     net, card = base
     pan_path, ms_path = scene_paths("ge1_grip")
     with rasterio.open(pan_path) as p, rasterio.open(ms_path) as m:
         pan, ms = p.read(1)[:256, :256], m.read()[:, :64, :64]
-    out = adapt_to_scene(copy.deepcopy(net), card, pan, ms, steps=2, batch=2, crop=16, precision="fp32")
+    out = adapt_to_scene(copy.deepcopy(net), card, pan, ms, steps=24, batch=8, crop=16, lr=1e-2,
+                         precision="fp32")
+    # merged: the base's structure, no adapter left, nothing trainable
     assert not any("lora_" in k for k in out.state_dict())
     assert set(out.state_dict()) == set(net.state_dict())
+    assert not out.training and not any(p.requires_grad for p in out.parameters())
+    # the adaptation changed the weights of both branches (L-BAF alternates them)...
+    changed = [k for k, v in out.state_dict().items() if not torch.equal(v, net.state_dict()[k])]
+    assert any(k.startswith("spatial") for k in changed) and any(k.startswith("spectral") for k in changed)
+    # ...and the adapted network fits the scene's own reduced-resolution pairs (its objective,
+    # on crops, noise and timesteps it never trained on) better than the base
+    preset = get_preset("ge1")
+    scene = scene_from_arrays(pan, ms, 4, preset.ms_gnyq, preset.pan_gnyq, holdout=0.0)
+    before, after = _objective(net, scene), _objective(out, scene)
+    assert after < 0.95 * before, (before, after)
+
+
+def test_finetune_scores_holdouts_with_the_cards_sampling(ge1, base, tmp_path):
+    # Hold-out scores go through the inference path with the base card's scheduler, steps and
+    # t_start (this card has none: one step at t = 0, as sharpen samples it), not a default
+    # scheduler started at T - 1 as before issue 15.
+    from ssdiff_cli.diffusion import DDIMScheduler
+    from ssdiff_cli.methods.network import Sampling
+    from ssdiff_cli.training.finetune import finetune
+    from ssdiff_cli.training.loop import score_holdout
+
+    torch.set_num_threads(1)
+    net, card = base
+    cfg = FinetuneConfig(steps=2, rank=2, switch_every=1, batch=2, crop=16, precision="fp32")
+    res = finetune(str(tmp_path / "tiny-base"), [scene_paths("ge1_grip")], tmp_path / "ad", cfg)
+    want = score_holdout(net, Sampling.from_card(card), ge1)
+    assert res["before"][ge1.name] == want
+    old = score_holdout(net, Sampling(DDIMScheduler(), 1, 999), ge1)
+    assert old != want
+    assert (tmp_path / "ad.safetensors").exists() and res["after"][ge1.name] != want
 
 
 def test_models_list_and_show_cli(base, tmp_path, monkeypatch):

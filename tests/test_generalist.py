@@ -285,7 +285,7 @@ def test_tiles_of_any_size_give_the_same_image(tmp_path):
 @requires_data
 def test_full_resolution_adaptation_improves_its_objective_on_a_real_scene():
     from ssdiff_cli.methods import SceneContext, get_method
-    from ssdiff_cli.pipeline import fill_values, prepare_scene
+    from ssdiff_cli.scene import fill_values, prepare_scene
     from ssdiff_cli.training.scene_adapt import adapt_generalist, full_objective
 
     pan, ms = scene_paths("landsat8_satellite")

@@ -711,7 +711,7 @@ def test_scene_sample_uses_overviews_beyond_the_full_resolution_limit(tmp_path, 
 
     from ssdiff_cli import scene as scene_mod
     from ssdiff_cli.errors import BadInputError
-    from ssdiff_cli.pipeline import prepare_scene
+    from ssdiff_cli.scene import prepare_scene
 
     pan_src, ms = scene_paths("ge1_grip")
     pan = tmp_path / "pan.tif"

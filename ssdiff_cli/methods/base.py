@@ -8,15 +8,16 @@ shipped as is to threads or dask workers.
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
+from ssdiff_cli.engine import progress_hook, report_progress
 from ssdiff_cli.scene import Scene, SceneSample, TileData
+
+# Part-way progress is the engine's (below the methods); the names stay importable from here.
+__all__ = ["FusionMethod", "SceneContext", "progress_hook", "report_progress"]
 
 
 @dataclass(frozen=True)
@@ -71,27 +72,3 @@ class FusionMethod(ABC):
     def describe(self) -> dict:
         """Settings and learnt statistics worth reporting (JSON-friendly)."""
         return {"name": self.name}
-
-
-# A method that takes long over one tile says how far it has got, so progress moves between
-# tiles: the engine installs a callback for the thread running ``fuse`` and the method calls
-# :func:`report_progress`. Without a callback (a dask worker process) the call does nothing.
-_hook = threading.local()
-
-
-@contextmanager
-def progress_hook(callback: Callable[[float], None]) -> Iterator[None]:
-    """Route :func:`report_progress` calls made in this thread to ``callback`` meanwhile."""
-    previous = getattr(_hook, "callback", None)
-    _hook.callback = callback
-    try:
-        yield
-    finally:
-        _hook.callback = previous
-
-
-def report_progress(fraction: float) -> None:
-    """Tell the engine that ``fraction`` (0..1) of the tile being fused is done."""
-    callback = getattr(_hook, "callback", None)
-    if callback is not None:
-        callback(min(max(float(fraction), 0.0), 1.0))

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ssdiff_cli.diffusion import position_noise
 from ssdiff_cli.methods.classical import MTFGLP
+from ssdiff_cli.methods.network import Sampling, run_chunks
 
 #: Side (PAN px) of the central window the guard fuses and scores.
 GUARD_WINDOW = 512
@@ -86,18 +88,12 @@ def sample_correction(net, scheduler, cond: dict[str, np.ndarray], noise: np.nda
     axis (B, ...); returns the x0 estimate (B, C, H, W) as float32 numpy."""
     import torch
 
-    from ssdiff_cli.diffusion import sample
-
+    sampling = Sampling(scheduler, steps, t_start, device, dtype)
     t = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in cond.items()}
     x_t = torch.from_numpy(np.ascontiguousarray(noise)).to(device)
-    dev = "cuda" if str(device).startswith("cuda") else "cpu"
-
-    def model_fn(x, tt):
-        with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None):
-            return net(x, tt, t["base"], t["lms"], t["pan"], t["pan_lp"], ratio).float()
-
     with torch.inference_mode():
-        out = sample(model_fn, x_t, scheduler, steps=steps, t_start=t_start)
+        out = sampling.sample(
+            lambda x, tt: net(x, tt, t["base"], t["lms"], t["pan"], t["pan_lp"], ratio), x_t)
     return out.float().cpu().numpy()
 
 
@@ -135,35 +131,27 @@ class GeneralistFusion:
         ``with_base``). The network runs in chunks of at most ``chunk`` PAN px a side (halo
         included), one at a time under ``lock``: memory is bounded by the chunk, and the result
         equals one run over the whole window away from its edges (the network is local and
-        aligned to its window grid). Only the part inside the window's halo is computed: the
-        rest of the returned image is the classical base."""
-        import contextlib
-
-        from ssdiff_cli.diffusion import position_noise
-        from ssdiff_cli.methods.base import report_progress
-        from ssdiff_cli.tiling import chunk_spans
-
+        aligned to its window grid). Only the part inside the window's halo is computed (all a
+        caller keeps): the rest of the returned image is the classical base. Each chunk reads the
+        network's halo around its core, inside the part where the base is valid."""
         base, cond = conditions(self.glp, self.stats, pan, lms)
         c, h, w = lms.shape
-        g, nh, halo = self.net.granularity, self.net_halo, self.halo
-        # Chunks cover the window inside the tile's halo (all a caller keeps); each reads the
-        # network's halo around it, which lies inside the part where the base is valid.
-        rows = chunk_spans(halo, h - halo, chunk - 2 * nh, g)
-        cols = chunk_spans(halo, w - halo, chunk - 2 * nh, g)
         corr = np.zeros_like(base)
-        total, done = max(1, (h - 2 * halo) * (w - 2 * halo)), 0
-        for y0, y1 in rows:
-            for x0, x1 in cols:
-                iy0, iy1, ix0, ix1 = y0 - nh, y1 + nh, x0 - nh, x1 + nh
-                window = {k: v[None, :, iy0:iy1, ix0:ix1] for k, v in cond.items()}
-                noise = position_noise(self.seed, c, row + iy0, col + ix0, iy1 - iy0, ix1 - ix0)
-                with lock if lock is not None else contextlib.nullcontext():
-                    x0_hat = sample_correction(self.net, self.scheduler, window, noise[None],
-                                               self.ratio, self.steps, self.t_start, self.device,
-                                               self.dtype)[0]
-                corr[:, y0:y1, x0:x1] = x0_hat[:, y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
-                done += (y1 - y0) * (x1 - x0)
-                report_progress(done / total)
+
+        def inputs(y0, y1, x0, x1):
+            window = {k: v[None, :, y0:y1, x0:x1] for k, v in cond.items()}
+            return window, position_noise(self.seed, c, row + y0, col + x0, y1 - y0, x1 - x0)
+
+        def sample(prepared):
+            window, noise = prepared
+            return sample_correction(self.net, self.scheduler, window, noise[None], self.ratio,
+                                     self.steps, self.t_start, self.device, self.dtype)[0]
+
+        def emit(y0, y1, x0, x1, core):
+            corr[:, y0:y1, x0:x1] = core
+
+        nh = self.net_halo
+        run_chunks(h, w, self.halo, nh, self.net.granularity, chunk, inputs, sample, emit, lock)
         out = apply_correction(base, corr, self.stats)
         return (out, base) if with_base else out
 

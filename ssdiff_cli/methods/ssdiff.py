@@ -15,7 +15,12 @@ Memory: a local network is run over a tile in *chunks*, windows of at most ``chu
 side, each carrying the halo, so the network's working memory is bounded by ``chunk`` whatever
 the tile size; and one chunk at a time is in the network per process (the other tile threads
 read and prepare meanwhile), with all of PyTorch's threads on it. The method reports progress
-after each chunk or patch batch.
+after each chunk or patch batch. Chunks, patches and sampling are :mod:`.network`'s, shared with
+the generalist and with hold-out scoring (:func:`fuse_arrays`).
+
+Scene adaptation (``--adapt``) is not done here: inference never imports training code, so the
+pipeline adapts the prepared network (:func:`ssdiff_cli.pipeline.adapt_scene`) and hands it back
+with :meth:`SSDiffMethod.use_network`.
 """
 
 from __future__ import annotations
@@ -27,23 +32,24 @@ import warnings
 import numpy as np
 
 from ssdiff_cli import zoo
+from ssdiff_cli.diffusion import position_noise
 from ssdiff_cli.errors import ModelError, SsdiffWarning
-from ssdiff_cli.methods.base import FusionMethod, SceneContext, report_progress
+from ssdiff_cli.methods.base import FusionMethod, SceneContext
+from ssdiff_cli.methods.network import (
+    FAITHFUL_PATCH,
+    FAITHFUL_STRIDE,
+    NETWORK_LOCK,
+    Sampling,
+    denoise_batch,
+    run_chunks,
+    run_patches,
+)
 from ssdiff_cli.scene import TileData
-from ssdiff_cli.tiling import chunk_spans
 
-FAITHFUL_PATCH = 64
-FAITHFUL_STRIDE = 32
-#: Side (PAN px) of the central window whose reduced-resolution crops ``--adapt`` trains on.
-ADAPT_WINDOW = 1024
 #: Default tile core size (PAN px) and largest window (halo included) run through a local network
 #: at once: its activations, about 1 KB per PAN px in bf16, set the process's peak memory.
 TILE_SIZE = 512
 CHUNK = 768
-
-#: One network evaluation at a time per process: a second one would double the activations and,
-#: with every thread of PyTorch's pool on each, not run faster.
-_NETWORK_LOCK = threading.Lock()
 
 
 def resolve_device(device: str) -> str:
@@ -60,11 +66,46 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _patch_weights(size: int) -> np.ndarray:
-    """Separable raised-cosine weights with a positive floor (edges still count a little)."""
-    t = (np.arange(size) + 0.5) / size
-    w = 0.05 + np.sin(np.pi * t) ** 2
-    return np.outer(w, w).astype(np.float32)
+def network_halo(net) -> int:
+    """Context (px) a local network needs around a pixel, on its window grid."""
+    g = net.granularity
+    return int(math.ceil(net.receptive_field / g) * g)
+
+
+def fuse_arrays(net, sampling: Sampling, lms: np.ndarray, pan: np.ndarray, ms: np.ndarray,
+                seed: int = 0, row: int = 0, col: int = 0, chunk: int = CHUNK,
+                batch: int = 16) -> np.ndarray:
+    """A per-sensor network over whole normalised arrays ``lms (C,H,W)``, ``pan (1,H,W)``,
+    ``ms (C,H/r,W/r)`` (hold-out scoring); returns the normalised image ``(C,H,W)``.
+
+    The same path as a tile of ``sharpen``: noise keyed at global (``row``, ``col``), a local
+    network in chunks carrying its halo (clipped at the arrays' edges), a faithful one in
+    blended patches, with a last patch flush with each far edge (arrays have no halo)."""
+    import torch
+
+    c, h, w = lms.shape
+    r = net.config.ratio
+
+    def sample(inputs):
+        return denoise_batch(net, sampling, inputs)
+
+    with torch.inference_mode():
+        if net.receptive_field is None:
+            noise = position_noise(seed, c, row, col, h, w)
+            return run_patches(noise, lms, pan, ms, r, sample, batch, cover_edges=True) + lms
+        residual = np.zeros_like(lms)
+
+        def inputs(y0, y1, x0, x1):
+            noise = position_noise(seed, c, row + y0, col + x0, y1 - y0, x1 - x0)
+            return [a[None] for a in (noise, lms[:, y0:y1, x0:x1], pan[:, y0:y1, x0:x1],
+                                      ms[:, y0 // r:y1 // r, x0 // r:x1 // r])]
+
+        def emit(y0, y1, x0, x1, core):
+            residual[:, y0:y1, x0:x1] = core
+
+        run_chunks(h, w, 0, network_halo(net), net.granularity, chunk, inputs,
+                   lambda prepared: sample(prepared)[0], emit)
+    return residual + lms
 
 
 def pan_values(spec, max_side: int = 1024) -> np.ndarray:
@@ -88,6 +129,13 @@ def pan_values(spec, max_side: int = 1024) -> np.ndarray:
     return data[valid & np.isfinite(data)]
 
 
+def default_model(scene, sensor) -> zoo.ModelCard | None:
+    """The model ``--method ssdiff`` (and ``auto``) uses on ``scene`` when none is named
+    (:func:`ssdiff_cli.zoo.find_model_for`); None when no model accepts it. ``sensor`` is the
+    detected :class:`~ssdiff_cli.sensors.SensorPreset`."""
+    return zoo.find_model_for(scene.bands, scene.ratio, getattr(sensor, "key", None))
+
+
 class SSDiffMethod(FusionMethod):
     """The SSDiff diffusion model (see the module docstring).
 
@@ -109,8 +157,8 @@ class SSDiffMethod(FusionMethod):
     chunk : int
         Largest window side (PAN px, halo included) a local network is run on at once.
     adapt : int
-        Scene adaptation: L-BAF steps on reduced-resolution crops of the scene being sharpened
-        (a central window of at most ``ADAPT_WINDOW`` PAN px a side) before fusing it.
+        Scene adaptation steps before fusing (run by the pipeline after :meth:`prepare`:
+        :func:`ssdiff_cli.pipeline.adapt_scene`).
     """
 
     name = "ssdiff"
@@ -143,7 +191,7 @@ class SSDiffMethod(FusionMethod):
         scene = ctx.scene
         name = self.model_name
         if name is None:
-            card = zoo.find_model_for(scene.bands, scene.ratio, getattr(ctx.sensor, "key", None))
+            card = default_model(scene, ctx.sensor)
             if card is None:
                 raise ModelError(
                     f"{scene.ms_paths[0]}: no shipped model for {scene.bands} bands at ratio "
@@ -163,28 +211,16 @@ class SSDiffMethod(FusionMethod):
         net, card = zoo.load_checkpoint(name, device="cpu")
         zoo.check_fits(card, scene.bands, scene.ratio, str(scene.ms_paths[0]))
         if self.adapter:
-            from ssdiff_cli.training.finetune import apply_adapter
-
-            net = apply_adapter(net, self.adapter, card)
-        if self.adapt > 0 and not zoo.is_generalist(card):  # generalists: pipeline.adapt_scene
-            net = self._adapt(net, card, ctx)
-        import torch
-
+            net = zoo.apply_adapter(net, self.adapter, card)
         from ssdiff_cli.nn.precision import resolve_precision
 
         self.dtype = resolve_precision(self.precision, self.device)
-        # Channels-last: oneDNN runs the convolutions without reordering (1.3x to 1.8x measured
-        # on the 2-core CPU, fp32 and bf16).
-        self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)
+        self.use_network(net)
         self.card = card
-        self.steps = self.steps or int(card.sampling.get("steps", 1))
-        # Cards of x0-predictors start sampling from pure noise at T - 1 (one step is one guess);
-        # without t_start the released schedule (900, 800, ..., 0 for 10 steps) is used.
-        self.t_start = card.sampling.get("t_start")
-        from ssdiff_cli.diffusion import DDIMScheduler, DiffusionConfig
-
-        self.scheduler = DDIMScheduler(DiffusionConfig.from_dict(card.diffusion)
-                                       if card.diffusion else None)
+        # The card's scheduler, steps and t_start (:class:`Sampling`); --steps overrides steps.
+        self.sampling = Sampling.from_card(card, self.steps, self.device, self.dtype)
+        self.steps, self.t_start = self.sampling.steps, self.sampling.t_start
+        self.scheduler = self.sampling.scheduler
         if zoo.is_generalist(card):
             self._prepare_generalist(ctx)
             return
@@ -192,7 +228,7 @@ class SSDiffMethod(FusionMethod):
         granularity = self.net.granularity
         if self.net.receptive_field is not None:  # fast: exact tiling with a halo
             self.align = granularity
-            self.halo = int(math.ceil(self.net.receptive_field / granularity) * granularity)
+            self.halo = network_halo(self.net)
             self.overlap = granularity
             if self.chunk < 2 * self.halo + granularity:
                 raise ModelError(f"chunk {self.chunk} PAN px leaves no room inside the network's "
@@ -203,10 +239,21 @@ class SSDiffMethod(FusionMethod):
             self.halo = FAITHFUL_STRIDE
             self.overlap = FAITHFUL_PATCH
 
+    def use_network(self, net) -> None:
+        """Run ``net`` (the loaded model, or the pipeline's adaptation of it) on the method's
+        device, in eval mode."""
+        import torch
+
+        # Channels-last: oneDNN runs the convolutions without reordering (1.3x to 1.8x measured
+        # on the 2-core CPU, fp32 and bf16).
+        self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)
+        if self.generalist is not None:
+            self.generalist.net = self.net
+
     @property
     def network_lock(self) -> threading.Lock:
         """The process-wide lock that lets one network evaluation run at a time."""
-        return _NETWORK_LOCK
+        return NETWORK_LOCK
 
     def _prepare_generalist(self, ctx: SceneContext) -> None:
         """A generalist model corrects MTF-GLP-FS: fit the base, take its tile geometry."""
@@ -230,22 +277,6 @@ class SSDiffMethod(FusionMethod):
         # per tile, and no pixel is computed twice except in the overlaps.
         core = self.chunk - 2 * self.generalist.net_halo - self.overlap
         self.tile_size = max(self.align, core // self.align * self.align)
-
-    def _adapt(self, net, card, ctx: SceneContext):
-        """Fine-tune adapters on the scene itself (Wald crops of a central window), merged."""
-        from ssdiff_cli.scene import read_arrays
-        from ssdiff_cli.training.finetune import adapt_to_scene
-
-        spec, r = ctx.scene.spec, ctx.scene.ratio
-        side = min(ADAPT_WINDOW, spec.out.height // r * r, spec.out.width // r * r)
-        row = (spec.out.height - side) // 2 // r * r
-        col = (spec.out.width - side) // 2 // r * r
-        pan, pan_valid, ms, ms_valid = read_arrays(spec, row, col, side, side)
-        return adapt_to_scene(
-            net, card, np.nan_to_num(pan), np.nan_to_num(ms), self.adapt, pan_valid=pan_valid,
-            ms_valid=ms_valid, ms_gnyq=getattr(ctx.sensor, "ms_gnyq", None),
-            pan_gnyq=getattr(ctx.sensor, "pan_gnyq", None), seed=self.seed, device=self.device,
-        )
 
     @staticmethod
     def _scale(norm: dict, ctx: SceneContext) -> float:
@@ -278,8 +309,6 @@ class SSDiffMethod(FusionMethod):
 
     def _inputs(self, tile: TileData, y0: int, y1: int, x0: int, x1: int):
         """Normalised network inputs and the position-keyed noise over a window of the tile."""
-        from ssdiff_cli.diffusion import position_noise
-
         r = self.card.ratio
         lms = tile.lms[:, y0:y1, x0:x1] / self.scale
         pan = tile.pan[None, y0:y1, x0:x1] / self.scale
@@ -288,78 +317,30 @@ class SSDiffMethod(FusionMethod):
                                y1 - y0, x1 - x0)
         return noise, lms, pan, ms
 
+    def _sample(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """The residual over a batch of windows (:func:`.network.denoise_batch`)."""
+        return denoise_batch(self.net, self.sampling, inputs)
+
     def _fuse_chunks(self, tile: TileData, out: np.ndarray) -> None:
         """A local network over the tile in chunks: each computes the residual on its core,
         reading ``halo`` px around it; only the window inside the tile's own halo is computed
         (the rest is discarded by the engine)."""
         _, h, w = out.shape
-        g, halo = self.net.granularity, self.halo
-        rows = chunk_spans(halo, h - halo, self.chunk - 2 * halo, g)
-        cols = chunk_spans(halo, w - halo, self.chunk - 2 * halo, g)
-        total, done = (h - 2 * halo) * (w - 2 * halo), 0
-        for y0, y1 in rows:
-            for x0, x1 in cols:
-                iy0, iy1, ix0, ix1 = y0 - halo, min(y1 + halo, h), x0 - halo, min(x1 + halo, w)
-                inputs = [a[None] for a in self._inputs(tile, iy0, iy1, ix0, ix1)]
-                with _NETWORK_LOCK:
-                    residual = self._sample(inputs)[0]
-                core = residual[:, y0 - iy0 : y1 - iy0, x0 - ix0 : x1 - ix0]
-                out[:, y0:y1, x0:x1] += core * np.float32(self.scale)
-                del residual, core
-                done += (y1 - y0) * (x1 - x0)
-                report_progress(done / total)
+        scale = np.float32(self.scale)
 
-    def _sample(self, inputs: list[np.ndarray]) -> np.ndarray:
-        """DDIM over a batch of windows: ``inputs`` is ``[noise, lms, pan, ms]`` (numpy,
-        batched); the list is emptied as the arrays become tensors, so that they are not held
-        while the network runs. Returns the residual (numpy)."""
-        import torch
+        def emit(y0, y1, x0, x1, core):
+            out[:, y0:y1, x0:x1] += core * scale
 
-        from ssdiff_cli.diffusion import sample
-
-        dev = self.device
-        tensors = []
-        while inputs:
-            a = inputs.pop(0)
-            tensors.append(torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-                           .contiguous(memory_format=torch.channels_last))
-            del a
-        x_t, t_lms, t_pan, t_ms = tensors
-        del tensors
-        dtype = self.dtype
-
-        def model_fn(x, t):
-            with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None):
-                return self.net(x, t, t_lms, t_pan, t_ms).float()
-
-        out = sample(model_fn, x_t, self.scheduler, steps=self.steps, t_start=self.t_start)
-        return out.float().cpu().numpy()
+        run_chunks(h, w, self.halo, self.halo, self.net.granularity, self.chunk,
+                   lambda *window: [a[None] for a in self._inputs(tile, *window)],
+                   lambda inputs: self._sample(inputs)[0], emit, NETWORK_LOCK)
 
     def _fuse_patches(self, tile: TileData, out: np.ndarray) -> None:
         """The faithful network over 64x64 patches at stride 32, blended."""
-        bands, h, w = out.shape
+        _, h, w = out.shape
         noise, lms, pan, ms = self._inputs(tile, 0, h, 0, w)
-        p, s, r = FAITHFUL_PATCH, FAITHFUL_STRIDE, self.card.ratio
-        acc = np.zeros((bands, h, w), np.float32)
-        wsum = np.zeros((h, w), np.float32)
-        weight = _patch_weights(p)
-        corners = [(y, x) for y in range(0, max(h - p, 0) + 1, s)
-                   for x in range(0, max(w - p, 0) + 1, s)]
-        for i in range(0, len(corners), self.batch):
-            chunk = corners[i : i + self.batch]
-            with _NETWORK_LOCK:
-                res = self._sample([
-                    np.stack([noise[:, y : y + p, x : x + p] for y, x in chunk]),
-                    np.stack([lms[:, y : y + p, x : x + p] for y, x in chunk]),
-                    np.stack([pan[:, y : y + p, x : x + p] for y, x in chunk]),
-                    np.stack([ms[:, y // r : (y + p) // r, x // r : (x + p) // r]
-                              for y, x in chunk]),
-                ])
-            for (y, x), patch in zip(chunk, res):
-                acc[:, y : y + p, x : x + p] += patch * weight
-                wsum[y : y + p, x : x + p] += weight
-            report_progress((i + len(chunk)) / len(corners))
-        out += acc / np.maximum(wsum, 1e-12) * np.float32(self.scale)
+        out += run_patches(noise, lms, pan, ms, self.card.ratio, self._sample, self.batch,
+                           NETWORK_LOCK) * np.float32(self.scale)
 
     def describe(self) -> dict:
         """Model, variant, steps, seed, device, precision (resolved), chunk."""

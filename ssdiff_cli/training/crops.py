@@ -118,8 +118,7 @@ def parse_scene_arg(arg: str) -> tuple[Path, Path]:
 def read_scene_arrays(pan_path, ms_path, sensor: str | None = None):
     """Whole-scene PAN, coarse MS, their masks and the detection (through the pipeline's reader,
     so nodata, alpha and georeferencing are handled as in ``sharpen``)."""
-    from ssdiff_cli.pipeline import prepare_scene
-    from ssdiff_cli.scene import read_arrays
+    from ssdiff_cli.scene import prepare_scene, read_arrays
 
     scene, detection, _ = prepare_scene(pan_path, [ms_path], sensor)
     pan, pan_valid, ms, ms_valid = read_arrays(scene.spec)

@@ -8,10 +8,12 @@ adapter weights (lr 5e-4, no weight decay): the frozen branch's adapters get no 
 AdamW leaves them and their moments alone. Loss and noise as in training (L1 on the residual x0);
 no EMA (runs are short).
 
-Adapter file: ``NAME.safetensors`` (only the ``lora_`` weights) + ``NAME.json`` naming its base
-model, the base's architecture, rank, alpha and schedule. :func:`apply_adapter` checks the base
-and folds the adapters into the weights (:func:`ssdiff_cli.nn.merge_lora`), so inference costs
-nothing extra.
+Adapter files (``NAME.safetensors`` + ``NAME.json``) are the zoo's: written by
+:func:`ssdiff_cli.zoo.save_adapter`, read and folded into their base by
+:func:`ssdiff_cli.zoo.apply_adapter` (inference needs them without this training code); the
+names stay importable from here. Training noise follows the model card's diffusion schedule, and
+hold-outs are scored through the inference path with the card's sampling
+(:func:`ssdiff_cli.methods.network.Sampling.from_card`).
 
 Fine-tuning to another band count or ratio is impossible with adapters (the input, output and MS
 skip layers are shaped by them): :func:`check_same_layout` says to train from scratch instead.
@@ -19,9 +21,7 @@ skip layers are shaped by them): :func:`check_same_layout` says to train from sc
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,14 +29,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ssdiff_cli.diffusion import DDIMScheduler
 from ssdiff_cli.errors import ModelError
-from ssdiff_cli.files import umask_mode
-from ssdiff_cli.nn import add_lora, lora_state_dict, merge_lora, set_trainable_branch
-from ssdiff_cli.zoo import check_finite, shape_mismatch, weight_shapes
+from ssdiff_cli.methods.network import Sampling, card_scheduler
+from ssdiff_cli.nn import merge_lora, set_trainable_branch
 
-ADAPTER_KIND = "ssdiff-lbaf-adapter"
-#: Largest adapter rank read from a file (the CLI's default is 4).
-MAX_RANK = 256
+# Adapter I/O lives in the zoo; re-exported for the trainers and their tests.
+from ssdiff_cli.zoo import (  # noqa: F401
+    ADAPTER_KIND,
+    MAX_RANK,
+    adapter_paths,
+    add_adapters,
+    apply_adapter,
+    read_adapter,
+    save_adapter,
+)
 
 
 @dataclass
@@ -72,24 +79,17 @@ def check_same_layout(card, bands: int, ratio: int) -> None:
         )
 
 
-def add_adapters(net, rank: int, alpha: float | None = None, seed: int = 0) -> None:
-    """Adapters on both branches (idempotent). Their random initialisation is drawn from
-    ``seed``, not the global generator, so a fine-tune or ``--adapt`` run is reproducible."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        add_lora(net, "spatial", rank, alpha)
-        add_lora(net, "spectral", rank, alpha)
-
-
-def run_lbaf(net, sampler, config: FinetuneConfig, callback=None, progress=None) -> list[float]:
-    """Train the adapters of ``net`` (already added) on ``sampler`` batches; returns the losses."""
-    from ssdiff_cli.diffusion import DDIMScheduler
+def run_lbaf(net, sampler, config: FinetuneConfig, callback=None, progress=None,
+             scheduler: DDIMScheduler | None = None) -> list[float]:
+    """Train the adapters of ``net`` (already added) on ``sampler`` batches, noised with
+    ``scheduler`` (the base's, :func:`card_scheduler`; default schedule without); returns the
+    losses."""
     from ssdiff_cli.nn.precision import resolve_precision
 
     cfg = config
     dev = cfg.device
     dtype = resolve_precision(cfg.precision, dev, training=True)
-    sched = DDIMScheduler()
+    sched = scheduler or DDIMScheduler()
     gen = torch.Generator().manual_seed(cfg.seed)
     params = [p for n, p in net.named_parameters() if "lora_" in n]
     if not params:
@@ -125,94 +125,12 @@ def run_lbaf(net, sampler, config: FinetuneConfig, callback=None, progress=None)
     return losses
 
 
-def adapter_paths(path) -> tuple[Path, Path]:
-    p = Path(path)
-    if p.suffix in (".safetensors", ".json"):
-        p = p.with_suffix("")
-    return p.with_suffix(".safetensors"), p.with_suffix(".json")
-
-
-def save_adapter(net, card, path, config: FinetuneConfig, extra: dict | None = None) -> Path:
-    """Write the adapter weights and their JSON (base model name and architecture, schedule)."""
-    from safetensors.torch import save_file
-
-    weights, meta = adapter_paths(path)
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous().cpu() for k, v in lora_state_dict(net).items()}
-    info = {
-        "kind": ADAPTER_KIND, "name": weights.stem, "base_model": card.name, "base_architecture": card.model,
-        "bands": card.bands, "ratio": card.ratio, "rank": config.rank, "alpha": config.alpha,
-        "schedule": {"branches": "alternating, one trained while the other is frozen",
-                     "first": config.first, "switch_every": config.switch_every, "steps": config.steps},
-        "finetune": asdict(config), **(extra or {}),
-    }
-    tmp = weights.with_suffix(".safetensors.tmp")
-    save_file(state, str(tmp), metadata={"base_model": card.name})
-    umask_mode(tmp)
-    os.replace(tmp, weights)
-    tmp_meta = meta.with_suffix(".json.tmp")
-    tmp_meta.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmp_meta, meta)
-    return weights
-
-
-def read_adapter(path) -> tuple[dict, dict]:
-    """``(info, weights)`` of an adapter file (clear errors for missing or foreign files)."""
-    from safetensors.torch import load_file
-
-    weights, meta = adapter_paths(path)
-    for p in (weights, meta):
-        if not p.exists():
-            raise ModelError(f"{p}: adapter file missing (an adapter is NAME.safetensors + NAME.json)")
-    try:
-        info = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{meta}: unreadable adapter description ({exc})") from None
-    if not isinstance(info, dict) or info.get("kind") != ADAPTER_KIND:
-        raise ModelError(f"{meta}: not an SSDiff L-BAF adapter")
-    rank, alpha = info.get("rank"), info.get("alpha")
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_RANK:
-        raise ModelError(f"{meta}: rank is {rank!r}; it must be a whole number from 1 to {MAX_RANK}")
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
-                              or not math.isfinite(alpha)):
-        raise ModelError(f"{meta}: alpha is {alpha!r}; it must be a finite number")
-    weight_shapes(weights)  # bounded size, readable header
-    try:
-        state = load_file(str(weights))
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise ModelError(f"{weights}: unreadable adapter weights ({exc})") from None
-    check_finite(state, weights)
-    return info, state
-
-
-def apply_adapter(net, adapter_path, card):
-    """Apply an adapter to its base network (checked by name and architecture) and merge it;
-    returns the network, in eval mode."""
-    info, state = read_adapter(adapter_path)
-    if info.get("base_model") != card.name:
-        raise ModelError(f"{adapter_path}: adapter was made for model {info.get('base_model')!r}, "
-                         f"not {card.name!r}; pass --model {info.get('base_model')}")
-    if info.get("base_architecture") and info["base_architecture"] != card.model:
-        raise ModelError(f"{adapter_path}: model {card.name} has another architecture than the "
-                         "adapter's base (retrained since?)")
-    add_adapters(net, int(info["rank"]), info.get("alpha"))
-    own = lora_state_dict(net)
-    detail = shape_mismatch({k: tuple(v.shape) for k, v in own.items()},
-                            {k: tuple(v.shape) for k, v in state.items()})
-    if detail:
-        raise ModelError(f"{adapter_path}: adapter weights do not fit model {card.name} ({detail})")
-    net.load_state_dict(state, strict=False)
-    merge_lora(net)
-    net.requires_grad_(False)
-    return net.eval()
-
-
-def _holdout_scores(net, scenes, dtype=None, device="cpu") -> dict:
-    from ssdiff_cli.diffusion import DDIMScheduler
+def _holdout_scores(net, scenes, sampling: Sampling) -> dict:
+    """Hold-out scores of every scene that has a hold-out, and their mean, fused with
+    ``sampling`` (the base card's: :meth:`Sampling.from_card`)."""
     from ssdiff_cli.training.loop import score_holdout
 
-    sched = DDIMScheduler()
-    out = {s.name: score_holdout(net, sched, s, 1, dtype, device) for s in scenes
+    out = {s.name: score_holdout(net, sampling, s) for s in scenes
            if s.holdout_start < s.valid.shape[1]}
     if out:
         out["mean"] = {k: float(np.mean([v[k] for v in out.values()])) for k in ("SAM", "ERGAS", "Q2n")}
@@ -245,10 +163,11 @@ def finetune(base: str, scene_pairs: list[tuple], output, config: FinetuneConfig
         scenes.append(s)
     sampler = CropSampler(scenes, crop=cfg.crop, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
-    before = _holdout_scores(net, scenes)
+    sampling = Sampling.from_card(card)
+    before = _holdout_scores(net, scenes, sampling)
     add_adapters(net, cfg.rank, cfg.alpha, seed=cfg.seed)
-    losses = run_lbaf(net, sampler, cfg, progress=progress)
-    after = _holdout_scores(net, scenes)
+    losses = run_lbaf(net, sampler, cfg, progress=progress, scheduler=sampling.scheduler)
+    after = _holdout_scores(net, scenes, sampling)
     if log:
         log(f"hold-out before {before.get('mean')}, after {after.get('mean')}")
     record = {"scenes": [s.describe() for s in scenes], "loss_first": losses[:10], "loss_last": losses[-10:],
@@ -303,7 +222,7 @@ def adapt_to_scene(net, card, scene_pan, scene_ms, steps: int, pan_valid=None, m
                          lr=lr, batch=batch, crop=size, seed=seed, precision=precision, device=device)
     add_adapters(net, rank, seed=seed)
     net.to(device)
-    run_lbaf(net, sampler, cfg, progress=progress)
+    run_lbaf(net, sampler, cfg, progress=progress, scheduler=card_scheduler(card))
     merge_lora(net)
     net.requires_grad_(False)
     return net.eval()

@@ -34,12 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ssdiff_cli.diffusion import DDIMScheduler, DiffusionConfig, position_noise
+from ssdiff_cli.diffusion import DDIMScheduler, DiffusionConfig
+from ssdiff_cli.methods.network import Sampling
 from ssdiff_cli.nn import ModelConfig, SSDiffDenoiser
 from ssdiff_cli.nn.precision import resolve_precision
-
-#: Patch size and stride used to score the faithful (global-attention) variant.
-FAITHFUL_PATCH, FAITHFUL_STRIDE = 64, 32
 
 
 @dataclass
@@ -87,79 +85,17 @@ class EMA:
             be.copy_(b)
 
 
-@torch.no_grad()
-def sample_residual(net, scheduler: DDIMScheduler, noise, lms, pan, ms, steps: int = 1,
-                    t_start: int | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """DDIM (eta = 0) in residual space starting from pure noise at ``t_start`` (default
-    T - 1) with trailing timesteps (``DDIMScheduler.set_timesteps(steps, t_start)``); returns the
-    clamped x0 estimate."""
-    t_start = scheduler.num_train_timesteps - 1 if t_start is None else t_start
-    ts = scheduler.set_timesteps(steps, t_start=t_start).tolist()
-    x = x0 = noise
-    dev = noise.device.type
-    for i, t in enumerate(ts):
-        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        tb = torch.full((x.shape[0],), float(t), device=noise.device)
-        with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None):
-            pred = net(x, tb, lms, pan, ms).float()
-        out = scheduler.step(pred, t, t_prev, x)
-        x, x0 = out.prev_sample, out.pred_original_sample
-    return x0
-
-
-def _blend_weights(size: int) -> np.ndarray:
-    t = (np.arange(size) + 0.5) / size
-    w = 0.05 + np.sin(np.pi * t) ** 2
-    return np.outer(w, w).astype(np.float32)
-
-
-def fuse_arrays(net, scheduler: DDIMScheduler, lms: np.ndarray, pan: np.ndarray, ms: np.ndarray,
-                steps: int = 1, seed: int = 0, row: int = 0, col: int = 0,
-                dtype: torch.dtype | None = None, device: str = "cpu") -> np.ndarray:
-    """Fuse normalised arrays ``lms (C,H,W)``, ``pan (1,H,W)``, ``ms (C,H/r,W/r)``; returns the
-    normalised image ``(C,H,W)``. Noise is :func:`position_noise` keyed at (``row``, ``col``).
-    The faithful variant runs on 64 px patches at stride 32, blended (as inference does)."""
-    c, h, w = lms.shape
-    noise = position_noise(seed, c, row, col, h, w)
-    r = net.config.ratio
-
-    def run(nz, lm, pn, m):
-        t = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (nz, lm, pn, m)]
-        return sample_residual(net, scheduler, t[0], t[1], t[2], t[3], steps, dtype=dtype).cpu().numpy()
-
-    if net.receptive_field is not None or (h <= FAITHFUL_PATCH and w <= FAITHFUL_PATCH):
-        res = run(noise[None], lms[None], pan[None], ms[None])[0]
-        return res + lms
-    p, s = FAITHFUL_PATCH, FAITHFUL_STRIDE
-    ys = sorted(set(list(range(0, max(h - p, 0) + 1, s)) + [max(h - p, 0)]))
-    xs = sorted(set(list(range(0, max(w - p, 0) + 1, s)) + [max(w - p, 0)]))
-    ys = [y - y % r for y in ys]
-    xs = [x - x % r for x in xs]
-    acc = np.zeros((c, h, w), np.float32)
-    wsum = np.zeros((h, w), np.float32)
-    corners = [(y, x) for y in ys for x in xs]
-    for i in range(0, len(corners), 16):
-        chunk = corners[i:i + 16]
-        out = run(np.stack([noise[:, y:y + p, x:x + p] for y, x in chunk]),
-                  np.stack([lms[:, y:y + p, x:x + p] for y, x in chunk]),
-                  np.stack([pan[:, y:y + p, x:x + p] for y, x in chunk]),
-                  np.stack([ms[:, y // r:(y + p) // r, x // r:(x + p) // r] for y, x in chunk]))
-        for (y, x), res in zip(chunk, out):
-            ph, pw = res.shape[-2:]
-            wt = _blend_weights(p)[:ph, :pw]
-            acc[:, y:y + ph, x:x + pw] += res * wt
-            wsum[y:y + ph, x:x + pw] += wt
-    return acc / np.maximum(wsum, 1e-12) + lms
-
-
-def score_holdout(net, scheduler, scene, steps: int = 1, dtype=None, device: str = "cpu") -> dict:
-    """Fuse a scene's reduced-resolution hold-out strip and score it against the original MS
+def score_holdout(net, sampling, scene) -> dict:
+    """Fuse a scene's reduced-resolution hold-out strip through the inference path
+    (:func:`ssdiff_cli.methods.ssdiff.fuse_arrays`, with ``sampling``, a
+    :class:`~ssdiff_cli.methods.network.Sampling`) and score it against the original MS
     (SAM, ERGAS, Q2n, ... from :func:`ssdiff_cli.quality.indices.reduced_resolution`)."""
+    from ssdiff_cli.methods.ssdiff import fuse_arrays
     from ssdiff_cli.quality import indices
 
     hold = scene.holdout()
-    fused = fuse_arrays(net, scheduler, hold["lms"], hold["pan"], hold["ms"], steps=steps,
-                        col=scene.holdout_start, dtype=dtype, device=device)
+    fused = fuse_arrays(net, sampling, hold["lms"], hold["pan"], hold["ms"],
+                        col=scene.holdout_start)
     rng = float(2**scene.bit_depth - 1) if scene.bit_depth else None
     scores = indices.reduced_resolution(fused * scene.scale, hold["gt"] * scene.scale, scene.ratio,
                                         mask=hold["valid"], data_range=rng)
@@ -185,7 +121,9 @@ class Trainer:
 
     ``source.sample(batch)`` returns numpy ``pan, lms, ms, gt`` batches (normalised) and
     ``source.get_state() / set_state()`` its RNG state; ``holdouts`` are objects scored by
-    :func:`score_holdout` (``TrainScene``) or anything with ``name`` and ``score(net, ...)``.
+    :func:`score_holdout` (``TrainScene``) or anything with ``name`` and
+    ``score(net, sampling)``. Hold-outs are sampled as the card the run writes says
+    (:meth:`sampling`: ``eval_steps`` DDIM steps from pure noise at T - 1).
     ``card`` is a :class:`ssdiff_cli.zoo.ModelCard` template (sensor, bands, normalisation...);
     its model, diffusion, sampling, training and metrics sections are filled in here.
     """
@@ -293,16 +231,24 @@ class Trainer:
         self.ema.update(self.net, self.step)
         return float(loss.detach())
 
+    def sampling_card(self) -> dict:
+        """The ``sampling`` section of the card this run writes."""
+        return {"steps": self.cfg.eval_steps, "t_start": self.diffusion.num_train_timesteps - 1}
+
+    def sampling(self) -> Sampling:
+        """How hold-outs are fused: the card's sampling, on the run's device and precision."""
+        card = self.sampling_card()
+        return Sampling(self.scheduler, card["steps"], card["t_start"], self.device, self.dtype)
+
     def evaluate(self) -> dict:
         """Score every hold-out with the EMA model; returns ``{scene: metrics, "mean": ...}``."""
         out = {}
+        sampling = self.sampling()
         for h in self.holdouts:
             if hasattr(h, "score"):
-                out[h.name] = h.score(self.ema.model, self.scheduler, self.cfg.eval_steps, self.dtype,
-                                      self.device)
+                out[h.name] = h.score(self.ema.model, sampling)
             else:
-                out[h.name] = score_holdout(self.ema.model, self.scheduler, h, self.cfg.eval_steps,
-                                            self.dtype, self.device)
+                out[h.name] = score_holdout(self.ema.model, sampling, h)
         if out:
             out["mean"] = {k: float(np.mean([v[k] for v in out.values()])) for k in ("SAM", "ERGAS", "Q2n")}
         return out
@@ -411,8 +357,7 @@ class Trainer:
         return ModelCard(name=c.name, sensor=c.sensor, band_names=list(c.band_names), bands=c.bands,
                          ratio=c.ratio, normalisation=dict(c.normalisation),
                          model=self.model_config.to_dict(), diffusion=self.diffusion.to_dict(),
-                         sampling={"steps": cfg.eval_steps,
-                                   "t_start": self.diffusion.num_train_timesteps - 1},
+                         sampling=self.sampling_card(),
                          training=training, metrics=metrics, description=c.description)
 
     def _save_checkpoint(self, model, best: dict) -> None:

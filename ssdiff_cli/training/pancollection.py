@@ -96,13 +96,16 @@ class PanCollectionHoldout:
         n = source.n_train + source.n_hold
         self.idx = np.arange(source.n_train, n)[:limit]
 
-    def score(self, net, scheduler, steps=1, dtype=None, device="cpu") -> dict:
+    def score(self, net, sampling) -> dict:
+        """Fuse the held-out samples through the inference path
+        (:func:`ssdiff_cli.methods.ssdiff.fuse_arrays` with ``sampling``, a
+        :class:`~ssdiff_cli.methods.network.Sampling`) and score them."""
+        from ssdiff_cli.methods.ssdiff import fuse_arrays
         from ssdiff_cli.quality import indices
-        from ssdiff_cli.training.loop import fuse_arrays
 
         d = self.source._read(self.idx)
-        fused = np.stack([fuse_arrays(net, scheduler, d["lms"][i], d["pan"][i], d["ms"][i], steps=steps,
-                                      dtype=dtype, device=device) for i in range(len(self.idx))])
+        fused = np.stack([fuse_arrays(net, sampling, d["lms"][i], d["pan"][i], d["ms"][i])
+                          for i in range(len(self.idx))])
         # score all patches side by side as one image (blocks of 32 px stay within patches)
         f = np.concatenate(list(fused), axis=-1) * self.source.scale
         g = np.concatenate(list(d["gt"]), axis=-1) * self.source.scale

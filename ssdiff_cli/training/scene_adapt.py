@@ -1,4 +1,11 @@
-"""Scene adaptation of a generalist model (``sharpen --adapt N``), with two objectives.
+"""Scene adaptation (``sharpen --adapt N``): a per-sensor model's L-BAF on the scene, and a
+generalist model's fine-tuning with one of two objectives.
+
+A per-sensor model (:func:`adapt_per_sensor`) trains rank-4 L-BAF adapters on reduced-resolution
+(Wald) crops of a central window of the scene (:func:`ssdiff_cli.training.finetune.adapt_to_scene`)
+and merges them.
+
+A generalist model (:func:`adapt_generalist`) has two objectives.
 
 ``full`` (default), the unsupervised full-resolution objective of Z-PNN / lambda-PNN:
 
@@ -26,11 +33,34 @@ import torch.nn.functional as F
 
 from ssdiff_cli import filters
 from ssdiff_cli.methods.generalist import GeneralistFusion, conditions, target
-from ssdiff_cli.scene import read_tile
+from ssdiff_cli.scene import read_arrays, read_tile
 
 #: Side (PAN px) of the central window adaptation crops are drawn from.
 ADAPT_WINDOW = 1024
 OBJECTIVES = ("full", "reduced")
+
+
+def adapt_per_sensor(net, card, scene, sensor, steps: int, seed: int = 0, device: str = "cpu",
+                     progress: Callable[[int, int, float], None] | None = None):
+    """L-BAF adapters trained for ``steps`` steps on a central window (at most ``ADAPT_WINDOW``
+    PAN px a side, on the ratio's grid) of ``scene``, merged into ``net``; returns the network
+    (see :func:`ssdiff_cli.training.finetune.adapt_to_scene`). ``sensor`` gives the MTF gains.
+    The network is trained in PyTorch's default memory layout, whatever layout inference runs
+    it in. ``progress(step, steps, loss)`` is called after each step."""
+    from ssdiff_cli.training.finetune import adapt_to_scene
+
+    spec, r = scene.spec, scene.ratio
+    side = min(ADAPT_WINDOW, spec.out.height // r * r, spec.out.width // r * r)
+    row = (spec.out.height - side) // 2 // r * r
+    col = (spec.out.width - side) // 2 // r * r
+    pan, pan_valid, ms, ms_valid = read_arrays(spec, row, col, side, side)
+    net = net.to(memory_format=torch.contiguous_format)
+    return adapt_to_scene(
+        net, card, np.nan_to_num(pan), np.nan_to_num(ms), steps, pan_valid=pan_valid,
+        ms_valid=ms_valid, ms_gnyq=getattr(sensor, "ms_gnyq", None),
+        pan_gnyq=getattr(sensor, "pan_gnyq", None), seed=seed, device=device,
+        progress=None if progress is None else lambda s, n, loss, branch: progress(s, n, loss),
+    )
 
 
 def degrade_kernels(gnyq, ratio: int) -> tuple[torch.Tensor, int]:
