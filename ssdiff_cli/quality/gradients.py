@@ -142,6 +142,7 @@ class SccAccumulator:
         self.inner = Moments()
         self._ctx = None  # (F row, R row, mask row) above the pending row
         self._pending = None
+        self._at_top = True  # no row scored yet: the next inner rows begin with the image's first
 
     def update(self, f: np.ndarray, r: np.ndarray, mask: np.ndarray | None = None, pool=None) -> None:
         """Add a strip ``F, R`` ``(C, s, W)`` with an optional ``(s, W)`` validity mask. The
@@ -155,18 +156,17 @@ class SccAccumulator:
         valid = np.ones(f.shape[1:], bool) if mask is None else mask
         f = np.asarray(f, wd)
         r = np.asarray(r, wd)
-        first = self._ctx is None
-        if first:
+        if self._ctx is None:
             parts = [(f[:, :1], r[:, :1], valid[:1])]
         else:
             parts = [self._ctx, self._pending]
         parts.append((f, r, valid))
-        self._run(parts, pool, first=first)
+        self._run(parts, pool, first=self._at_top)
 
     def finish(self) -> None:
         """Score the image's last row; call after the last strip (later calls do nothing)."""
         if self._pending is not None:
-            self._run([self._ctx, self._pending, self._pending], at_end=True)
+            self._run([self._ctx, self._pending, self._pending], first=self._at_top, at_end=True)
             self._pending = None
 
     def scc(self) -> float:
@@ -186,6 +186,8 @@ class SccAccumulator:
         toolbox's SCC leaves out (as it does the first and last columns)."""
         offs = np.cumsum([0] + [p[0].shape[1] for p in parts])
         n = int(offs[-1])
+        if n > 2:
+            self._at_top = False
 
         def rows(a0: int, a1: int):
             got = [
