@@ -86,5 +86,7 @@ def test_finish_is_idempotent_and_the_mask_is_checked(pair):
     first = acc.scc()
     acc.finish()
     assert acc.scc() == first
+    with pytest.raises(ValueError, match="already finished"):
+        acc.update(f, r, mask)
     with pytest.raises(ValueError, match="mask shape"):
         SccAccumulator().update(f, r, mask[:-1])

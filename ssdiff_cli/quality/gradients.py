@@ -142,13 +142,15 @@ class SccAccumulator:
         self.inner = Moments()
         self._ctx = None  # (F row, R row, mask row) above the pending row
         self._pending = None
-        self._at_top = True  # no row scored yet: the next inner rows begin with the image's first
+        self._at_top = True  # no row scored yet: the next inner rows start at the image's first
 
     def update(self, f: np.ndarray, r: np.ndarray, mask: np.ndarray | None = None, pool=None) -> None:
         """Add a strip ``F, R`` ``(C, s, W)`` with an optional ``(s, W)`` validity mask. The
         gradients are computed in float32 when the data are float32 or 16-bit integers
         (:func:`sobel_dtype`). ``pool`` (an executor) spreads the rows over threads; moments are
         merged in a fixed order, so the result does not depend on it."""
+        if self._ctx is not None and self._pending is None:
+            raise ValueError("SCC already finished: no strip can follow the last")
         f = np.asarray(f)
         r = np.asarray(r)
         mask = as_mask(mask, f.shape[1:])
