@@ -113,6 +113,7 @@ DeviceOpt = Annotated[Device, typer.Option("--device", help="Model device.")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision.")]
 # Training takes any torch device name (cuda:1 too) and has no auto: a string, not Device.
 TrainDeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+TrainPrecisionOpt = Annotated[TrainPrecision, typer.Option("--precision")]
 
 
 class PairCommand(typer.core.TyperCommand):
