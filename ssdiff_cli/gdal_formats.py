@@ -24,6 +24,8 @@ from ssdiff_cli.errors import UsageError
 FORMATS = ("COG", "GTiff")
 #: Names an output file may have: both formats are TIFF files.
 TIFF_EXTENSIONS = (".tif", ".tiff")
+#: Data types an output may have (``--dtype``): GDAL's integer and float types.
+OUTPUT_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 #: Compression profiles of ``--compress``; one registry entry per profile, returned as copies.
 COMPRESSION = {

@@ -166,7 +166,7 @@ def test_finetune_scores_holdouts_with_the_cards_sampling(ge1, base, tmp_path):
 
 
 def test_models_list_and_show_cli(base, tmp_path, monkeypatch):
-    from ssdiff_cli.cli_train import register
+    from ssdiff_cli.cli import register_commands as register
 
     monkeypatch.setenv("SSDIFF_MODELS", str(tmp_path))
     app = typer.Typer()
@@ -179,21 +179,21 @@ def test_models_list_and_show_cli(base, tmp_path, monkeypatch):
     runner = CliRunner()
     res = runner.invoke(app, ["models", "list", "--json"])
     assert res.exit_code == 0, res.output
-    rows = {r["name"]: r for r in json.loads(res.output)["models"]}
+    rows = {r["name"]: r for r in json.loads(res.stdout)["models"]}
     # $SSDIFF_MODELS adds its folder to the shipped models
     assert rows["tiny-base"]["bands"] == 4 and {"ssdiff-4band", "ssdiff-8band"} <= set(rows)
     res = runner.invoke(app, ["models", "list"])
     assert res.exit_code == 0 and "tiny-base" in res.output
     res = runner.invoke(app, ["models", "show", "tiny-base"])
     assert res.exit_code == 0, res.output
-    card = json.loads(res.output)
+    card = json.loads(res.stdout)
     assert card["parameters"] == sum(p.numel() for p in base[0].parameters())
     res = runner.invoke(app, ["models", "show", "nope"])
     assert res.exit_code == 6
 
 
 def test_train_cli_writes_a_checkpoint(tmp_path):
-    from ssdiff_cli.cli_train import register
+    from ssdiff_cli.cli import register_commands as register
 
     app = typer.Typer()
 
@@ -208,7 +208,7 @@ def test_train_cli_writes_a_checkpoint(tmp_path):
                                    "--batch-size", "2", "--eval-every", "0", "--precision", "fp32",
                                    "--threads", "1", "-q", "--json"])
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output[res.output.index("{"):])
+    summary = json.loads(res.stdout)
     assert summary["step"] == 2
     card = zoo.read_card(out)
     assert card.sensor == "ge1" and card.normalisation == {"kind": "scene", "percentile": 99.0}

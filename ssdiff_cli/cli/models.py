@@ -1,0 +1,81 @@
+"""``ssdiff models list|show``: the models in $SSDIFF_MODELS and the shipped ones, from
+:mod:`ssdiff_cli.zoo`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ssdiff_cli.cli.options import json_option
+from ssdiff_cli.cli.reporting import print_json, reporting
+
+#: The ``models`` group: ``models list``, ``models show``.
+app = typer.Typer(help="Shipped and trained models.", no_args_is_help=True)
+
+
+@app.command("list")
+def models_list(json_out: Annotated[bool, json_option(None)] = False) -> None:
+    """Table of the models: those in $SSDIFF_MODELS, then the shipped ones."""
+    with reporting(False):
+        from ssdiff_cli import zoo
+
+        rows = [_model_row(c) for c in zoo.list_models()]
+        if json_out:
+            print_json({"model_dirs": [str(d) for d in zoo.model_dirs()], "models": rows})
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="models in " + ", ".join(str(d) for d in zoo.model_dirs()))
+        for col in ("name", "sensor", "bands", "ratio", "variant", "params", "SAM", "ERGAS", "Q2n",
+                    "use"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(*[_fmt(r.get(k)) for k in ("name", "sensor", "bands", "ratio", "variant",
+                                                    "params", "SAM", "ERGAS", "Q2n", "use")])
+        Console(width=120).print(table)
+        if not rows:
+            typer.echo("no models found")
+
+
+@app.command("show")
+def models_show(name: Annotated[str, typer.Argument(help="Zoo name or checkpoint path.")]) -> None:
+    """A model's card and parameter count."""
+    with reporting(False):
+        from ssdiff_cli import zoo
+
+        card = zoo.read_card(name)
+        net = zoo.build_model(card)
+        data = card.to_dict()
+        data["parameters"] = sum(p.numel() for p in net.parameters())
+        print_json(data)
+
+
+def _model_row(card) -> dict:
+    from ssdiff_cli import zoo
+
+    try:
+        params = sum(p.numel() for p in zoo.build_model(card, device="meta").parameters())
+    except Exception:
+        params = None
+    hold = (card.metrics.get("unseen_scenes") or card.metrics.get("holdout", {})
+            or card.metrics.get("holdout_training_eval", {}))
+    mean = hold.get("mean", {}) if isinstance(hold, dict) else {}
+    general = zoo.is_generalist(card)
+    return {"name": card.name, "sensor": card.sensor,
+            "bands": "-".join(map(str, zoo.GENERALIST_BANDS)) if general else card.bands,
+            "ratio": "-".join(map(str, zoo.GENERALIST_RATIOS)) if general else card.ratio,
+            "variant": card.model.get("variant") or card.model.get("family"), "params": params,
+            "SAM": mean.get("SAM"), "ERGAS": mean.get("ERGAS"), "Q2n": mean.get("Q2n"),
+            "use": zoo.terms_summary(card), "terms": card.training.get("terms", [])}
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if v < 100 else f"{v:.0f}"
+    if isinstance(v, int) and v > 10000:
+        return f"{v / 1e6:.2f} M"
+    return str(v)

@@ -1,0 +1,125 @@
+"""The command line's choices and shared options, declared once so a flag means the same in every
+command.
+
+The choice Enums are built from the library's registries (``methods.CLASSICAL``,
+``gdal_formats.OUTPUT_DTYPES``, ``COMPRESSION``, ``FORMATS``, ``filters.UPSAMPLING_KERNELS``), so a
+method, type or compression added there is offered by ``--help`` without touching the CLI.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+import typer.core
+
+from ssdiff_cli.filters import UPSAMPLING_KERNELS
+from ssdiff_cli.gdal_formats import COMPRESSION, FORMATS, OUTPUT_DTYPES
+from ssdiff_cli.methods import CLASSICAL
+
+
+def _choices(name: str, values, doc: str) -> type[Enum]:
+    """A str Enum whose members are ``values`` (``-`` becomes ``_`` in the member names)."""
+    enum = Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
+    enum.__doc__ = doc
+    return enum
+
+
+class Extent(str, Enum):
+    """Output extent on the PAN grid."""
+
+    intersection = "intersection"
+    union = "union"
+
+
+class Device(str, Enum):
+    """Where the model runs."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    """Arithmetic precision of the model (auto: bf16 where the hardware computes it natively)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class AdaptObjective(str, Enum):
+    """What ``--adapt`` optimises for a generalist model."""
+
+    full = "full"
+    reduced = "reduced"
+
+
+class Norm(str, Enum):
+    """How digital numbers are scaled for the network (``train --norm``)."""
+
+    scene = "scene"
+    bitdepth = "bitdepth"
+
+
+class Variant(str, Enum):
+    """Network variant (``train --variant``)."""
+
+    fast = "fast"
+    faithful = "faithful"
+
+
+class TrainPrecision(str, Enum):
+    """Training arithmetic (``train --precision``): :class:`Precision`'s choices, listed in the
+    order ``train --help`` has always shown them."""
+
+    auto = "auto"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+#: ``--method`` names: ``auto`` (pick by sensor), the model, then the classical methods.
+METHODS = ("auto", "ssdiff", *CLASSICAL)
+Method = _choices("Method", METHODS, "``sharpen --method`` choices.")
+#: ``evaluate -m`` names: the methods themselves (``auto`` picks one, nothing to compare).
+EvalMethod = _choices("EvalMethod", [m for m in METHODS if m != "auto"], "``evaluate -m`` choices.")
+DType = _choices("DType", OUTPUT_DTYPES, "``--dtype`` choices: GDAL's integer and float types.")
+Compress = _choices("Compress", COMPRESSION, "``--compress`` choices.")
+Resampling = _choices("Resampling", UPSAMPLING_KERNELS, "``-r/--resampling`` choices.")
+OutputFormat = _choices("OutputFormat", FORMATS, "``-of`` choices.")
+
+
+def json_option(help: str | None = "Print a JSON summary to stdout."):
+    """The ``--json`` flag (``help``: the wording each command has always shown)."""
+    return typer.Option("--json", help=help)
+
+
+def sensor_option(help: str | None = "Sensor preset; overrides detection."):
+    """The ``--sensor`` option: a preset name or alias (``ssdiff info --sensors``)."""
+    return typer.Option("--sensor", help=help)
+
+
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or warnings.")]
+JsonOpt = Annotated[bool, json_option()]
+SensorOpt = Annotated[str | None, sensor_option()]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", "-j", min=1, help="Worker threads (default: one per CPU core).")]
+TileOpt = Annotated[int | None, typer.Option(
+    "--tile-size", min=64, help="Tile core size (PAN px; default: the method's, 1024 classical, "
+    "512 ssdiff).")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Model device.")]
+PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Model precision.")]
+# Training takes any torch device name (cuda:1 too) and has no auto: a string, not Device.
+TrainDeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+TrainPrecisionOpt = Annotated[TrainPrecision, typer.Option("--precision")]
+
+
+class PairCommand(typer.core.TyperCommand):
+    """A command whose usage line shows ``PAN MS...`` as required: they are, except where an
+    option (``--batch``, ``--sensors``) replaces them, which click cannot express."""
+
+    def collect_usage_pieces(self, ctx):
+        names = {"[PAN]": "PAN", "[MS...]...": "MS..."}
+        return [names.get(piece, piece) for piece in super().collect_usage_pieces(ctx)]

@@ -1,0 +1,188 @@
+"""``ssdiff train``: an SSDiff model from real scenes (Wald protocol) or PanCollection, or the
+generalist model (``--generalist``), by :mod:`ssdiff_cli.training`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ssdiff_cli.cli.options import (
+    Norm,
+    OverwriteOpt,
+    QuietOpt,
+    TrainDeviceOpt,
+    TrainPrecision,
+    TrainPrecisionOpt,
+    Variant,
+    json_option,
+    sensor_option,
+)
+from ssdiff_cli.cli.reporting import interrupt_exit_code, print_json, progress_bar, reporting, stderr
+from ssdiff_cli.errors import BadInputError
+
+
+def train(
+    scenes: Annotated[list[str] | None, typer.Argument(
+        help="Scenes: PAN,MS pairs or folders holding pan.tif and ms.tif.", show_default=False)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output prefix, e.g. my-models/NAME "
+                                         "(writes NAME.safetensors, .json, .log.csv, .curves.png, "
+                                         ".state.safetensors); put the folder in $SSDIFF_MODELS "
+                                         "to use the model by name.")] = Path("ssdiff-custom"),
+    sensor: Annotated[str | None, sensor_option(
+        "Sensor preset (MTF gains, band names); default: detected.")] = None,
+    pancollection: Annotated[Path | None, typer.Option(
+        "--pancollection", help="Train from a PanCollection HDF5 file instead (needs h5py).")] = None,
+    pc_scale: Annotated[float, typer.Option("--pc-scale", help="PanCollection value scale.")] = 2047.0,
+    mtf_gains: Annotated[str | None, typer.Option(
+        "--mtf-gains", help="MS gains at Nyquist, one or one per band, comma-separated.")] = None,
+    pan_gain: Annotated[float | None, typer.Option("--pan-gain", help="PAN gain at Nyquist.")] = None,
+    norm: Annotated[Norm, typer.Option("--norm", help="scene: divide by the PAN's 99th percentile; "
+                                       "bitdepth: by 2**bits - 1.")] = Norm.scene,
+    holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.9,
+                                           help="Right fraction of columns never sampled.")] = 0.2,
+    eval_every: Annotated[int, typer.Option("--eval-every", min=0, help="Score the hold-out every N "
+                                            "steps (0: never); the best ERGAS is kept.")] = 500,
+    eval_steps: Annotated[int, typer.Option("--eval-steps", min=1, help="DDIM steps from t=999.")] = 1,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1)] = 20000,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.0)] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    crop: Annotated[int, typer.Option("--crop", min=4, help="Crop size (reduced PAN px).")] = 32,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    ema: Annotated[float, typer.Option("--ema", min=0.0, max=1.0)] = 0.999,
+    variant: Annotated[Variant, typer.Option("--variant")] = Variant.fast,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    precision: TrainPrecisionOpt = TrainPrecision.auto,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads.")] = None,
+    device: TrainDeviceOpt = "cpu",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved at -o.")] = False,
+    generalist: Annotated[bool, typer.Option(
+        "--generalist", help="Train the band- and ratio-agnostic generalist model (every scene, "
+        "ratios 2 and 4, jittered MTFs; learning rate at most 5e-4) instead of a per-sensor "
+        "one.")] = False,
+    init: Annotated[str | None, typer.Option(
+        "--init", help="--generalist: start from this generalist model (e.g. ssdiff-generalist) "
+        "to fine-tune it on your scenes.")] = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+    json_out: Annotated[bool, json_option("Print a JSON summary.")] = False,
+) -> None:
+    """Train an SSDiff model on real scenes (Wald protocol) or PanCollection; Ctrl-C or
+    SIGTERM saves."""
+    if generalist:
+        _train_generalist(scenes or [], output, init, max_steps, max_minutes, lr, seed,
+                          threads, resume, overwrite, quiet, json_out)
+        return
+    with reporting(quiet):
+        from ssdiff_cli.training.crops import parse_scene_arg
+        from ssdiff_cli.training.loop import TrainConfig, train_scenes
+
+        cfg = TrainConfig(name=output.with_suffix("").name if output.suffix in (".json", ".safetensors")
+                          else output.name, output=str(output), sensor=sensor, variant=variant.value,
+                          crop=crop, batch=batch_size, lr=lr, ema=ema, max_steps=max_steps,
+                          max_minutes=max_minutes, eval_every=eval_every, eval_steps=eval_steps,
+                          seed=seed, precision=precision.value, threads=threads, device=device,
+                          norm=norm.value, holdout=holdout)
+        _check_run_files(output, scenes or [], pancollection, resume, overwrite)
+        if device == "cpu" and threads is None:
+            import torch
+
+            torch.set_num_threads(min(torch.get_num_threads(), 2) or 1)
+        with progress_bar(not quiet, "training", training=True) as bar:
+            if pancollection is not None:
+                from ssdiff_cli.training.pancollection import train_pancollection
+
+                if scenes:
+                    raise BadInputError("give scenes or --pancollection, not both")
+                res = train_pancollection(pancollection, cfg, scale=pc_scale, sensor=sensor or "wv3",
+                                          resume=resume, progress=bar)
+            else:
+                if not scenes:
+                    raise BadInputError("no scene given (SCENE is PAN,MS or a folder)")
+                pairs = [parse_scene_arg(s) for s in scenes]
+                log = None if quiet else (lambda m: stderr.print(m, highlight=False))
+                res = train_scenes(pairs, cfg, mtf_gains=_gains(mtf_gains), pan_gain=pan_gain,
+                                   resume=resume, progress=bar, log=log)
+        summary = {"step": res.step, "elapsed_s": round(res.elapsed_s, 1), "interrupted": res.interrupted,
+                   "checkpoint": res.checkpoint, "state": res.state, "log": res.log,
+                   "best": res.best, "last_loss": res.last_loss}
+        if json_out:
+            print_json(summary)
+        elif not quiet:
+            best = res.best.get("mean", {})
+            stderr.print(f"step {res.step}, {res.elapsed_s / 60:.1f} min; checkpoint {res.checkpoint}"
+                         + (f"; hold-out SAM {best['SAM']:.3f} ERGAS {best['ERGAS']:.3f} "
+                            f"Q2n {best['Q2n']:.4f} (step {res.best['step']})" if best else ""),
+                         highlight=False)
+        if res.interrupted:
+            stderr.print(f"ssdiff: interrupted at step {res.step}; state saved to {res.state} "
+                         "(continue with --resume)", highlight=False)
+            raise typer.Exit(interrupt_exit_code())
+
+
+def _gains(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    from ssdiff_cli.errors import BadInputError
+
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise BadInputError(f"--mtf-gains {text!r}: give numbers separated by commas") from None
+
+
+def scene_files(scenes: list[str]) -> list[str]:
+    """The files named by SCENE arguments (PAN,MS pairs or folders holding pan.tif and ms.tif)."""
+    from ssdiff_cli.training.crops import parse_scene_arg
+
+    return [str(p) for text in scenes for p in parse_scene_arg(text)]
+
+
+def _train_generalist(scenes: list[str], output: Path, init: str | None, max_steps: int,
+                      max_minutes: float | None, lr: float, seed: int, threads: int | None,
+                      resume: bool, overwrite: bool, quiet: bool, json_out: bool) -> None:
+    """``train --generalist``: each scene is its own acquisition (family) unless they share a
+    folder name; the card records every scene and its terms."""
+    with reporting(quiet):
+        from ssdiff_cli.output import check_destination
+        from ssdiff_cli.training.crops import parse_scene_arg, scene_terms
+        from ssdiff_cli.training.generalist import GeneralistTrainConfig, train_generalist
+        from ssdiff_cli.training.loop import state_path
+
+        if not scenes:
+            raise BadInputError("no scene given (SCENE is PAN,MS or a folder)")
+        pairs = [parse_scene_arg(s) for s in scenes]
+        prefix = output.with_suffix("") if output.suffix in (".json", ".safetensors") else output
+        Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+        inputs = [str(p) for pair in pairs for p in pair]
+        for path in (prefix.with_suffix(".safetensors"), prefix.with_suffix(".json"),
+                     state_path(prefix)):
+            check_destination(path, overwrite=overwrite or resume, inputs=inputs,
+                              role="training output")
+        cfg = GeneralistTrainConfig(output=str(prefix), name=prefix.name, max_steps=max_steps,
+                                    max_minutes=max_minutes, lr=min(lr, 5e-4), seed=seed,
+                                    threads=threads)
+        log = (lambda m: None) if quiet or json_out else (lambda m: stderr.print(m, highlight=False))
+        trainer = train_generalist(
+            [(pan, ms, Path(pan).resolve().parent.name, scene_terms(pan)) for pan, ms in pairs],
+            cfg, init=init, resume=resume, log=log)
+        summary = {"step": trainer.step, "elapsed_s": round(trainer.elapsed, 1),
+                   "checkpoint": str(prefix.with_suffix(".safetensors")),
+                   "state": str(state_path(prefix))}
+        if json_out:
+            print_json(summary)
+
+
+def _check_run_files(output: Path, scenes: list[str], pancollection: Path | None, resume: bool,
+                     overwrite: bool) -> None:
+    """``train -o PREFIX`` replaces an earlier run's files only with ``--overwrite`` (or continues
+    it with ``--resume``), and never an input; its folder must be writable."""
+    from ssdiff_cli.output import check_destination
+    from ssdiff_cli.training.loop import run_files
+
+    prefix = output.with_suffix("") if output.suffix in (".json", ".safetensors") else output
+    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    inputs = scene_files(scenes) + ([str(pancollection)] if pancollection else [])
+    for path in run_files(Path(prefix)):
+        check_destination(path, overwrite=overwrite or resume, inputs=inputs, role="training output")
