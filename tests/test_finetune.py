@@ -28,7 +28,6 @@ from ssdiff_cli.training.finetune import (
 )
 from tests.conftest import requires_data, scene_paths
 
-pytestmark = requires_data
 TINY = {"base_channels": 16, "time_dim": 16, "embed_dim": 32, "window": 4}
 
 
@@ -61,6 +60,7 @@ def test_schedule_alternates_starting_with_spatial():
     assert [branch_at(s, 2) for s in range(6)] == ["spatial"] * 2 + ["spectral"] * 2 + ["spatial"] * 2
 
 
+@requires_data
 def test_finetune_changes_only_adapters_and_adapter_file_round_trips(ge1, base, tmp_path):
     torch.set_num_threads(1)
     net, card = base
@@ -101,11 +101,13 @@ def test_finetune_changes_only_adapters_and_adapter_file_round_trips(ge1, base, 
         apply_adapter(zoo.build_model(other), tmp_path / "ad", other)
 
 
+@requires_data
 def test_other_band_count_says_train_from_scratch(base):
     with pytest.raises(ModelError, match="ssdiff train"):
         check_same_layout(base[1], 8, 4)
 
 
+@requires_data
 def test_adapt_to_scene_returns_a_merged_network(ge1, base):
     net, card = base
     pan_path, ms_path = scene_paths("ge1_grip")
@@ -116,6 +118,7 @@ def test_adapt_to_scene_returns_a_merged_network(ge1, base):
     assert set(out.state_dict()) == set(net.state_dict())
 
 
+@requires_data
 def test_models_list_and_show_cli(base, tmp_path, monkeypatch):
     from ssdiff_cli.cli_train import register
 
@@ -143,6 +146,7 @@ def test_models_list_and_show_cli(base, tmp_path, monkeypatch):
     assert res.exit_code == 6
 
 
+@requires_data
 def test_train_cli_writes_a_checkpoint(tmp_path):
     from ssdiff_cli.cli_train import register
 

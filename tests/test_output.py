@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from ssdiff_cli.cli import app
 from tests.conftest import requires_data, scene_paths
 
-pytestmark = requires_data
 runner = CliRunner()
 
 
@@ -39,6 +38,7 @@ def _copy(src, dst, transform_data=None):
     return dst
 
 
+@requires_data
 def test_no_nodata_invented_valid_zeros_kept(tmp_path):
     """wv2_grip declares no nodata. Valid zeros (a block set to 0 in the MS) stay 0 rather than
     being nudged to 1 to make room for an invented nodata=0; validity is an internal mask."""
@@ -62,6 +62,7 @@ def test_no_nodata_invented_valid_zeros_kept(tmp_path):
     assert (data[:, 100 * 4 + 8:140 * 4 - 8, 100 * 4 + 8:140 * 4 - 8] == 0).all()
 
 
+@requires_data
 def test_mask_marks_invalid_pixels_without_nodata(tmp_path):
     """wv3_cristianics with --nodata none has no nodata at all; --extent union reaches past the
     MS footprint: those pixels are masked out, not given a value."""
@@ -75,6 +76,7 @@ def test_mask_marks_invalid_pixels_without_nodata(tmp_path):
     assert (mask == 255).sum() > mask.size // 2
 
 
+@requires_data
 def test_not_georeferenced_stays_so(tmp_path):
     """wv2_grip has no CRS and no geotransform: nor has the output (no identity transform)."""
     pan, ms = scene_paths("wv2_grip")
@@ -90,6 +92,7 @@ def test_not_georeferenced_stays_so(tmp_path):
         assert "Origin" not in info and "Pixel Size" not in info
 
 
+@requires_data
 def test_rgb_colour_interpretation(tmp_path):
     """The preset's RGB bands (WorldView-2: 5, 3, 2) are marked red, green, blue."""
     pan, ms = scene_paths("wv2_grip")
@@ -103,6 +106,7 @@ def test_rgb_colour_interpretation(tmp_path):
     assert "alpha" not in names and names.count("red") == 1
 
 
+@requires_data
 def test_dtype_clipping_is_said(tmp_path):
     """--dtype uint8 of 11-bit data clips: the warning says so and how much."""
     pan, ms = scene_paths("wv2_grip")
@@ -119,6 +123,7 @@ def test_dtype_clipping_is_said(tmp_path):
             assert ds.read().max() == 255
 
 
+@requires_data
 def test_scale_maps_the_bit_depth_range(tmp_path):
     """--scale maps 0..2047 (11-bit) onto 0..255, as gdal_translate -scale 0 2047 0 255."""
     pan, ms = scene_paths("wv2_grip")
@@ -142,6 +147,7 @@ def test_dtype_choices_in_help():
     assert bad.exit_code == 2
 
 
+@requires_data
 @pytest.mark.parametrize("scene", ["wv2_grip"])
 def test_json_notes_say_what_happened(tmp_path, scene):
     import json
