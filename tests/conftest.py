@@ -34,6 +34,17 @@ def fixture_pairs(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     return make_fixtures(tmp_path_factory.mktemp("fixtures"))
 
 
+@pytest.fixture(scope="module")
+def cluster():
+    """A real dask LocalCluster for a test module: two worker processes, one thread each, under
+    nannies (:func:`ssdiff_cli.executors.open_executor`)."""
+    from ssdiff_cli.executors import open_executor
+
+    with open_executor(cluster="local:2") as (executor, description):
+        assert "2 workers" in description
+        yield executor
+
+
 def _has_cuda() -> bool:
     try:
         import torch

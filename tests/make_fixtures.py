@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.transform import from_origin
+from affine import Affine
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def write_pair(folder: str | Path, name: str, recipe: PairRecipe) -> tuple[Path,
         path = folder / f"{name}_{role}.tif"
         profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
                    "count": data.shape[0], "dtype": recipe.dtype, "nodata": recipe.nodata,
-                   "crs": recipe.crs, "transform": from_origin(x0, y0, pixel, pixel),
+                   "crs": recipe.crs, "transform": Affine(pixel, 0.0, x0, 0.0, -pixel, y0),
                    "compress": "deflate", "predictor": 3 if recipe.dtype == "float32" else 2}
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(data)
