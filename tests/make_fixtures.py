@@ -4,7 +4,7 @@ Each pair is a georeferenced PAN GeoTIFF and its MS, a few kB each, written from
 smooth fields with some texture (so every fusion method has something to do), a PAN that is
 the band mean plus detail, a nodata value with a nodata corner in both files, and a CRS.
 
-- ``ms4_r4``: 4-band uint16 MS (12-bit values) at ratio 4, nodata 0, UTM 33N;
+- ``ms4_r4``: 4-band uint16 MS (12-bit values, a BIT_DEPTH tag) at ratio 4, nodata 0, UTM 33N;
 - ``ms3_r2``: 3-band float32 MS (reflectances) at ratio 2, nodata -9999, Web Mercator.
 
 The test session writes them into a pytest temporary folder (``fixture_pairs`` in
@@ -35,10 +35,12 @@ class PairRecipe:
     pan_size: int = 64
     pan_pixel: float = 0.5  # metres (or map units) per PAN pixel
     seed: int = 0
+    bit_depth: int | None = None  # written as a BIT_DEPTH tag, as some providers do
 
 
 RECIPES: dict[str, PairRecipe] = {
-    "ms4_r4": PairRecipe(bands=4, ratio=4, dtype="uint16", nodata=0, crs="EPSG:32633", seed=4),
+    "ms4_r4": PairRecipe(bands=4, ratio=4, dtype="uint16", nodata=0, crs="EPSG:32633", seed=4,
+                         bit_depth=12),
     "ms3_r2": PairRecipe(bands=3, ratio=2, dtype="float32", nodata=-9999.0, crs="EPSG:3857",
                          seed=3),
 }
@@ -99,6 +101,8 @@ def write_pair(folder: str | Path, name: str, recipe: PairRecipe) -> tuple[Path,
                    "compress": "deflate", "predictor": 3 if recipe.dtype == "float32" else 2}
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(data)
+            if recipe.bit_depth:
+                dst.update_tags(BIT_DEPTH=str(recipe.bit_depth))
         paths.append(path)
     return paths[0], paths[1]
 
