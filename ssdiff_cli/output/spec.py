@@ -57,7 +57,6 @@ class OutputSpec:
     scale: tuple[float, float] | None = None
 
 
-
 def output_spec(scene: Scene, detection: Detection, sample: SceneSample, dtype: str | None,
                 method: _Named, scale: bool = False, to_stdout: bool = False,
                 notes: list[str] | None = None) -> OutputSpec:

@@ -1,5 +1,6 @@
 """The hidden work files beside an output: their names, removing those of dead runs, room on
-the disk, and one-line errors for a disk that fills up.
+the disk, and one-line errors for a disk that fills up (what libtiff prints on file descriptor 2
+meanwhile is held: :func:`c_stderr_held`).
 
 Work files are named after the run (``.NAME.HOST-PID-TOKEN.*``) so that a later run removes
 those a killed one left behind.
