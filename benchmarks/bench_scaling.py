@@ -33,7 +33,7 @@ import rasterio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssdiff_cli.distributed import open_executor  # noqa: E402
+from ssdiff_cli.executors import open_executor  # noqa: E402
 from ssdiff_cli.pipeline import SharpenOptions, sharpen  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------

@@ -71,6 +71,13 @@ class DegenerateOutputError(SsdiffError):
     exit_code = EXIT_RUNTIME
 
 
+class ClusterError(SsdiffError):
+    """The dask cluster cannot be used: scheduler unreachable, no worker, ssdiff missing on a
+    worker. Exit code: runtime failure."""
+
+    exit_code = EXIT_RUNTIME
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (work files removed, state saved), and
     the process exits with 128 + ``signum``."""

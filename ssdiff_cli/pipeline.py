@@ -19,8 +19,6 @@ import numpy as np
 from ssdiff_cli import coreg
 from ssdiff_cli.engine import fuse_tile, run_plan
 from ssdiff_cli.errors import (
-    BadInputError,
-    ClippingWarning,
     MisregistrationError,
     MisregistrationWarning,
     UsageError,
@@ -30,12 +28,11 @@ from ssdiff_cli.gdal_names import split_band_suffix
 from ssdiff_cli.methods import SceneContext, get_method
 from ssdiff_cli.methods.base import FusionMethod
 from ssdiff_cli.output import (
-    OutputSpec,
     OutputTarget,
     TileWriter,
     check_destination,
+    output_spec,
     publish_file,
-    value_range,
 )
 from ssdiff_cli.scene import Scene, SceneSample, fill_values, prepare_scene
 from ssdiff_cli.sensors import Detection
@@ -191,95 +188,6 @@ def check_registration(scene: Scene, sample: SceneSample, detection: Detection) 
     return coreg.measure_shift(sample.pan, intensity, valid=sample.valid, ratio=sample.factor)
 
 
-def output_spec(scene: Scene, detection: Detection, sample: SceneSample, dtype: str | None,
-                method: FusionMethod, scale: bool = False, to_stdout: bool = False,
-                notes: list[str] | None = None) -> OutputSpec:
-    """Output grid, type, range and nodata: the MS type clipped to its valid range by default.
-
-    Another ``dtype`` clips to its range (a warning gives the share of MS values outside it) unless
-    ``scale`` maps the MS range (``0 .. 2**bit_depth - 1``, or the data's range for float or
-    undeclared data) onto the type's range (``0 .. 1`` for floats), as ``gdal_translate -scale``
-    does. No nodata value is invented when the inputs have none: the output then carries an
-    internal mask, except on a stream (``to_stdout``: stdout, a FIFO or a device), which cannot.
-    ``notes`` receives what was decided."""
-    notes = notes if notes is not None else []
-    spec = scene.spec
-    dtype = dtype or spec.ms_dtype
-    dt = np.dtype(dtype)
-    if dt.kind not in "uif":
-        raise BadInputError(f"unsupported output type {dtype!r}")
-    same_type = dt == np.dtype(spec.ms_dtype)
-    bit_depth = detection.bit_depth if same_type and not scale else None
-    lo, hi = value_range(dtype, bit_depth)
-    values = sample.ms[:, sample.valid]
-    if dt.kind == "f" and float(np.nanmin(values)) >= 0:
-        lo = 0.0  # reflectances and radiances are not negative
-    gain_offset = None
-    if scale:
-        src = _source_range(spec.ms_dtype, detection.bit_depth, values)
-        dst = (0.0, 1.0) if dt.kind == "f" else value_range(dtype)
-        gain = (dst[1] - dst[0]) / max(src[1] - src[0], 1e-12)
-        gain_offset = (gain, dst[0] - src[0] * gain)
-        lo, hi = dst
-        notes.append(f"values scaled from {src[0]:g}..{src[1]:g} to {dst[0]:g}..{dst[1]:g} "
-                     f"({dtype}, --scale)")
-    elif not same_type:
-        outside = float(np.mean((values < lo) | (values > hi))) if values.size else 0.0
-        notes.append(f"output {dtype}: values clipped to {lo:g}..{hi:g}"
-                     + (f" ({100 * outside:.1f} % of the MS values lie outside)" if outside else ""))
-        if outside > 0:
-            warnings.warn(f"--dtype {dtype} clips to {lo:g}..{hi:g}: {100 * outside:.1f} % of "
-                          "the MS values lie outside; --scale maps the range instead",
-                          ClippingWarning, stacklevel=3)
-    nodata = spec.ms_nodata
-    if nodata is None and spec.pan_nodata is not None and lo <= spec.pan_nodata <= hi:
-        nodata = spec.pan_nodata
-    if nodata is not None and not np.isnan(nodata) and gain_offset is not None:
-        nodata = None  # a nodata value of the input type means nothing after scaling
-    if nodata is not None and not _representable(nodata, dt):
-        notes.append(f"nodata {nodata:g} does not fit {dtype}: the output uses a mask")
-        nodata = None
-    if nodata is None and to_stdout:
-        nodata = float("nan") if dt.kind == "f" else lo  # a streamed TIFF carries no mask
-    return OutputSpec(
-        transform=spec.out.transform if spec.georeferenced else None,
-        width=spec.out.width,
-        height=spec.out.height,
-        crs=spec.out.crs,
-        dtype=dtype,
-        bands=spec.bands,
-        nodata=nodata,
-        band_names=_band_names(scene, detection),
-        value_min=lo,
-        value_max=hi,
-        tags={"SSDIFF_METHOD": method.name, "SENSOR": detection.preset.name},
-        rgb=tuple(detection.preset.rgb) if spec.bands >= 3 else None,
-        scale=gain_offset,
-    )
-
-
-def _source_range(ms_dtype: str, bit_depth: int | None, values: np.ndarray) -> tuple[float, float]:
-    """The MS value range ``--scale`` maps from: ``0 .. 2**bit_depth - 1`` for unsigned integers
-    of known bit depth, else the data's own range (scene sample)."""
-    if np.dtype(ms_dtype).kind == "u" and bit_depth:
-        return 0.0, float(2**bit_depth - 1)
-    return float(np.nanmin(values)), float(np.nanmax(values))
-
-
-def _representable(value: float, dt: np.dtype) -> bool:
-    if np.isnan(value):
-        return dt.kind == "f"
-    if dt.kind in "ui":
-        info = np.iinfo(dt)
-        return info.min <= value <= info.max and float(value).is_integer()
-    return True
-
-
-def _band_names(scene: Scene, detection: Detection) -> list[str]:
-    """The MS band descriptions, or the sensor preset's band names where the file has none."""
-    preset = detection.preset.band_names
-    return [name if not (name.startswith("band ") and len(preset) == scene.bands) else preset[i]
-            for i, name in enumerate(scene.band_names)]
 
 
 def sharpen(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,13 +13,8 @@ from scipy import ndimage
 from ssdiff_cli import filters
 from ssdiff_cli.coreg import ShiftReport, measure_shift, phase_correlation, verdict
 from ssdiff_cli.sensors import get_preset
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-needs_data = pytest.mark.skipif(
-    not (DATA / "wv2_grip" / "pan.tif").exists(),
-    reason=f"shared real scenes not found at {DATA} (they live beside the project, not in it)",
-)
+from tests.conftest import DATA
+from tests.conftest import requires_data as needs_data
 
 
 def read(name: str, which: str) -> np.ndarray:

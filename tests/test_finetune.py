@@ -28,7 +28,6 @@ from ssdiff_cli.training.finetune import (
 )
 from tests.conftest import requires_data, scene_paths
 
-pytestmark = requires_data
 TINY = {"base_channels": 16, "time_dim": 16, "embed_dim": 32, "window": 4}
 
 
@@ -61,6 +60,7 @@ def test_schedule_alternates_starting_with_spatial():
     assert [branch_at(s, 2) for s in range(6)] == ["spatial"] * 2 + ["spectral"] * 2 + ["spatial"] * 2
 
 
+@requires_data
 def test_finetune_changes_only_adapters_and_adapter_file_round_trips(ge1, base, tmp_path):
     torch.set_num_threads(1)
     net, card = base
@@ -101,6 +101,7 @@ def test_finetune_changes_only_adapters_and_adapter_file_round_trips(ge1, base, 
         apply_adapter(zoo.build_model(other), tmp_path / "ad", other)
 
 
+@requires_data
 def test_other_band_count_says_train_from_scratch(base):
     with pytest.raises(ModelError, match="ssdiff train"):
         check_same_layout(base[1], 8, 4)
@@ -119,6 +120,7 @@ def _objective(net, scene, seed=123, batch=32):
         return float(torch.nn.functional.l1_loss(net(x_t, t.float(), b["lms"], b["pan"], b["ms"]), x0))
 
 
+@requires_data
 def test_adapt_to_scene_returns_a_merged_network_that_fits_the_scene_better(ge1, base):
     from ssdiff_cli.sensors import get_preset
     from ssdiff_cli.training.crops import scene_from_arrays
@@ -145,6 +147,7 @@ def test_adapt_to_scene_returns_a_merged_network_that_fits_the_scene_better(ge1,
     assert after < 0.95 * before, (before, after)
 
 
+@requires_data
 def test_finetune_scores_holdouts_with_the_cards_sampling(ge1, base, tmp_path):
     # Hold-out scores go through the inference path with the base card's scheduler, steps and
     # t_start (this card has none: one step at t = 0, as sharpen samples it), not a default
@@ -165,6 +168,7 @@ def test_finetune_scores_holdouts_with_the_cards_sampling(ge1, base, tmp_path):
     assert (tmp_path / "ad.safetensors").exists() and res["after"][ge1.name] != want
 
 
+@requires_data
 def test_models_list_and_show_cli(base, tmp_path, monkeypatch):
     from ssdiff_cli.cli import register_commands as register
 
@@ -192,6 +196,7 @@ def test_models_list_and_show_cli(base, tmp_path, monkeypatch):
     assert res.exit_code == 6
 
 
+@requires_data
 def test_train_cli_writes_a_checkpoint(tmp_path):
     from ssdiff_cli.cli import register_commands as register
 

@@ -4,7 +4,6 @@ torchmetrics on real imagery."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +11,7 @@ import pytest
 from ssdiff_cli import filters
 from ssdiff_cli.quality import indices as qi
 from ssdiff_cli.quality import wald
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(
-    not (DATA / "wv2_grip" / "ms.tif").exists(), reason=f"real scenes not found at {DATA}"
-)
+from tests.conftest import DATA, requires_data
 
 WV2_MS_GNYQ = [0.35] * 7 + [0.27]
 WV2_PAN_GNYQ = 0.11
@@ -58,6 +53,7 @@ def _hwc(a: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ ideal and analytic values
 
 
+@requires_data
 @pytest.mark.parametrize("scene", ["wv2", "ge1"])
 def test_identical_images_score_ideal(scene, request):
     _, ms = request.getfixturevalue(scene)
@@ -71,6 +67,7 @@ def test_identical_images_score_ideal(scene, request):
     assert all(math.isinf(v) for v in res["PSNR"])
 
 
+@requires_data
 def test_d_lambda_zero_where_it_must_be(wv2):
     pan, ms = wv2
     f = wald.upsample_ms(ms[:, :64, :64], 4)
@@ -81,6 +78,7 @@ def test_d_lambda_zero_where_it_must_be(wv2):
     assert qi.d_lambda_qnr(ms[:, :64, :64], ms[:, :64, :64], 1) == 0.0
 
 
+@requires_data
 def test_global_scaling_keeps_sam_and_raises_ergas_as_predicted(wv2):
     _, ms = wv2
     r = ms[:, :128, :128]
@@ -95,6 +93,7 @@ def test_global_scaling_keeps_sam_and_raises_ergas_as_predicted(wv2):
     assert res["ERGAS"] > 1.0
 
 
+@requires_data
 def test_one_pixel_shift_lowers_scc(wv2):
     _, ms = wv2
     r = ms[:, :128, :128]
@@ -118,6 +117,7 @@ def test_constant_blocks_give_no_nan():
     assert all(np.isfinite(res[k]).all() for k in ("SAM", "ERGAS", "Q2n", "SCC", "Q", "Q_mean"))
 
 
+@requires_data
 def test_masked_pixels_do_not_matter(fused_pair, wv2):
     f, r = fused_pair
     mask = np.ones(f.shape[1:], bool)
@@ -149,6 +149,7 @@ def test_masked_pixels_do_not_matter(fused_pair, wv2):
 # ------------------------------------------------------------------ strips = whole arrays
 
 
+@requires_data
 def test_strips_match_whole_and_functions(fused_pair, wv2):
     f, r = fused_pair
     s32 = qi.reduced_resolution(f, r, 4, data_range=2047, strip_rows=32)
@@ -183,6 +184,7 @@ def test_strips_match_whole_and_functions(fused_pair, wv2):
 # ------------------------------------------------------------------ independent implementations
 
 
+@requires_data
 def test_agrees_with_sewar(fused_pair, ge1):
     sewar = pytest.importorskip("sewar")
     f, r = fused_pair
@@ -221,6 +223,7 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
+@requires_data
 def test_agrees_with_torchmetrics(fused_pair, one_torch_thread):
     tmi = pytest.importorskip("torchmetrics.functional.image")
     f, r = fused_pair
@@ -248,6 +251,7 @@ def test_agrees_with_torchmetrics(fused_pair, one_torch_thread):
         assert ps[b] == pytest.approx(tm, rel=1e-6)
 
 
+@requires_data
 def test_qnr_parts_agree_with_torchmetrics(wv2, one_torch_thread):
     """D_lambda and D_s of Alparone's QNR against torchmetrics. torchmetrics computes each UIQI
     with its Gaussian 11x11 sliding window; we inject that same UIQI (``uiqi_fn``) so that the
@@ -274,6 +278,7 @@ def test_qnr_parts_agree_with_torchmetrics(wv2, one_torch_thread):
     assert ds == pytest.approx(ds_tm, rel=1e-6, abs=1e-7)
 
 
+@requires_data
 def test_scc_pearson_matches_scipy_sobel(ge1):
     """The Pearson SCC variant against an independent computation: scipy's Sobel (reflect
     edges), magnitudes of all bands pooled, numpy's corrcoef; odd sizes, several strips."""
@@ -312,6 +317,7 @@ def _toolbox_scc(F: np.ndarray, R: np.ndarray) -> float:
     return float((mf * mr).sum() / np.sqrt((mf**2).sum()) / np.sqrt((mr**2).sum()))
 
 
+@requires_data
 def test_scc_is_the_toolbox_scc_on_a_real_scene(ge1):
     """Issue 14: SCC is the toolbox's definition. On ge1_grip at reduced resolution, the fused
     image being the MS degraded by the GeoEye-1 MTF and brought back by cubic upsampling (the

@@ -490,26 +490,6 @@ def test_zero_weights_constant_output_is_not_published(landsat, tmp_path):
     assert not out.exists() and not hidden_files(tmp_path)
 
 
-@pytest.mark.parametrize("fill", [np.nan, 7.0])
-def test_writer_refuses_nan_or_constant_results(tmp_path, fill):
-    from affine import Affine
-
-    from ssdiff_cli.errors import DegenerateOutputError
-    from ssdiff_cli.output import OutputSpec, OutputTarget, TileWriter
-
-    spec = OutputSpec(transform=Affine.identity(), width=64, height=64, crs=None, dtype="uint16",
-                      bands=2, nodata=0, band_names=["a", "b"], value_min=0, value_max=65535)
-    out = tmp_path / "out.tif"
-    with pytest.raises(DegenerateOutputError), \
-            TileWriter(OutputTarget(str(out)), spec) as writer:
-        data = np.full((2, 64, 64), fill, np.float32)
-        data[1] = np.linspace(1, 100, 64 * 64).reshape(64, 64)  # band 2 fine
-        writer.write(0, 0, data, np.ones((64, 64), bool))
-        writer.check_result(np.array([True, True]))
-        writer.publish()
-    assert not out.exists() and not hidden_files(tmp_path)
-
-
 # ------------------------------------------------------------------------------------------
 # 10. MTF-GLP HPM: no spikes
 

@@ -20,13 +20,8 @@ from ssdiff_cli.sensors import (
     get_preset,
     list_presets,
 )
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-needs_data = pytest.mark.skipif(
-    not (DATA / "wv2_grip" / "pan.tif").exists(),
-    reason=f"shared real scenes not found at {DATA} (they live beside the project, not in it)",
-)
+from tests.conftest import DATA
+from tests.conftest import requires_data as needs_data
 
 
 def scene(name: str) -> tuple[Path, list[Path]]:

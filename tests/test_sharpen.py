@@ -14,7 +14,6 @@ from ssdiff_cli import coreg
 from ssdiff_cli.pipeline import SharpenOptions, sharpen
 from tests.conftest import SCENES, requires_data, scene_paths
 
-pytestmark = requires_data
 METHODS = ("brovey", "gsa", "mtf-glp")
 
 
@@ -26,6 +25,7 @@ def run(name_or_pair, out, **opts):
         return sharpen(pan, ms, str(out), SharpenOptions(**opts))
 
 
+@requires_data
 @pytest.mark.parametrize("scene", SCENES)
 @pytest.mark.parametrize("method", METHODS)
 def test_every_scene_sharpens_with_every_classical_method(scene, method, tmp_path):
@@ -56,6 +56,7 @@ def test_every_scene_sharpens_with_every_classical_method(scene, method, tmp_pat
     assert report.tiles >= 1 and report.output == str(out)
 
 
+@requires_data
 @pytest.mark.parametrize("method", METHODS)
 def test_tile_size_does_not_change_the_result(method, tmp_path):
     small = run("wv2_grip", tmp_path / "small.tif", method=method, tile_size=128)
@@ -68,6 +69,7 @@ def test_tile_size_does_not_change_the_result(method, tmp_path):
     assert np.mean(x != y) < 1e-3
 
 
+@requires_data
 def test_tiles_blend_without_seams_when_overlap_is_asked(tmp_path):
     run("ge1_grip", tmp_path / "a.tif", method="mtf-glp", tile_size=256, overlap=64)
     run("ge1_grip", tmp_path / "b.tif", method="mtf-glp", tile_size=2048)
@@ -80,6 +82,7 @@ def _intensity(path, rows=None, cols=None):
         return ds.read().astype(np.float64).mean(axis=0)
 
 
+@requires_data
 @pytest.mark.parametrize("scene", ["landsat8_satellite", "wv3_cristianics"])
 def test_fused_output_lines_up_with_the_pan(scene, tmp_path):
     out = tmp_path / "out.tif"
@@ -95,6 +98,7 @@ def test_fused_output_lines_up_with_the_pan(scene, tmp_path):
     assert abs(dy) < 0.5 and abs(dx) < 0.5
 
 
+@requires_data
 def test_landsat_half_pixel_offset_is_honoured(tmp_path):
     # The Landsat PAN grid is offset by half a PAN pixel from the MS grid. The MS brought onto the
     # PAN grid (no fusion) must line up with the PAN; a corner-aligned upsampling would be off by
@@ -144,6 +148,7 @@ def _with_nodata_border(tmp_path, border_ms=6):
     return new_pan, new_ms
 
 
+@requires_data
 @pytest.mark.parametrize("method", METHODS)
 def test_nodata_border_gives_nodata_exactly_there(method, tmp_path):
     pan, ms = _with_nodata_border(tmp_path)
@@ -169,6 +174,7 @@ def test_nodata_border_gives_nodata_exactly_there(method, tmp_path):
     assert 0.97 < ratio < 1.03
 
 
+@requires_data
 def test_union_extent_covers_both_footprints_with_nodata_outside_the_ms(tmp_path):
     inter = run("wv3_cristianics", tmp_path / "i.tif", method="gsa")
     union = run("wv3_cristianics", tmp_path / "u.tif", method="gsa", extent="union")
@@ -185,6 +191,7 @@ def test_union_extent_covers_both_footprints_with_nodata_outside_the_ms(tmp_path
     assert union.grid["width"] >= inter.grid["width"] and union.grid["height"] > inter.grid["height"]
 
 
+@requires_data
 def test_dtype_option_changes_the_output_type(tmp_path):
     run("landsat8_satellite", tmp_path / "f.tif", method="gsa", dtype="float32")
     with rasterio.open(tmp_path / "f.tif") as ds:
@@ -214,6 +221,7 @@ def test_blending_does_not_depend_on_the_order_tiles_arrive_in():
     assert np.array_equal(outputs[0], outputs[1]) and np.array_equal(outputs[0], outputs[2])
 
 
+@requires_data
 def test_hole_fill_by_chunks_equals_the_whole_window_fill():
     # fill_invalid only works on the chunks that hold holes; it must give exactly what filling
     # the whole window at once gives (so tiles fill identically wherever they are cut).

@@ -19,8 +19,6 @@ from ssdiff_cli.nn import ModelConfig, SSDiffDenoiser
 from ssdiff_cli.pipeline import SharpenOptions, sharpen
 from tests.conftest import requires_data, scene_paths
 
-pytestmark = requires_data
-
 
 def _crop_scene(tmp_path, name="ge1_grip", size=256):
     """A real size x size PAN crop and its MS (ratio 4) as GeoTIFFs with a UTM georeference."""
@@ -83,6 +81,7 @@ def _read(path):
         return ds.read().astype(np.int64)
 
 
+@requires_data
 def test_seed_reproduces_the_result_exactly(scene, tmp_path):
     pan, ms, model, _ = scene
     a = _run(pan, ms, tmp_path / "a.tif", model, method_options={"seed": 7})
@@ -93,6 +92,7 @@ def test_seed_reproduces_the_result_exactly(scene, tmp_path):
     assert a.method["model"] == "tiny-fast" and a.method["steps"] == 2
 
 
+@requires_data
 def test_tile_layouts_agree_and_show_no_seam(scene, tmp_path):
     pan, ms, model, _ = scene
     small = _run(pan, ms, tmp_path / "small.tif", model, tile_size=64)
@@ -109,6 +109,7 @@ def test_tile_layouts_agree_and_show_no_seam(scene, tmp_path):
     assert diff[:, borders].mean() <= diff[:, ~borders].mean() + 0.01
 
 
+@requires_data
 def test_faithful_variant_blends_the_network_over_patches_as_released(scene, tmp_path):
     # An independent expectation of the faithful inference: the network run on each 64x64
     # patch at stride 32 of the global grid, one at a time, with position-keyed noise; one DDIM
@@ -162,6 +163,7 @@ def test_checkpoint_round_trip(tmp_path):
     assert card.bands == 4 and card.model["variant"] == "fast"
 
 
+@requires_data
 def test_mismatched_checkpoint_is_refused(scene, tmp_path):
     pan, ms, _, tmp = scene
     eight = _checkpoint(tmp / "tiny-8band", bands=8)
@@ -179,6 +181,7 @@ def test_weights_that_do_not_fit_the_card_are_refused(tmp_path):
         zoo.load_checkpoint(path)
 
 
+@requires_data
 def test_cuda_request_without_a_gpu_is_a_clear_error(scene, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present")
@@ -187,6 +190,7 @@ def test_cuda_request_without_a_gpu_is_a_clear_error(scene, tmp_path):
         _run(pan, ms, tmp_path / "x.tif", model, method_options={"device": "cuda"})
 
 
+@requires_data
 def test_scene_adaptation_changes_the_model_and_stays_reproducible(scene, tmp_path):
     pan, ms, model, _ = scene
     _run(pan, ms, tmp_path / "plain.tif", model)
@@ -197,6 +201,7 @@ def test_scene_adaptation_changes_the_model_and_stays_reproducible(scene, tmp_pa
     assert not np.array_equal(_read(tmp_path / "a.tif"), _read(tmp_path / "plain.tif"))
 
 
+@requires_data
 def test_shipped_default_model_beats_classical_fusion_on_a_scene_it_never_saw(tmp_path):
     # Wald protocol on the GeoEye-1 scene: the default (generalist) model never trained on it,
     # nor on any GeoEye-1 data (models/README.md lists its training scenes).
@@ -213,6 +218,7 @@ def test_shipped_default_model_beats_classical_fusion_on_a_scene_it_never_saw(tm
     assert rows["ssdiff"]["SAM"] < min(rows["mtf-glp-fs"]["SAM"], rows["gsa"]["SAM"])
 
 
+@requires_data
 def test_auto_picks_the_generalist_for_every_sensor_and_ratio_and_mtf_glp_without_models(
         tmp_path, monkeypatch):
     from ssdiff_cli.pipeline import resolve_method
@@ -235,6 +241,7 @@ def test_auto_picks_the_generalist_for_every_sensor_and_ratio_and_mtf_glp_withou
         assert resolve_method("auto", *detections[name]) == "mtf-glp", name
 
 
+@requires_data
 def test_chunked_network_runs_agree_with_one_window_per_tile(scene, tmp_path):
     # The local network runs over each tile in chunks that carry its halo: chunk size changes
     # how the work is cut, not the result (to the rounding of the output type).
@@ -246,6 +253,7 @@ def test_chunked_network_runs_agree_with_one_window_per_tile(scene, tmp_path):
     assert diff.max() <= 1
 
 
+@requires_data
 def test_chunk_smaller_than_the_halo_is_refused(scene, tmp_path):
     pan, ms, model, _ = scene
     with pytest.raises(ModelError, match="chunk 128 PAN px leaves no room"):
@@ -253,6 +261,7 @@ def test_chunk_smaller_than_the_halo_is_refused(scene, tmp_path):
     assert not (tmp_path / "x.tif").exists()
 
 
+@requires_data
 def test_precision_auto_is_resolved_and_reported(scene, tmp_path):
     from ssdiff_cli.nn.precision import cpu_has_fast_bf16
 

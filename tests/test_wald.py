@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from ssdiff_cli import filters
 from ssdiff_cli.quality import indices as qi
 from ssdiff_cli.quality import wald
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(
-    not (DATA / "wv2_grip" / "ms.tif").exists(), reason=f"real scenes not found at {DATA}"
-)
+from tests.conftest import DATA, requires_data
 
 WV2_MS_GNYQ = [0.35] * 7 + [0.27]
 
@@ -41,6 +35,7 @@ def test_degrade_kernel_nyquist_gain_matches_preset(gnyq, ratio):
     assert filters.nyquist_gain(even, ratio) == pytest.approx(gnyq, abs=tol)
 
 
+@requires_data
 def test_degrade_pair_shapes_wv2():
     pan, _ = _read("wv2_grip", "pan")
     ms, _ = _read("wv2_grip", "ms")
@@ -64,6 +59,7 @@ def test_crop_helpers():
         wald.crop_pair(np.zeros((100, 100)), np.zeros((8, 30, 30)), 4)
 
 
+@requires_data
 def test_degrade_pair_with_nodata_wv3():
     pan, pnd = _read("wv3_cristianics", "pan")
     ms, mnd = _read("wv3_cristianics", "ms")
@@ -99,6 +95,7 @@ def test_single_invalid_pixel_invalidates_block_plus_halo():
     np.testing.assert_array_equal(low, expected)
 
 
+@requires_data
 def test_reduced_resolution_brovey_beats_lms_wv2():
     pan, _ = _read("wv2_grip", "pan")
     ms, _ = _read("wv2_grip", "ms")
@@ -119,6 +116,7 @@ def test_reduced_resolution_brovey_beats_lms_wv2():
 # ------------------------------------------------------------------ filters as matrix products
 
 
+@requires_data
 @pytest.mark.parametrize("size", [1, 2, 5, 40, 41, 97, 640])
 def test_banded_filters_match_scipy_on_real_imagery(size):
     # correlate_axis must be scipy's correlate1d (mode "mirror") with decimation, up to float32
@@ -145,6 +143,7 @@ def test_banded_filters_match_scipy_on_real_imagery(size):
             np.testing.assert_allclose(part, want, rtol=1e-6)
 
 
+@requires_data
 def test_cubic_upsampling_of_a_window_equals_the_cropped_whole():
     # read_tile asks only for the rows and columns it keeps: they must be the same values.
     ms, _ = _read("ge1_grip", "ms")
@@ -156,6 +155,7 @@ def test_cubic_upsampling_of_a_window_equals_the_cropped_whole():
         filters.upsample_cubic(x, 4, rows=(3, 10))  # not on the coarse grid
 
 
+@requires_data
 @pytest.mark.parametrize("radius", [1, 2, 6, 36])
 def test_mask_erosion_matches_scipy_on_a_real_nodata_mask(radius):
     from scipy import ndimage

@@ -145,7 +145,7 @@ def sharpen(
         )
         if json_out and output == "-" and not check_only:
             raise UsageError("--json and -o - both want stdout; choose one")
-        from ssdiff_cli.distributed import open_executor
+        from ssdiff_cli.executors import open_executor
 
         with open_executor(scheduler=scheduler, cluster=cluster) as (executor, where):
             if executor is not None:
@@ -174,7 +174,7 @@ def _nodata_value(text: str | None) -> float | str | None:
 
 
 def _run_batch(batch: str, output: str | None, options, executor, progress) -> list[dict]:
-    from ssdiff_cli.distributed import read_batch, sharpen_batch
+    from ssdiff_cli.batch import read_batch, sharpen_batch
 
     items = read_batch(batch, out_dir=output)
     return sharpen_batch(items, options, executor=executor, progress=progress,

@@ -1,4 +1,4 @@
-"""Beyond one machine: running ``sharpen`` on a dask cluster, and sharpening many pairs.
+"""Where tile tasks run: the pipeline's own threads, or a dask cluster.
 
 Executors
 ---------
@@ -8,7 +8,7 @@ Executors
   (``dask scheduler`` + ``dask worker tcp://HOST:8786`` on each machine, or any dask deployment);
 - ``cluster="local:N"`` starts a :class:`distributed.LocalCluster` of ``N`` worker *processes*
   with one thread each (dashboard off) and closes it at the end (``"local"``: one per CPU);
-- neither yields ``None``: :func:`ssdiff_cli.pipeline.sharpen` then uses its own threads.
+- neither yields ``None``: :func:`ssdiff_cli.engine.run_plan` then runs tiles on local threads.
 
 The executor is a :class:`DaskExecutor`, a :class:`concurrent.futures.Executor` whose futures
 are real :class:`concurrent.futures.Future` objects, so :func:`ssdiff_cli.engine.run_plan` (which
@@ -35,8 +35,8 @@ What travels
   must therefore be reachable *by the same name* from every worker: a shared filesystem, or
   GDAL virtual paths such as ``/vsis3/bucket/pan.tif``, ``/vsigs/...``, ``/vsicurl/https://...``
   (credentials set in the workers' environment). Relative paths only work when every worker runs
-  in the client's working directory (true for ``local:N``); :func:`sharpen_batch` makes local
-  paths absolute.
+  in the client's working directory (true for ``local:N``); :func:`ssdiff_cli.batch.sharpen_batch`
+  makes local paths absolute.
 - **Back to the client: fused tiles only** (the blend extent as float32 plus its validity mask).
   The client blends the seams and writes the COG, so the output path only needs to be writable
   by the client, and no worker ever writes a file.
@@ -64,54 +64,24 @@ Fault tolerance
   ``allowed-failures``) or raises fails the run: the exception propagates out of ``sharpen``,
   pending tiles are cancelled, and the pipeline's ``TileWriter`` removes its work files, so no
   partial output is left at the output path.
-
-Batch
------
-:func:`read_batch` turns a CSV or a glob into :class:`BatchItem` pairs; :func:`sharpen_batch`
-sharpens them one after another (each pair's tiles spread over the executor), skips pairs whose
-output exists, records a one-line error for a failing pair and goes on with the next, and reports
-progress as one stream across all pairs.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import csv
-import dataclasses
-import glob as globmod
 import logging
 import os
 import re
 import threading
-import time
-import warnings
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
-from ssdiff_cli.errors import EXIT_RUNTIME, BadInputError, SsdiffError
-from ssdiff_cli.gdal_names import split_band_suffix
+from ssdiff_cli.errors import BadInputError, ClusterError
 
 _TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
-Progress = Callable[[int, int, int], None]  # (tiles done, tiles total, pixels done)
-
-__all__ = [
-    "BatchItem",
-    "ClusterError",
-    "DaskExecutor",
-    "open_executor",
-    "parse_cluster",
-    "read_batch",
-    "sharpen_batch",
-]
-
-
-# --------------------------------------------------------------------------------------------
-# Executor
-# --------------------------------------------------------------------------------------------
+__all__ = ["DaskExecutor", "open_executor", "parse_cluster"]
 
 
 def _call(fn, args, kwargs):
@@ -133,14 +103,6 @@ def _probe() -> str:
     import ssdiff_cli
 
     return getattr(ssdiff_cli, "__version__", "unknown")
-
-
-class ClusterError(SsdiffError):
-    """The dask cluster cannot be used: scheduler unreachable, no worker, ssdiff missing on a
-    worker. Exit code: runtime failure."""
-
-    exit_code = EXIT_RUNTIME
-
 
 class DaskExecutor(cf.Executor):
     """A :class:`concurrent.futures.Executor` over a :class:`distributed.Client`.
@@ -348,257 +310,4 @@ def open_executor(scheduler: str | None = None, cluster: str | None = None,
             yield executor, description
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Batch
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class BatchItem:
-    """One pair to sharpen. ``error`` is set for an entry that could not even be read (a bad
-    CSV row): :func:`sharpen_batch` reports it as failed without trying it. ``source`` says
-    where it came from (``file.csv:3``, or the glob match)."""
-
-    pan: str
-    ms: list[str]
-    out: str
-    source: str = ""
-    error: str | None = None
-
-
-def _is_virtual(path: str) -> bool:
-    return path.startswith("/vsi") or "://" in path
-
-
-def _resolve(path: str, base: Path) -> str:
-    path = path.strip()
-    if _is_virtual(path):
-        return path
-    p = Path(path).expanduser()
-    return os.path.abspath(p if p.is_absolute() else base / p)
-
-
-def read_batch(spec: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[BatchItem]:
-    """The pairs of a batch, from a CSV file or a glob pattern.
-
-    CSV (``spec`` ends in ``.csv``): a header row ``pan,ms,out`` (any column order, extra columns
-    ignored), then one pair per row. ``ms`` may hold several paths separated by ``;`` (one file
-    per band, in band order). Relative paths are resolved against the CSV's folder (``out_dir``
-    is then ignored); ``/vsi...`` and URL paths are kept as they are. Blank rows and rows whose
-    first cell starts with ``#`` are skipped; a row missing a value becomes an item with
-    ``error`` set.
-
-    Glob (anything else): each match is either
-
-    - a *folder* holding ``pan.tif`` and ``ms.tif`` -> output ``<out_dir>/<folder name>.tif``; or
-    - a *PAN file* whose name contains ``pan`` (any case) -> its MS is the file beside it with
-      the last ``pan`` in the name replaced by ``ms`` in the same case (``scene1_pan.tif`` ->
-      ``scene1_ms.tif``, ``IMG_PAN.TIF`` -> ``IMG_MS.TIF``) and the output is
-      ``<out_dir>/<name with that pan and the separator before it removed>.tif``
-      (``scene1.tif``); a file called just ``pan.tif`` is named after its folder, as above.
-
-    ``out_dir`` defaults to the current directory. Matches are sorted. Raises
-    :class:`BadInputError` when the CSV cannot be read or has no such header, when a glob matches
-    nothing or a match breaks the naming rules, and when two pairs would write the same output.
-    """
-    text = str(spec)
-    if text.lower().endswith(".csv"):
-        items = _read_csv(Path(text))
-    else:
-        items = _read_glob(text, Path(out_dir) if out_dir is not None else Path.cwd())
-    seen: dict[str, str] = {}
-    for item in items:
-        if item.error:
-            continue
-        key = os.path.normcase(item.out)
-        if key in seen:
-            raise BadInputError(f"{item.source}: output {item.out} is also the output of {seen[key]}")
-        seen[key] = item.source
-    _refuse_inputs_as_outputs(items)
-    return items
-
-
-def _refuse_inputs_as_outputs(items: list[BatchItem]) -> None:
-    """Mark (as failed) every pair whose output resolves to an input of any pair of the batch:
-    the batch goes on, and no input is ever replaced."""
-    keys, inodes = {}, {}
-    for item in items:
-        for name in ([] if item.error else [item.pan, *item.ms]):
-            path = str(split_band_suffix(name)[0])  # "ms.tif,band=3" reads ms.tif
-            if _is_virtual(path):
-                continue
-            keys[os.path.realpath(path)] = path
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                inodes[(st.st_dev, st.st_ino)] = path
-    for item in items:
-        if item.error or item.out == "-" or _is_virtual(item.out):
-            continue
-        hit = keys.get(os.path.realpath(item.out))
-        if hit is None:
-            with contextlib.suppress(OSError):
-                st = os.stat(item.out)
-                hit = inodes.get((st.st_dev, st.st_ino))
-        if hit is not None:
-            item.error = f"{item.source}: output {item.out} would replace the input {hit}"
-
-
-def _read_csv(path: Path) -> list[BatchItem]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read the batch file ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise BadInputError(f"{path}: not a CSV file ({exc})") from None
-    header_at = next((i for i, r in enumerate(rows) if any(c.strip() for c in r)), None)
-    if header_at is None:
-        raise BadInputError(f"{path}: empty batch file")
-    header = [c.strip().lower() for c in rows[header_at]]
-    missing = [c for c in ("pan", "ms", "out") if c not in header]
-    if missing:
-        raise BadInputError(
-            f"{path}: the header must name columns pan,ms,out (missing: {', '.join(missing)})"
-        )
-    col = {name: header.index(name) for name in ("pan", "ms", "out")}
-    base = Path(os.path.abspath(path)).parent
-    items = []
-    for i in range(header_at + 1, len(rows)):
-        row = rows[i]
-        if not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
-            continue
-        source = f"{path}:{i + 1}"
-        values = {k: (row[j].strip() if j < len(row) else "") for k, j in col.items()}
-        ms = [p.strip() for p in values["ms"].split(";") if p.strip()]
-        empty = [k for k in ("pan", "ms", "out") if not (values[k] if k != "ms" else ms)]
-        if empty:
-            items.append(BatchItem(values["pan"], ms, values["out"], source,
-                                   error=f"{source}: no value for {', '.join(empty)}"))
-            continue
-        items.append(BatchItem(_resolve(values["pan"], base), [_resolve(p, base) for p in ms],
-                               _resolve(values["out"], base), source))
-    return items
-
-
-_PAN = re.compile(r"pan", re.IGNORECASE)
-
-
-def _swap_case(token: str, like: str) -> str:
-    if like.isupper():
-        return token.upper()
-    if like[:1].isupper():
-        return token.capitalize()
-    return token.lower()
-
-
-def _read_glob(pattern: str, out_dir: Path) -> list[BatchItem]:
-    matches = sorted(globmod.glob(os.path.expanduser(pattern), recursive=True))
-    if not matches:
-        raise BadInputError(f"{pattern}: matches no file or folder")
-    out_dir = Path(os.path.abspath(out_dir.expanduser()))
-    items = []
-    for match in matches:
-        p = Path(os.path.abspath(match))  # symlinks kept: names are what the user sees
-        if p.is_dir():
-            pan, ms = p / "pan.tif", p / "ms.tif"
-            if not pan.exists() or not ms.exists():
-                raise BadInputError(f"{p}: a batch folder must hold pan.tif and ms.tif")
-            items.append(BatchItem(str(pan), [str(ms)], str(out_dir / f"{p.name}.tif"), str(p)))
-            continue
-        found = list(_PAN.finditer(p.stem))
-        if not found:
-            raise BadInputError(f"{p}: a PAN file matched by a batch glob must have 'pan' in its name")
-        m = found[-1]
-        ms_name = p.stem[:m.start()] + _swap_case("ms", m.group()) + p.stem[m.end():] + p.suffix
-        ms = p.with_name(ms_name)
-        if not ms.exists():
-            raise BadInputError(f"{p}: its MS file {ms.name} is not beside it")
-        base = (p.stem[:m.start()].rstrip("_-. ") + p.stem[m.end():]).strip("_-. ")
-        items.append(BatchItem(str(p), [str(ms)], str(out_dir / f"{base or p.parent.name}.tif"), str(p)))
-    return items
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else ""
-    return line if isinstance(exc, SsdiffError) and line else f"{type(exc).__name__}: {line}".rstrip(": ")
-
-
-def sharpen_batch(
-    items: list[BatchItem],
-    options=None,
-    executor=None,
-    progress: Progress | None = None,
-    skip_existing: bool = True,
-) -> list[dict]:
-    """Sharpen every pair of ``items`` in turn and return one result dict per pair.
-
-    Each result has ``pan``, ``ms``, ``out``, ``source``, ``status`` (``"done"``, ``"skipped"``
-    or ``"failed"``), ``error`` (one line, or ``None``), ``exit_code`` (0, or the CLI exit code of
-    the error), ``seconds``, ``tiles``, ``warnings`` (their messages) and, when done, ``report``
-    (``Report.to_dict()``).
-
-    A pair whose output exists is skipped when ``skip_existing`` (otherwise ``options.overwrite``
-    decides, as for one pair). A pair that fails is recorded and the batch goes on; Ctrl-C stops
-    it. The output's folder is created if needed. ``executor`` is shared by all pairs; with a
-    :class:`DaskExecutor`, ``options.workers`` is raised to the cluster's thread count.
-    ``progress(done, total, pixels)`` is one stream over the batch: counts of earlier pairs are
-    added to the current pair's, so ``total`` grows as each pair's tiles are planned.
-    """
-    from ssdiff_cli.pipeline import SharpenOptions, sharpen
-
-    opts = options or SharpenOptions()
-    nthreads = getattr(executor, "nthreads", None)
-    if nthreads and opts.workers < nthreads:
-        opts = dataclasses.replace(opts, workers=nthreads)
-    results: list[dict] = []
-    base_done = base_total = base_pixels = 0
-
-    for item in items:
-        res = {"pan": item.pan, "ms": list(item.ms), "out": item.out, "source": item.source,
-               "status": "failed", "error": None, "exit_code": 0, "seconds": 0.0, "tiles": 0,
-               "warnings": []}
-        results.append(res)
-        if item.error:
-            res.update(error=item.error, exit_code=BadInputError.exit_code)
-            continue
-        if skip_existing and item.out != "-" and Path(item.out).exists():
-            res["status"] = "skipped"
-            continue
-        state = {"done": 0, "total": 0, "pixels": 0}
-
-        def relay(done, total, pixels, state=state, base=(base_done, base_total, base_pixels)):
-            state.update(done=done, total=total, pixels=pixels)
-            if progress is not None:
-                progress(base[0] + done, base[1] + total, base[2] + pixels)
-
-        start = time.perf_counter()
-        caught: list = []
-        try:
-            if item.out != "-" and not _is_virtual(item.out):
-                Path(item.out).parent.mkdir(parents=True, exist_ok=True)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                report = sharpen(item.pan, item.ms if len(item.ms) > 1 else item.ms[0], item.out,
-                                 opts, progress=relay, executor=executor)
-            res.update(status="done", tiles=report.tiles, report=report.to_dict())
-            state["done"] = state["total"] = report.tiles
-        except Exception as exc:  # noqa: BLE001 - one pair's failure must not stop the batch
-            res.update(error=_one_line(exc), exit_code=getattr(exc, "exit_code", EXIT_RUNTIME))
-        res["seconds"] = round(time.perf_counter() - start, 3)
-        res["warnings"] = list(dict.fromkeys(str(w.message) for w in caught
-                                             if not _is_noise(w)))
-        # Tiles of a failed pair that never ran are dropped from the total.
-        base_done += state["done"]
-        base_total += state["done"] if res["status"] != "done" else state["total"]
-        base_pixels += state["pixels"]
-    return results
-
-
-def _is_noise(w: warnings.WarningMessage) -> bool:
-    """rasterio's own not-georeferenced warning duplicates ssdiff's."""
-    return (type(w.message).__name__ == "NotGeoreferencedWarning"
-            and w.category.__module__.startswith("rasterio"))
 
