@@ -12,7 +12,8 @@ pass a halo at least :func:`support` wide.
 
 Every filter here is a banded matrix product along one axis at a time (:func:`correlate_axis`,
 :func:`upsample_axis`): BLAS runs those several times faster than a loop over the taps. The
-module also erodes validity masks (:func:`erode`).
+module also erodes validity masks (:func:`erode`) and fills invalid pixels from their valid
+neighbours (:func:`fill_invalid`, what a tile read does before fusion).
 """
 
 from __future__ import annotations
@@ -368,3 +369,72 @@ def decimate_mean(img: np.ndarray, ratio: int) -> np.ndarray:
         raise ValueError(f"image size {h}x{w} is not a multiple of the ratio {ratio}")
     shaped = img.reshape(*img.shape[:-2], h // ratio, ratio, w // ratio, ratio)
     return shaped.mean(axis=(-3, -1))
+
+
+# --------------------------------------------------------------------------------------------
+# Hole filling (invalid pixels replaced before fusion)
+
+#: Iterations of the local fill that replaces invalid pixels before fusion (see fill_invalid).
+FILL_ITERATIONS = 12
+
+#: Side of the chunks :func:`fill_invalid` works in: only chunks holding an invalid pixel are
+#: filled (each with a halo of the fill's reach), so a window whose only holes are thin margins
+#: costs little.
+_FILL_CHUNK = 64
+
+
+def fill_invalid(img: np.ndarray, valid: np.ndarray, fallback: np.ndarray | float,
+                 iterations: int = FILL_ITERATIONS) -> np.ndarray:
+    """Replace invalid pixels of ``img`` ((H, W) or (C, H, W)) by a local average of valid ones.
+
+    Each iteration spreads valid values one pixel further with a normalised 3x3 mean; pixels
+    still unreached after ``iterations`` take ``fallback`` (one value or one per band). The value
+    at a pixel depends only on pixels within ``iterations`` of it, and its arithmetic not on where
+    the array starts, so tiles with a halo of at least that many pixels fill identically.
+    """
+    if valid.all():
+        return img
+    squeeze = img.ndim == 2
+    arr = img[None] if squeeze else img
+    out = np.array(arr, dtype=np.float32)
+    h, w = valid.shape
+    c, k = _FILL_CHUNK, iterations
+    for y in range(0, h, c):
+        for x in range(0, w, c):
+            if valid[y : y + c, x : x + c].all():
+                continue
+            y0, y1, x0, x1 = max(0, y - k), min(h, y + c + k), max(0, x - k), min(w, x + c + k)
+            filled = _fill_window(arr[:, y0:y1, x0:x1], valid[y0:y1, x0:x1], fallback, k)
+            out[:, y : y + c, x : x + c] = filled[:, y - y0 : y - y0 + c, x - x0 : x - x0 + c]
+    return out[0] if squeeze else out
+
+
+def _box3_sum(a: np.ndarray) -> np.ndarray:
+    """Sum over each pixel's 3x3 neighbourhood (zeros outside), added in the same order at every
+    pixel so that the result does not depend on where the array was cut."""
+    s = a.copy()
+    s[..., 1:, :] += a[..., :-1, :]
+    s[..., :-1, :] += a[..., 1:, :]
+    t = s.copy()
+    t[..., 1:] += s[..., :-1]
+    t[..., :-1] += s[..., 1:]
+    return t
+
+
+def _fill_window(arr: np.ndarray, valid: np.ndarray, fallback, iterations: int) -> np.ndarray:
+    """:func:`fill_invalid` on one ``(C, h, w)`` window, whole."""
+    out = np.where(valid, arr, 0.0).astype(np.float32)
+    weight = valid.astype(np.float32)
+    known = valid.copy()
+    for _ in range(iterations):
+        if known.all():
+            break
+        s = _box3_sum(out * weight)
+        wsum = _box3_sum(weight)
+        grow = (~known) & (wsum > 0)
+        out = np.where(grow, s / np.maximum(wsum, 1e-12), out)
+        weight = np.where(grow, 1.0, weight).astype(np.float32)
+        known |= grow
+    fb = np.broadcast_to(np.asarray(fallback, dtype=np.float32).reshape(-1, 1, 1), out.shape)
+    return np.where(known, out, fb)
+

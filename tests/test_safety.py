@@ -689,14 +689,14 @@ def test_pan_flipped_south_up_is_refused(tmp_path):
 def test_scene_sample_uses_overviews_beyond_the_full_resolution_limit(tmp_path, monkeypatch):
     from rasterio.enums import Resampling
 
-    from ssdiff_cli import scene as scene_mod
     from ssdiff_cli.errors import BadInputError
     from ssdiff_cli.scene import prepare_scene
+    from ssdiff_cli.scene import sampling as scene_sampling
 
     pan_src, ms = scene_paths("ge1_grip")
     pan = tmp_path / "pan.tif"
     shutil.copy(pan_src, pan)
-    monkeypatch.setattr(scene_mod, "SAMPLE_SOURCE_MAX_PIXELS", 200_000)  # ge1's PAN: 1.6 Mpx
+    monkeypatch.setattr(scene_sampling, "SAMPLE_SOURCE_MAX_PIXELS", 200_000)  # ge1's PAN: 1.6 Mpx
     with pytest.raises(BadInputError, match="overviews"):
         prepare_scene(pan, [ms])
     with_overviews = tmp_path / "pan_ovr.tif"  # a new name: open handles are cached by path

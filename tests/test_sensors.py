@@ -1,4 +1,5 @@
-"""Sensor presets and detection, on the shared real scenes and on sidecars written beside copies."""
+"""Sensor detection (``ssdiff_cli.sensors.detection``), on the shared real scenes and on sidecars
+written beside copies. The presets themselves: test_sensor_presets.py."""
 
 from __future__ import annotations
 
@@ -16,9 +17,6 @@ from ssdiff_cli.sensors import (
     Detection,
     describe,
     detect_sensor,
-    generic_preset,
-    get_preset,
-    list_presets,
 )
 from tests.conftest import DATA
 from tests.conftest import requires_data as needs_data
@@ -56,104 +54,6 @@ def write_tif(path: Path, arr: np.ndarray, tags=None, imagery=None) -> Path:
             if imagery:
                 ds.update_tags(ns="IMAGERY", **imagery)
     return path
-
-
-# ------------------------------------------------------------------------------------------
-# Presets
-
-
-def test_gnyq_values_match_reference():
-    expect = {
-        "qb": ([0.34, 0.32, 0.30, 0.22], 0.15),
-        "ikonos": ([0.26, 0.28, 0.29, 0.28], 0.17),
-        "ge1": ([0.23] * 4, 0.16),
-        "wv2": ([0.35] * 7 + [0.27], 0.11),
-        "wv3": ([0.325, 0.355, 0.360, 0.350, 0.365, 0.360, 0.335, 0.315], 0.14),
-        "gf2": ([0.3] * 4, 0.15),
-        "phr": ([0.3] * 4, 0.15),
-        "spot67": ([0.3] * 4, 0.15),
-        "l8": ([0.3] * 4, 0.15),
-        "l9": ([0.3] * 4, 0.15),
-    }
-    for key, (ms, pan) in expect.items():
-        p = get_preset(key)
-        assert list(p.ms_gnyq) == pytest.approx(ms), key
-        assert p.pan_gnyq == pytest.approx(pan), key
-
-
-def test_preset_layouts():
-    wv2 = get_preset("wv2")
-    assert wv2.band_names[0] == "coastal" and wv2.band_names[-1] == "nir2"
-    assert wv2.rgb == (4, 2, 1)
-    w = wv2.weights()
-    assert w.sum() == pytest.approx(1.0)
-    assert w[0] < 0.02 and w[-1] < 0.02 and w[4] > 0.1
-    for key in ("qb", "ge1", "ikonos", "gf2", "phr", "spot67", "l8", "l9"):
-        p = get_preset(key)
-        assert p.n_bands == 4 and p.rgb == (2, 1, 0), key
-    assert get_preset("gf2").bit_depth == 10
-    assert get_preset("phr").bit_depth == 12 and get_preset("spot67").bit_depth == 12
-    l8 = get_preset("l8")
-    assert l8.ratio == 2 and l8.weights()[3] == pytest.approx(0.0, abs=0.02)
-    assert {p.key for p in list_presets()} >= {
-        "wv2",
-        "wv3",
-        "qb",
-        "ge1",
-        "ikonos",
-        "gf2",
-        "phr",
-        "spot67",
-        "l8",
-        "l9",
-    }
-
-
-@pytest.mark.parametrize(
-    "alias, key",
-    [
-        ("WV02", "wv2"),
-        ("WV2", "wv2"),
-        ("WORLDVIEW-2", "wv2"),
-        ("worldview 2", "wv2"),
-        ("WorldView-3", "wv3"),
-        ("WV03", "wv3"),
-        ("GeoEye1", "ge1"),
-        ("GE01", "ge1"),
-        ("QB02", "qb"),
-        ("QuickBird", "qb"),
-        ("IKONOS", "ikonos"),
-        ("GF2", "gf2"),
-        ("Gaofen-2", "gf2"),
-        ("PHR 1A", "phr"),
-        ("PHR1B", "phr"),
-        ("SPOT 6", "spot67"),
-        ("SPOT-7", "spot67"),
-        ("Landsat-8 OLI", "l8"),
-        ("LANDSAT_8", "l8"),
-        ("LANDSAT_9", "l9"),
-    ],
-)
-def test_aliases_resolve(alias, key):
-    assert get_preset(alias).key == key
-
-
-def test_unknown_name_lists_choices():
-    with pytest.raises(BadInputError) as err:
-        get_preset("Sentinel-2")
-    msg = str(err.value)
-    assert "Sentinel-2" in msg
-    for key in ("wv2", "wv3", "ge1", "qb", "l8"):
-        assert key in msg
-
-
-def test_generic_preset():
-    p = generic_preset(5, 3, 12)
-    assert p.generic and p.n_bands == 5 and p.ratio == 3 and p.bit_depth == 12
-    assert set(p.ms_gnyq) == {0.3} and p.pan_gnyq == 0.15
-    assert np.allclose(p.weights(), 0.2)
-    with pytest.raises(BadInputError):
-        generic_preset(0, 4)
 
 
 # ------------------------------------------------------------------------------------------
@@ -296,3 +196,13 @@ def test_unknown_sensor_tag_falls_through(tmp_path):
     assert any("MysterySat" in n for n in det.notes)
     with pytest.raises(BadInputError):
         detect_sensor(tmp_path / "missing.tif", ms)
+
+
+@needs_data
+def test_landsat7_etm_tag_is_recognised():
+    """l7_fusebox carries SENSOR=Landsat-7 ETM+ (it fell to "generic" before)."""
+    folder = DATA / "l7_fusebox" / "07"
+    det = detect_sensor(folder / "pan.tif", folder / "ms.tif")
+    assert det.preset.key == "l7" and det.source == "tag:SENSOR"
+    assert det.preset.n_bands == 6 and det.preset.ratio == 2 and det.bit_depth == 8
+    assert [det.preset.band_names[i] for i in det.preset.rgb] == ["B3 red", "B2 green", "B1 blue"]

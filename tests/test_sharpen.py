@@ -225,7 +225,7 @@ def test_blending_does_not_depend_on_the_order_tiles_arrive_in():
 def test_hole_fill_by_chunks_equals_the_whole_window_fill():
     # fill_invalid only works on the chunks that hold holes; it must give exactly what filling
     # the whole window at once gives (so tiles fill identically wherever they are cut).
-    from ssdiff_cli.scene import FILL_ITERATIONS, _fill_window, fill_invalid
+    from ssdiff_cli.filters import FILL_ITERATIONS, _fill_window, fill_invalid
 
     with rasterio.open(scene_paths("wv2_grip")[1]) as ds:
         ms = ds.read().astype(np.float32)
