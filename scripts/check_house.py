@@ -1,8 +1,11 @@
 """Check the house rules of ``ssdiff_cli``: imports run one way and rooms stay small.
 
 Reads every module's imports (including those inside functions) with :mod:`ast`, reports every
-import cycle among ``ssdiff_cli`` modules and every module over ``MAX_LINES`` lines. Exit 1 when
-either is found. Run: ``python scripts/check_house.py``.
+import cycle among ``ssdiff_cli`` modules, every import that runs uphill (the tiers: the CLI on
+top, then orchestration (pipeline, evaluate, training, batch), then methods, then the rooms below
+them (scene, tiling, engine, executors, output, quality, zoo, diffusion, nn, ...), then errors),
+and every module over ``MAX_LINES`` lines. Exit 1 when any is found. Run:
+``python scripts/check_house.py``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,19 @@ def imports_of(path: Path, name: str, modules: set[str]) -> set[str]:
             if target and target != name and target.startswith(PACKAGE):
                 found.add(target)
     return found
+
+
+def tier(name: str) -> int:
+    """The module's floor in the house: 5 CLI, 4 orchestration, 3 methods, 2 rooms, 1 errors."""
+    short = name.removeprefix(PACKAGE).lstrip(".")
+    top = short.split(".")[0]
+    if top in ("", "__main__", "cli"):
+        return 5
+    if top in ("pipeline", "evaluate", "training", "batch"):
+        return 4
+    if top == "methods":
+        return 3
+    return 1 if top == "errors" else 2
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -102,6 +118,11 @@ def main() -> int:
     for comp in cycles(graph):
         bad += 1
         print(f"import cycle: {' <-> '.join(comp)}")
+    for name, deps in sorted(graph.items()):
+        for dep in sorted(deps):
+            if tier(dep) > tier(name):
+                bad += 1
+                print(f"uphill import: {name} -> {dep}")
     for path in sorted(names.values()):
         n = sum(1 for _ in path.open(encoding="utf-8"))
         if n > MAX_LINES:
