@@ -35,9 +35,3 @@ __version__ = _version()
 # would grow with the scene up to the cap (64 MB: reached already at 2048² PAN px).
 # Set GDAL_CACHEMAX yourself to override.
 os.environ.setdefault("GDAL_CACHEMAX", "64")
-
-# The model's large tensors are fresh allocations, each zeroed by the kernel page by page on first
-# touch (measured: 3.3 million page faults, as much system time as compute, on a 600² scene).
-# PyTorch backs allocations of 2 MB and more with transparent huge pages when this is set: about
-# 6x fewer faults and 17 % less wall time there, the same peak memory. Set it to 0 to opt out.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ssdiff_cli import __version__
+from ssdiff_cli import __version__, allocator
 from ssdiff_cli.cli import evaluate, finetune, info, models, sharpen, train
 from ssdiff_cli.cli.options import METHODS, PairCommand
 from ssdiff_cli.cli.reporting import EXIT_CODES_HELP, set_verbose
@@ -33,6 +33,7 @@ def main_callback(
 ) -> None:
     """Pansharpen whole satellite scenes."""
     set_verbose(verbose)
+    allocator.configure()
 
 
 def register_commands(target: typer.Typer) -> None:
