@@ -50,6 +50,9 @@ from ssdiff_cli.scene import TileData
 #: at once: its activations, about 1 KB per PAN px in bf16, set the process's peak memory.
 TILE_SIZE = 512
 CHUNK = 768
+#: The generalist's largest chunk at any band count (peak 1.52 GB at 768 on the 4-band Landsat
+#: demo scene, 1.19 GB on 8-band wv2_grip at 512).
+GENERALIST_CHUNK = 704
 
 
 def resolve_device(device: str) -> str:
@@ -263,9 +266,11 @@ class SSDiffMethod(FusionMethod):
                                            self.seed, self.device, self.dtype)
         self.generalist.prepare(ctx)
         # Its activations grow with the band count (bands are folded into the batch): keep a
-        # chunk's pixels x bands about what CHUNK allows 4 bands.
+        # chunk's pixels x bands about what CHUNK allows 4 bands, and its pixels (the image's
+        # own activations and the attention) within GENERALIST_CHUNK.
         g = self.net.granularity
-        self.chunk = min(self.chunk, max(g, int(CHUNK * math.sqrt(4 / ctx.scene.bands)) // g * g))
+        scaled = int(CHUNK * math.sqrt(4 / ctx.scene.bands)) // g * g
+        self.chunk = min(self.chunk, GENERALIST_CHUNK, max(g, scaled))
         self.needs_ms = False
         self.align, self.halo, self.overlap = (self.generalist.align, self.generalist.halo,
                                                self.generalist.overlap)
