@@ -17,9 +17,6 @@ The engine sits below the methods: it knows a method only as a :class:`TileFuser
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ctypes
-import ctypes.util
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ssdiff_cli import allocator
 from ssdiff_cli.scene import SceneSpec, TileData, read_tile
 from ssdiff_cli.tiling import Tile, TilePlan
 
@@ -84,31 +82,6 @@ def fuse_tile(spec: SceneSpec, method: TileFuser, fill_values, tile: Tile):
     return tile, np.ascontiguousarray(fused[:, rows, cols], dtype=np.float32), data.valid[rows, cols]
 
 
-#: Allocations above this many bytes get their own memory map, returned to the system when freed.
-MMAP_THRESHOLD = 1 << 20
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-_heap_bounded = False
-
-
-def bound_heap() -> None:
-    """Keep freed large arrays from staying in the process (glibc only; once per process).
-
-    glibc raises its memory-map threshold to the largest block freed so far (up to 32 MB), after
-    which a network's tens-of-MB activations are carved from the heap and stay resident as
-    fragments once freed: the peak grows by about half again over the live arrays. Fixing the
-    threshold (which also stops the raising) keeps each large array in its own map.
-    """
-    global _heap_bounded
-    if _heap_bounded or not sys.platform.startswith("linux"):
-        return
-    _heap_bounded = True
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
-        pass
-
-
 @dataclass
 class RunStats:
     """What a run did: tiles, pixels and seconds."""
@@ -135,7 +108,7 @@ def run_plan(
     GDAL and PyTorch release the GIL).
     """
     start = time.perf_counter()
-    bound_heap()
+    allocator.configure()
     own = executor is None
     if own:
         executor = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tile")

@@ -1,4 +1,4 @@
-"""The allocator settings the CLI applies for the model's large tensors."""
+"""The allocator settings the CLI and the engine apply for the model's large tensors."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
-from ssdiff_cli import allocator
 
 
 def _run(code: str, **env) -> str:
@@ -28,8 +26,17 @@ def test_configure_takes_on_glibc_and_asks_for_huge_pages():
     assert out == "True 1"
 
 
-def test_default_leaves_the_allocator_alone(monkeypatch):
-    monkeypatch.setenv("SSDIFF_ALLOCATOR", "default")
-    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
-    assert allocator.configure() is False
-    assert "THP_MEM_ALLOC_ENABLE" not in os.environ
+def test_default_leaves_the_allocator_alone():
+    # a fresh process: configure() acts once per process
+    out = _run("import os; os.environ.pop('THP_MEM_ALLOC_ENABLE', None); "
+               "from ssdiff_cli import allocator; "
+               "print(allocator.configure(), 'THP_MEM_ALLOC_ENABLE' in os.environ)",
+               SSDIFF_ALLOCATOR="default")
+    assert out == "False False"
+
+
+def test_run_plan_applies_the_settings_once():
+    out = _run("from ssdiff_cli import allocator, engine; from ssdiff_cli.tiling import plan_tiles; "
+               "engine.run_plan(plan_tiles(8, 8, tile_size=8), lambda t: (t, None, None), "
+               "lambda *a: None); print(allocator._configured, allocator.configure())")
+    assert out == "True True"

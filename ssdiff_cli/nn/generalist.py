@@ -172,20 +172,25 @@ class BandAPFM(APFM):
         if lowfreq_scale is not None and lowfreq_scale != 1.0:
             yt = yt - (1.0 - lowfreq_scale) * yt.mean(dim=1, keepdim=True)
         if torch.is_grad_enabled():
-            q, k = self._heads(self.qk(self.norm(yt)))  # (B * nw, heads, n, d)
-            attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.head_dim ** -0.5, -1)
-            return q, attn.to(q.dtype), tuple(y.shape)
+            q, attn = self._attention(yt)
+            return q, attn, tuple(y.shape)
         # Inference: a few thousand windows at a time, so the float32 logits and softmax of the
         # whole image never exist at once (softmax is per window row: the same values).
         q = attn = None
         for w0 in range(0, yt.shape[0], IMAGE_SIDE_WINDOWS):
-            qc, kc = self._heads(self.qk(self.norm(yt[w0:w0 + IMAGE_SIDE_WINDOWS])))
-            ac = torch.softmax(torch.matmul(qc, kc.transpose(-1, -2)) * self.head_dim ** -0.5, -1)
+            qc, ac = self._attention(yt[w0:w0 + IMAGE_SIDE_WINDOWS])
             if q is None:
                 q = qc.new_empty((yt.shape[0], *qc.shape[1:]))
-                attn = qc.new_empty((yt.shape[0], *ac.shape[1:]))
+                attn = ac.new_empty((yt.shape[0], *ac.shape[1:]))
             q[w0:w0 + len(qc)], attn[w0:w0 + len(qc)] = qc, ac
         return q, attn, tuple(y.shape)
+
+    def _attention(self, yt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries and token attention of windows ``yt`` (N, n, C), attention in the queries'
+        dtype."""
+        q, k = self._heads(self.qk(self.norm(yt)))  # (N, heads, n, d)
+        attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.head_dim ** -0.5, -1)
+        return q, attn.to(q.dtype)
 
     def band_side(self, x: torch.Tensor, image: tuple, bands: int) -> torch.Tensor:
         """Update ``bands`` bands' features ``x`` (B * bands, C, H, W) of the images whose
@@ -307,7 +312,7 @@ class GeneralistDenoiser(nn.Module):
             j0 = lo - img.start * c
             bands = [a[img, j0:j0 + k] for a in (x_t, base, lms, pan_lp)]
             pan_g = pan[img].expand(n, k, hp, wp)
-            stack = torch.stack([*bands[:3], bands[3], pan_g, pan_g - bands[3]], 2)
+            stack = torch.stack([*bands, pan_g, pan_g - bands[3]], 2)
             return self.spectral_in(stack.reshape(n * k, SPECTRAL_INPUTS, hp, wp), emb_bands[lo:hi])
 
         spe = self._per_band(groups, spectral_input)
