@@ -17,6 +17,7 @@ on (in distribution: not a generalisation figure, reported apart).
 
     .venv/bin/python benchmarks/bench_generalization.py --model ssdiff-generalist \\
         --fold-a runs/fold-A --fold-b runs/fold-B --json out.json
+    .venv/bin/python benchmarks/bench_generalization.py --report a.json b.json
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ def verdict(rows: dict, model: str = "generalist") -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="ssdiff-generalist", help="the shipped (all-data) model")
-    ap.add_argument("--fold-a", required=True, help="model trained without fold A")
-    ap.add_argument("--fold-b", required=True, help="model trained without fold B")
+    ap.add_argument("--fold-a", help="model trained without fold A")
+    ap.add_argument("--fold-b", help="model trained without fold B")
     ap.add_argument("--adapt", type=int, default=0, help="also score the model with --adapt N")
     ap.add_argument("--adapt-objective", nargs="+", default=["full"], choices=["full", "reduced"],
                     help="adaptation objectives to score (each a column)")
@@ -106,7 +107,17 @@ def main() -> None:
     ap.add_argument("--families", nargs="*", help="only these families")
     ap.add_argument("--seen", action="store_true", help="also score the shipped model in distribution")
     ap.add_argument("--json", type=Path, help="write every figure here")
+    ap.add_argument("--report", type=Path, nargs="+",
+                    help="print the table of earlier --json runs (over disjoint families) and stop")
     args = ap.parse_args()
+    if args.report:
+        merged = {}
+        for path in args.report:
+            merged |= json.loads(path.read_text())
+        print_table(dict(sorted(merged.items())))
+        return
+    if not (args.fold_a and args.fold_b):
+        ap.error("--fold-a and --fold-b are required (unless --report)")
     if not DATA.is_dir():
         sys.exit(f"shared scenes not found at {DATA}: nothing to benchmark")
 
@@ -147,10 +158,14 @@ def print_table(results: dict) -> None:
     ok = {fam: all(x["ok"] for x in res["verdict"].values()) for fam, res in results.items()}
     print(f"\nfamilies where the generalist is no worse than the best classical method on every "
           f"index: {sum(ok.values())}/{len(ok)}")
-    ratios = [res["mean"]["generalist"]["ERGAS"] / res["verdict"]["ERGAS"]["value"]
-              for res in results.values() if "ERGAS" in res["verdict"]]
-    if ratios:
-        print(f"median ERGAS, generalist / best classical: {np.median(ratios):.3f}")
+    labels = [m for m in next(iter(results.values()))["mean"] if m.startswith("generalist")]
+    for label in labels:
+        ratios = [res["mean"][label]["ERGAS"] / res["verdict"]["ERGAS"]["value"]
+                  for res in results.values() if "ERGAS" in res["verdict"]
+                  and res["mean"].get(label, {}).get("ERGAS") is not None]
+        if ratios:
+            print(f"median ERGAS, {label} / best classical: {np.median(ratios):.3f} "
+                  f"over {len(ratios)} families")
 
 
 if __name__ == "__main__":

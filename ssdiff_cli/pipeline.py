@@ -24,6 +24,7 @@ from ssdiff_cli.errors import (
     UsageError,
 )
 from ssdiff_cli.files import umask_mode
+from ssdiff_cli.gdal_formats import OUTPUT_DTYPES
 from ssdiff_cli.gdal_names import split_band_suffix
 from ssdiff_cli.methods import SceneContext, get_method
 from ssdiff_cli.methods.base import FusionMethod
@@ -359,7 +360,7 @@ def validate_options(opts: SharpenOptions) -> None:
             kind = None
         if kind not in ("u", "i", "f"):
             raise UsageError(f"--dtype {opts.dtype}: give an integer or float type "
-                             "(uint8, uint16, int16, uint32, int32, float32, float64)")
+                             f"({', '.join(OUTPUT_DTYPES)})")
     weights = opts.method_options.get("weights")
     if weights is not None and not all(math.isfinite(w) for w in weights):
         raise UsageError("-w/--weight: weights must be finite numbers")

@@ -134,6 +134,13 @@ class TilePlan:
         return np.outer(self.rows.weights(tile.iy), self.cols.weights(tile.ix))
 
 
+def blend_margin(overlap: int, align: int = 1) -> int:
+    """How far (grid px) a blend extent reaches past its core on each side that has a
+    neighbour: half the overlap, rounded up to ``align`` (what :func:`plan_tiles` uses, before
+    it caps it at half the tile)."""
+    return _round_up(overlap // 2 + overlap % 2, align) if overlap else 0
+
+
 def plan_tiles(height: int, width: int, tile_size: int = 1024, overlap: int = 32, halo: int = 0,
                align: int = 1) -> TilePlan:
     """Plan tiles over a grid.
@@ -158,8 +165,7 @@ def plan_tiles(height: int, width: int, tile_size: int = 1024, overlap: int = 32
     if tile_size < 1 or overlap < 0 or halo < 0 or align < 1:
         raise ValueError("tile_size and align must be positive, overlap and halo non-negative")
     tile_size = _round_up(tile_size, align)
-    half = _round_up(overlap // 2 + overlap % 2, align) if overlap else 0
-    half = min(half, (tile_size // 2) // align * align)
+    half = min(blend_margin(overlap, align), (tile_size // 2) // align * align)
     halo = _round_up(halo, align)
     rows = AxisPlan(tuple(_axis_cores(height, tile_size, 2 * half)), half)
     cols = AxisPlan(tuple(_axis_cores(width, tile_size, 2 * half)), half)

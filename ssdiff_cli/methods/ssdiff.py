@@ -45,6 +45,7 @@ from ssdiff_cli.methods.network import (
     run_patches,
 )
 from ssdiff_cli.scene import TileData
+from ssdiff_cli.tiling import blend_margin
 
 #: Default tile core size (PAN px) and largest window (halo included) run through a local network
 #: at once: its activations, about 1 KB per PAN px in bf16, set the process's peak memory.
@@ -278,9 +279,11 @@ class SSDiffMethod(FusionMethod):
         if self.chunk < least:
             raise ModelError(f"chunk {self.chunk} PAN px leaves no room inside the network's "
                              f"halo of {self.generalist.net_halo} px; use at least {least}")
-        # A tile's blend extent (core plus overlap) is one chunk's core: the network runs once
-        # per tile, and no pixel is computed twice except in the overlaps.
-        core = self.chunk - 2 * self.generalist.net_halo - self.overlap
+        # A tile's blend extent (its core widened by the blend margin on both sides) is one
+        # chunk's core: the network runs once per tile, and no pixel is computed twice except
+        # in the overlaps.
+        margin = blend_margin(self.overlap, self.align)
+        core = self.chunk - 2 * self.generalist.net_halo - 2 * margin
         self.tile_size = max(self.align, core // self.align * self.align)
 
     @staticmethod
