@@ -284,6 +284,29 @@ def test_tiles_of_any_size_give_the_same_image(tmp_path):
 
 
 @requires_data
+def test_each_tile_runs_the_network_once_with_default_options(tmp_path, monkeypatch):
+    # The default tile is sized so that its blend extent plus the network halo is one chunk:
+    # no pixel is computed twice (8 bands: chunk 512, tile 384, 4 x 4 tiles on this scene, the
+    # inner ones with neighbours on both sides).
+    import ssdiff_cli.methods.generalist as fusion
+
+    calls = []
+    real = fusion.sample_correction
+
+    def counted(*args, **kwargs):
+        calls.append(args[3].shape)  # the noise: (1, C, h, w)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fusion, "sample_correction", counted)
+    model = _save(_zero_net(), tmp_path / "zero")
+    pan, ms = scene_paths("wv2_grip")
+    report = _fuse(pan, ms, tmp_path / "out.tif", "ssdiff", method_options={"model": str(model)})
+    assert report.tiles == len(calls) == 16
+    assert report.overlap == 0  # an exactly local correction needs no blending
+    assert max(max(shape[-2:]) for shape in calls) <= report.method["chunk"]
+
+
+@requires_data
 def test_full_resolution_adaptation_improves_its_objective_on_a_real_scene():
     from ssdiff_cli.methods import SceneContext, get_method
     from ssdiff_cli.scene import fill_values, prepare_scene

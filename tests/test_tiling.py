@@ -116,3 +116,11 @@ def test_plan_sizes_are_rounded_to_the_alignment_and_bad_sizes_refused():
         plan_tiles(0, 10)
     with pytest.raises(ValueError):
         plan_tiles(10, 10, overlap=-1)
+
+
+def test_blend_margin_is_the_reach_plan_tiles_gives_a_blend_extent():
+    from ssdiff_cli.tiling import blend_margin
+
+    for overlap, align in ((0, 1), (32, 32), (33, 4), (8, 1), (64, 32)):
+        plan = plan_tiles(1000, 1000, tile_size=256, overlap=overlap, align=align)
+        assert plan.rows.extent(1)[0] == plan.rows.edges[1] - blend_margin(overlap, align)
