@@ -143,7 +143,7 @@ def adapt_scene(method: FusionMethod, scene: Scene, sample: SceneSample, opts: S
                                        "seconds": round(time.perf_counter() - start, 2)}
         return
     try:
-        losses = scene_adapt.adapt_generalist(
+        result = scene_adapt.adapt_generalist(
             fusion, scene.spec, fill_values(sample), steps, objective=opts.adapt_objective,
             seed=method.seed, progress=step_progress)
     except ValueError as exc:  # a scene smaller than one adaptation crop
@@ -153,8 +153,14 @@ def adapt_scene(method: FusionMethod, scene: Scene, sample: SceneSample, opts: S
         report.method["adaptation"] = {"steps": 0, "skipped": str(exc)}
         return
     report.method["adaptation"] = {
-        "steps": steps, "objective": opts.adapt_objective, "seconds": round(time.perf_counter() - start, 2),
-        "loss_first": round(losses[0], 5), "loss_last": round(float(np.mean(losses[-10:])), 5)}
+        "steps": steps, "objective": opts.adapt_objective,
+        "seconds": round(time.perf_counter() - start, 2), **result.summary()}
+    if not result.kept:
+        from ssdiff_cli.errors import SsdiffWarning
+
+        warnings.warn(f"{scene.pan_path}: --adapt did not lower the error at reduced resolution "
+                      f"({result.check_before:.4f} -> {result.check_after:.4f}): the model is "
+                      "used as shipped", SsdiffWarning, stacklevel=2)
 
 
 def apply_guard(method: FusionMethod, scene: Scene, sample: SceneSample, detection: Detection,

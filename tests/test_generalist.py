@@ -325,10 +325,41 @@ def test_full_resolution_adaptation_improves_its_objective_on_a_real_scene():
         method.prepare(SceneContext(scene, sample, det.preset))
     fusion, fills = method.generalist, fill_values(sample)
     before = full_objective(fusion, scene.spec, fills, crop=64)
-    losses = adapt_generalist(fusion, scene.spec, fills, 40, "full", crop=64, lr=1e-3)
+    result = adapt_generalist(fusion, scene.spec, fills, 40, "full", crop=64, lr=1e-3)
     after = full_objective(fusion, scene.spec, fills, crop=64)
-    assert len(losses) == 40
+    assert len(result.losses) == 40
     assert after < 0.8 * before, (before, after)
+    # the spoilt offset is wrong at every scale: the reduced-resolution check agrees
+    assert result.kept and result.check_after < result.check_before
+
+
+@requires_data
+def test_an_adaptation_that_does_worse_on_the_reduced_check_is_undone(monkeypatch):
+    from ssdiff_cli.methods import SceneContext, get_method
+    from ssdiff_cli.scene import fill_values, prepare_scene
+    from ssdiff_cli.training import scene_adapt
+
+    pan, ms = scene_paths("landsat8_satellite")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scene, det, sample = prepare_scene(pan, [ms])
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = _save(_zero_net(), Path(tmp) / "zero")
+        method = get_method("ssdiff", model=str(model))
+        method.prepare(SceneContext(scene, sample, det.preset))
+    fusion, fills = method.generalist, fill_values(sample)
+    shipped = {k: v.clone() for k, v in fusion.net.state_dict().items()}
+    # an objective that rewards a correction of +3 band standard deviations everywhere
+    monkeypatch.setattr(scene_adapt, "_full_loss", lambda fused, b, data: (
+        fused - torch.from_numpy(b["base"]) - 3.0).abs().mean())
+    result = scene_adapt.adapt_generalist(fusion, scene.spec, fills, 30, "full", crop=64, lr=1e-2)
+    assert result.losses[-1] < result.losses[0]  # it did learn the offset ...
+    assert not result.kept and result.check_after > result.check_before  # ... which is worse
+    for k, v in fusion.net.state_dict().items():
+        assert torch.equal(v, shipped[k]), k
 
 
 def test_training_state_round_trips_without_pickle(tmp_path):
