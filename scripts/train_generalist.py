@@ -11,6 +11,7 @@ SIGINT/SIGTERM save the state; ``--resume`` continues it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -41,7 +42,12 @@ def main() -> None:
               and not (args.exclude_fold and f in FOLDS[args.exclude_fold])}
     cfg = GeneralistTrainConfig(output=args.output, name=args.name, max_minutes=args.minutes,
                                 max_steps=args.steps, threads=args.threads, seed=args.seed)
-    scenes = [(DATA / folder / "pan.tif", DATA / folder / "ms.tif", fam, terms(fam))
+    # Scenes are named relative to the data folder: the card records where each came from,
+    # never this machine's paths.
+    args.output = str(Path(args.output).resolve())
+    cfg.output = args.output
+    os.chdir(DATA)
+    scenes = [(Path(folder) / "pan.tif", Path(folder) / "ms.tif", fam, terms(fam))
               for fam, folders in sorted(chosen.items()) for folder in folders]
     extra = {"commercial_use": all(commercial(f) for f in chosen),
              "excluded_fold": args.exclude_fold,

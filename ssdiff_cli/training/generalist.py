@@ -333,7 +333,8 @@ def train_generalist(scenes: list[tuple], config: GeneralistTrainConfig, init: s
         vs = build_versions(pan, ms, family, config.ratios, config.jitters, config.jitter,
                             config.crop, seed=config.seed + i)
         versions += vs
-        described.append({"name": Path(pan).resolve().parent.name, "pan": str(pan), "ms": str(ms),
+        described.append({"name": Path(pan).parent.as_posix() if not Path(pan).is_absolute()
+                          else Path(pan).parent.name, "pan": str(pan), "ms": str(ms),
                           "family": family, "terms": terms, "versions": len(vs)})
         log(f"{pan}: {len(vs)} versions")
     card_extra = {"scenes": described, "families": sorted({s[2] for s in scenes}),
