@@ -40,13 +40,12 @@ def main() -> None:
     chosen = {f: s for f, s in fams.items()
               if f != "wv3_cristianics" and (commercial(f) or args.non_profit)
               and not (args.exclude_fold and f in FOLDS[args.exclude_fold])}
-    cfg = GeneralistTrainConfig(output=args.output, name=args.name, max_minutes=args.minutes,
-                                max_steps=args.steps, threads=args.threads, seed=args.seed)
     # Scenes are named relative to the data folder: the card records where each came from,
     # never this machine's paths.
     args.output = str(Path(args.output).resolve())
-    cfg.output = args.output
     os.chdir(DATA)
+    cfg = GeneralistTrainConfig(output=args.output, name=args.name, max_minutes=args.minutes,
+                                max_steps=args.steps, threads=args.threads, seed=args.seed)
     scenes = [(Path(folder) / "pan.tif", Path(folder) / "ms.tif", fam, terms(fam))
               for fam, folders in sorted(chosen.items()) for folder in folders]
     extra = {"commercial_use": all(commercial(f) for f in chosen),

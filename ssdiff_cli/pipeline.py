@@ -21,6 +21,7 @@ from ssdiff_cli.engine import fuse_tile, run_plan
 from ssdiff_cli.errors import (
     MisregistrationError,
     MisregistrationWarning,
+    SsdiffWarning,
     UsageError,
 )
 from ssdiff_cli.files import umask_mode
@@ -147,8 +148,6 @@ def adapt_scene(method: FusionMethod, scene: Scene, sample: SceneSample, opts: S
             fusion, scene.spec, fill_values(sample), steps, objective=opts.adapt_objective,
             seed=method.seed, progress=step_progress)
     except ValueError as exc:  # a scene smaller than one adaptation crop
-        from ssdiff_cli.errors import SsdiffWarning
-
         warnings.warn(f"{scene.pan_path}: --adapt skipped: {exc}", SsdiffWarning, stacklevel=2)
         report.method["adaptation"] = {"steps": 0, "skipped": str(exc)}
         return
@@ -156,8 +155,6 @@ def adapt_scene(method: FusionMethod, scene: Scene, sample: SceneSample, opts: S
         "steps": steps, "objective": opts.adapt_objective,
         "seconds": round(time.perf_counter() - start, 2), **result.summary()}
     if not result.kept:
-        from ssdiff_cli.errors import SsdiffWarning
-
         warnings.warn(f"{scene.pan_path}: --adapt did not lower the error at reduced resolution "
                       f"({result.check_before:.4f} -> {result.check_after:.4f}): the model is "
                       "used as shipped", SsdiffWarning, stacklevel=2)
@@ -171,7 +168,6 @@ def apply_guard(method: FusionMethod, scene: Scene, sample: SceneSample, detecti
     fusion = getattr(method, "generalist", None)
     if fusion is None:
         return method
-    from ssdiff_cli.errors import SsdiffWarning
     from ssdiff_cli.methods.generalist import guard_check
 
     guard = guard_check(fusion, scene.spec, fill_values(sample), detection.preset, method.chunk,

@@ -51,27 +51,27 @@ def ms_files(spec: SceneSpec) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def read_window(ds, what: str, window: Window, **kwargs) -> np.ndarray:
-    """``ds.read(window=window, **kwargs)``, a failure becoming a :class:`BadInputError` that names
+def _read_or_fail(read, what: str, window: Window, **kwargs) -> np.ndarray:
+    """``read(window=window, **kwargs)``, a failure becoming a :class:`BadInputError` that names
     the file (``what``) and the window."""
     try:
-        return ds.read(window=window, **kwargs)
+        return read(window=window, **kwargs)
     except RasterioIOError as exc:
         raise BadInputError(
             f"{what}: read failed at window col {int(window.col_off)}, row {int(window.row_off)}, "
             f"{int(window.width)}x{int(window.height)} px: the file is damaged or truncated "
             f"({first_line(exc)})") from None
+
+
+def read_window(ds, what: str, window: Window, **kwargs) -> np.ndarray:
+    """``ds.read(window=window, **kwargs)``, a failure becoming a :class:`BadInputError` that names
+    the file (``what``) and the window."""
+    return _read_or_fail(ds.read, what, window, **kwargs)
 
 
 def read_mask_window(ds, what: str, window: Window, **kwargs) -> np.ndarray:
     """``ds.read_masks`` with the same error translation as :func:`read_window`."""
-    try:
-        return ds.read_masks(window=window, **kwargs)
-    except RasterioIOError as exc:
-        raise BadInputError(
-            f"{what}: read failed at window col {int(window.col_off)}, row {int(window.row_off)}, "
-            f"{int(window.width)}x{int(window.height)} px: the file is damaged or truncated "
-            f"({first_line(exc)})") from None
+    return _read_or_fail(ds.read_masks, what, window, **kwargs)
 
 
 class SceneReader:

@@ -286,7 +286,13 @@ def detect_sensor(
             ],
         )
 
-    def fitted(preset: SensorPreset, where: str) -> SensorPreset | None:
+    def named(sat: str, where: str) -> SensorPreset | None:
+        """The preset the sensor name ``sat`` (found at ``where``) gives, fitted to the MS band
+        count; None, with a note saying why, where it gives none."""
+        preset = find_preset(sat)
+        if preset is None:
+            notes.append(f"{where} is not a known sensor")
+            return None
         p = fit_band_count(preset, ms_bands)
         if p is None:
             notes.append(
@@ -311,27 +317,19 @@ def detect_sensor(
         sat = info.imagery.get("SATELLITEID")
         if not sat:
             continue
-        preset = find_preset(sat)
         side = _sidecar_source(info.files)
         source, origin = (side[0], side[1]) if side else ("imagery-metadata", info.path.name)
         where = f"SATELLITEID={sat!r} in the IMAGERY metadata GDAL read from {origin}"
-        if preset is None:
-            notes.append(f"{where} is not a known sensor")
-            continue
-        p = fitted(preset, where)
+        p = named(sat, where)
         if p is not None:
             return done(p, source, f"{where} -> {p.name}")
 
     # 3. sidecars parsed here
     for source, sat, f in _sidecar_ids([pan.path, *(i.path for i in ms_infos)]):
-        preset = find_preset(sat)
         kind = source.split(":")[1]
         field_name = {"IMD": "satId", "MTL": "SPACECRAFT_ID", "DIMAP": "MISSION"}[kind]
         where = f"{field_name}={sat!r} in the {kind} file {f.name}"
-        if preset is None:
-            notes.append(f"{where} is not a known sensor")
-            continue
-        p = fitted(preset, where)
+        p = named(sat, where)
         if p is not None:
             return done(p, source, f"{where} -> {p.name}")
 
@@ -341,11 +339,7 @@ def detect_sensor(
         if not sat:
             continue
         where = f"tag SENSOR={sat!r} in {info.path.name}"
-        preset = find_preset(sat)
-        if preset is None:
-            notes.append(f"{where} is not a known sensor")
-            continue
-        p = fitted(preset, where)
+        p = named(sat, where)
         if p is not None:
             return done(p, "tag:SENSOR", f"{where} -> {p.name}")
 

@@ -157,12 +157,13 @@ def adapt_generalist(fusion: GeneralistFusion, spec, fills, steps: int, objectiv
     net = fusion.net
     result = Adaptation()
     result.check_before = None if reduced is None else reduced_check(fusion, reduced, crop, seed)
-    original = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    original = (None if result.check_before is None
+                else {k: v.detach().clone() for k, v in net.state_dict().items()})
     net.train().requires_grad_(True)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    t_start = fusion.scheduler.num_train_timesteps - 1 if fusion.t_start is None else fusion.t_start
+    t_start = _start_timestep(fusion)
     losses = []
     for step in range(steps):
         batch_data = _crops(data, crop, batch, rng, data["ratio"])
@@ -210,12 +211,17 @@ def reduced_check(fusion: GeneralistFusion, reduced: dict, crop: int, seed: int)
     valid = torch.from_numpy(np.stack([reduced["valid"][y:y + size, x:x + size]
                                        for y in ys for x in xs]))[:, None].float()
     noise = torch.randn(b["base"].shape, generator=torch.Generator().manual_seed(seed + 1))
-    t_start = fusion.scheduler.num_train_timesteps - 1 if fusion.t_start is None else fusion.t_start
+    t_start = _start_timestep(fusion)
     with torch.no_grad(), torch.autocast("cpu", dtype=fusion.dtype, enabled=fusion.dtype is not None):
         x0 = fusion.net(noise, torch.full((len(noise),), float(t_start)), b["base"], b["lms"],
                         b["pan"], b["pan_lp"], r).float()
     err = (x0 - b["target"]).abs() * valid
     return float(err.sum() / (valid.sum() * x0.shape[1]).clamp_min(1))
+
+
+def _start_timestep(fusion: GeneralistFusion) -> int:
+    """The timestep one-step inference starts from: the card's ``t_start``, else T - 1."""
+    return fusion.scheduler.num_train_timesteps - 1 if fusion.t_start is None else fusion.t_start
 
 
 def _window(spec, r: int, crop: int) -> tuple[int, int]:
@@ -305,7 +311,7 @@ def full_objective(fusion: GeneralistFusion, spec, fills, crop: int = 64, batch:
     b = _crops(data, crop, batch, np.random.default_rng(seed), r)
     cond = {k: torch.from_numpy(b[k]) for k in ("base", "lms", "pan", "pan_lp")}
     noise = torch.randn(cond["base"].shape, generator=torch.Generator().manual_seed(seed))
-    t_start = fusion.scheduler.num_train_timesteps - 1 if fusion.t_start is None else fusion.t_start
+    t_start = _start_timestep(fusion)
     with torch.no_grad():
         x0 = fusion.net(noise, torch.full((batch,), float(t_start)), cond["base"], cond["lms"],
                         cond["pan"], cond["pan_lp"], r).float()
