@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -121,7 +122,9 @@ def main() -> None:
         if args.card:
             card = json.loads(args.card.read_text())
             card.setdefault("metrics", {})["unseen_scenes"] = card_metrics(merged)
-            args.card.write_text(json.dumps(card, indent=2) + "\n")
+            tmp = args.card.with_name(args.card.name + ".tmp")  # never a half-written card
+            tmp.write_text(json.dumps(card, indent=2) + "\n")
+            os.replace(tmp, args.card)
         return
     if not (args.fold_a and args.fold_b):
         ap.error("--fold-a and --fold-b are required (unless --report)")
@@ -160,19 +163,22 @@ def card_metrics(results: dict) -> dict:
     """The ``unseen_scenes`` metrics of the shipped model's card: per family the scoring model,
     the scene, the generalist's figures (with ``--adapt`` where run) and the best classical
     method per index; the mean over families and the summary figures."""
+    def four(v):  # figures to 4 decimals, as the card shows them
+        return round(float(v), 4)
+
     families = {}
     for fam, res in results.items():
         model = res["model"]
         label = next((f"fold {k}" for k in FOLDS if fam in FOLDS[k]), Path(model).name)
         entry = {"scored_by": label, "scene": ", ".join(res["scenes"]),
-                 "generalist": {c: res["mean"]["generalist"][c] for c in COLUMNS},
-                 "best_classical": {c: {"method": v["best_classical"], "value": v["value"]}
+                 "generalist": {c: four(res["mean"]["generalist"][c]) for c in COLUMNS},
+                 "best_classical": {c: {"method": v["best_classical"], "value": four(v["value"])}
                                     for c, v in res["verdict"].items()}}
         for m, v in res["mean"].items():
             if m.startswith("generalist --adapt"):
-                entry[m] = {c: v[c] for c in COLUMNS}
+                entry[m] = {c: four(v[c]) for c in COLUMNS}
         families[fam] = entry
-    mean = {c: float(np.mean([f["generalist"][c] for f in families.values()]))
+    mean = {c: round(float(np.mean([res["mean"]["generalist"][c] for res in results.values()])), 5)
             for c in ("SAM", "ERGAS", "Q2n")}
     ok = sum(all(x["ok"] for x in res["verdict"].values()) for res in results.values())
     out = {"note": "leave-one-acquisition-out (benchmarks/bench_generalization.py, one scene per "
