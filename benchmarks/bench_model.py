@@ -8,13 +8,15 @@ Usage::
     python benchmarks/bench_model.py --accuracy-only
 
 Scene scale (``--scale``, on by default): ``ssdiff sharpen --method ssdiff`` with default options,
-in a child process, on the wv2_grip scene mirror-tiled to 2048² and 4096² PAN px (shipped model
-ssdiff-8band): wall seconds, PAN kpx/s by the wall clock and by the child's CPU time over the
-cores it may use (what a quiet machine would take: on a shared machine the wall clock measures
-the other processes too), the speed-up over the released inference, and the child's peak
-resident memory (its VmHWM, from ``wait4``). ``--accuracy`` compares ``--precision bf16`` with
-``fp32`` on every shared scene a shipped model was made for (max and 99th percentile of the
-absolute difference in DN over valid pixels).
+in a child process, on the wv2_grip scene mirror-tiled to 2048² and 4096² PAN px (the model it
+picks: the shipped generalist, compiled where ``--compile auto`` decides so): wall seconds, PAN
+kpx/s by the wall clock and by the child's CPU time over the cores it may use (what a quiet
+machine would take: on a shared machine the wall clock measures the other processes too), the
+speed-up over the released inference, and the child's peak resident memory (its VmHWM, from
+``wait4``), each with an empty and then a filled Inductor cache (``--scale-caches``: a first run
+on a machine, and every later one). ``--accuracy`` compares ``--precision bf16`` (eager, and
+compiled for the generalist) with ``fp32`` on the shared scenes a shipped model was made for (max
+and 99th percentile of the absolute difference in DN over valid pixels).
 
 Batch 16 of 64x64 PAN px patches (8 bands, ratio 4), channels-last, fp32 and bf16 autocast.
 Each number is the best of ``--reps`` timed runs after one warm-up (the best is the least
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -132,6 +135,11 @@ def main() -> None:
     ap.add_argument("--scale-sizes", type=int, nargs="+", default=[2048, 4096])
     ap.add_argument("--scale-args", nargs="*", default=[],
                     help="extra sharpen options for the scene-scale run (e.g. --precision fp32)")
+    ap.add_argument("--scale-caches", nargs="+", choices=["cold", "warm"],
+                    default=["cold", "warm"],
+                    help="Inductor cache state of each scene-scale run: cold (an empty cache: "
+                    "a first run on a machine, compile included) and/or warm (the same cache "
+                    "again: every later run)")
     ap.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=False,
                     help="bf16 against fp32 in DN on the shared scenes")
     ap.add_argument("--accuracy-only", action="store_true")
@@ -142,7 +150,7 @@ def main() -> None:
     if args.scale_only or args.accuracy_only:
         with _workdir(args.work) as work:
             if args.scale_only:
-                scene_scale(work, args.scale_sizes, args.scale_args)
+                scene_scale(work, args.scale_sizes, args.scale_args, args.scale_caches)
             if args.accuracy_only:
                 precision_accuracy(work, args.accuracy_size)
         return
@@ -176,7 +184,7 @@ def main() -> None:
     if args.scale or args.accuracy:
         with _workdir(args.work) as work:
             if args.scale:
-                scene_scale(work, args.scale_sizes, args.scale_args)
+                scene_scale(work, args.scale_sizes, args.scale_args, args.scale_caches)
             if args.accuracy:
                 precision_accuracy(work, args.accuracy_size)
 
@@ -293,9 +301,9 @@ def _pan_width(src: Path) -> int:
         return ds.width
 
 
-def run_child(args: list[str]) -> dict:
-    """Run ``python -m ssdiff_cli ARGS`` and measure it: wall and CPU seconds, peak RSS (MB),
-    and what it printed on stdout."""
+def run_child(args: list[str], env: dict | None = None) -> dict:
+    """Run ``python -m ssdiff_cli ARGS`` (with ``env`` added to the environment) and measure it:
+    wall and CPU seconds, peak RSS (MB), and what it printed on stdout."""
     import os
     import subprocess
     import sys
@@ -305,7 +313,8 @@ def run_child(args: list[str]) -> dict:
     with tempfile.TemporaryFile() as stdout:
         proc = subprocess.Popen([sys.executable, "-m", "ssdiff_cli", *args],
                                 stdout=stdout, stderr=subprocess.PIPE,
-                                cwd=Path(__file__).resolve().parents[1])
+                                cwd=Path(__file__).resolve().parents[1],
+                                env={**os.environ, **(env or {})})
         err = proc.stderr.read()
         _, status, usage = os.wait4(proc.pid, 0)
         stdout.seek(0)
@@ -319,8 +328,12 @@ def run_child(args: list[str]) -> dict:
             "peak_mb": usage.ru_maxrss / 1024, "stdout": out.decode(errors="replace")}
 
 
-def scene_scale(work: Path, sizes: list[int], extra: list[str]) -> list[dict]:
-    """``sharpen --method ssdiff`` (defaults) on wv2_grip mirror-tiled to each size; a table."""
+def scene_scale(work: Path, sizes: list[int], extra: list[str],
+                caches: tuple[str, ...] = ("cold", "warm")) -> list[dict]:
+    """``sharpen --method ssdiff`` (defaults) on wv2_grip mirror-tiled to each size; a table.
+
+    Each size runs with an empty Inductor cache (``cold``: a first run on a machine, the compile
+    included when ``--compile auto`` compiles) and/or again with that cache (``warm``)."""
     import os
 
     src = DATA / "wv2_grip"
@@ -331,28 +344,39 @@ def scene_scale(work: Path, sizes: list[int], extra: list[str]) -> list[dict]:
     print(f"\nscene scale: sharpen --method ssdiff {' '.join(extra)} (the model it picks), "
           f"wv2_grip mirror-tiled, {cores} cores; released inference {RELEASED_PAN_PX_PER_S:.0f} "
           "PAN px/s")
-    print(f"{'PAN px':>11} {'seconds':>8} {'kpx/s wall':>11} {'kpx/s cpu':>10} "
-          f"{'x rel. wall':>11} {'x rel. cpu':>11} {'peak RSS MB':>12}")
+    print(f"{'PAN px':>11} {'cache':>5} {'seconds':>8} {'kpx/s wall':>11} {'kpx/s cpu':>10} "
+          f"{'x rel. wall':>11} {'x rel. cpu':>11} {'peak RSS MB':>12}  model, compile")
     rows = []
     for size in sizes:
         pan, ms = mirror_scene(src, size, work / f"wv2_grip_{size}")
         out = work / f"ssdiff_{size}.tif"
-        m = run_child(["sharpen", str(pan), str(ms), "-o", str(out), "--method", "ssdiff",
-                       "--force", "--overwrite", "-q", "--json", *extra])
-        method = json.loads(m.pop("stdout"))["method"]
-        px = size * size
-        wall_rate = px / m["wall"]
-        cpu_rate = px / (m["cpu"] / cores)  # the rate with the cores to itself
-        rows.append({"size": size, **m, "kpx_s": wall_rate / 1e3, "kpx_s_cpu": cpu_rate / 1e3})
-        print(f"{f'{size}x{size}':>11} {m['wall']:>8.1f} {wall_rate / 1e3:>11.1f} "
-              f"{cpu_rate / 1e3:>10.1f} {wall_rate / RELEASED_PAN_PX_PER_S:>10.0f}x "
-              f"{cpu_rate / RELEASED_PAN_PX_PER_S:>10.0f}x "
-              f"{m['peak_mb']:>12.0f}  {method['model']} {method['precision']} "
-              f"chunk {method['chunk']}", flush=True)
+        cache = work / f"inductor_{size}"
+        shutil.rmtree(cache, ignore_errors=True)
+        for state in caches:
+            m = run_child(["sharpen", str(pan), str(ms), "-o", str(out), "--method", "ssdiff",
+                           "--force", "--overwrite", "-q", "--json", *extra],
+                          env={"TORCHINDUCTOR_CACHE_DIR": str(cache)})
+            method = json.loads(m.pop("stdout"))["method"]
+            px = size * size
+            wall_rate = px / m["wall"]
+            cpu_rate = px / (m["cpu"] / cores)  # the rate with the cores to itself
+            rows.append({"size": size, "cache": state, **m, "kpx_s": wall_rate / 1e3,
+                         "kpx_s_cpu": cpu_rate / 1e3})
+            compiled = method.get("compile")
+            how = (f"compiled, first chunk {compiled.get('first_chunk_seconds')} s"
+                   if isinstance(compiled, dict) and compiled.get("compiled") else "eager")
+            print(f"{f'{size}x{size}':>11} {state:>5} {m['wall']:>8.1f} {wall_rate / 1e3:>11.1f} "
+                  f"{cpu_rate / 1e3:>10.1f} {wall_rate / RELEASED_PAN_PX_PER_S:>10.0f}x "
+                  f"{cpu_rate / RELEASED_PAN_PX_PER_S:>10.0f}x "
+                  f"{m['peak_mb']:>12.0f}  {method['model']} {method['precision']} "
+                  f"chunk {method['chunk']}, {how}", flush=True)
         out.unlink(missing_ok=True)
-    if len(rows) > 1:
-        lo, hi = rows[0]["peak_mb"], rows[-1]["peak_mb"]
-        print(f"peak RSS {rows[-1]['size']}² vs {rows[0]['size']}²: {100 * (hi - lo) / lo:+.1f} %")
+    for state in caches:
+        same = [r for r in rows if r["cache"] == state]
+        if len(same) > 1:
+            lo, hi = same[0]["peak_mb"], same[-1]["peak_mb"]
+            print(f"peak RSS {same[-1]['size']}² vs {same[0]['size']}² ({state}): "
+                  f"{100 * (hi - lo) / lo:+.1f} %")
     return rows
 
 
@@ -383,33 +407,51 @@ def crop_scene(src: Path, size: int, out: Path) -> tuple[Path, Path]:
 
 
 def precision_accuracy(work: Path, size: int | None = None) -> None:
-    """bf16 against fp32: max and 99th percentile |difference| in DN over valid pixels, on every
-    shared scene with a shipped model made for its sensor (or a central crop of it)."""
+    """bf16 (eager, and compiled for the generalist) against fp32: max and 99th percentile
+    |difference| in DN over valid pixels, on the shared scenes with a shipped model made for
+    their sensor and with the shipped generalist (or central crops of them)."""
     import numpy as np
     import rasterio
 
-    scenes = [("wv2_grip", "ssdiff-8band"), ("ge1_grip", "ssdiff-4band")]
+    eager = ["--compile", "off"]
+    runs = [  # (model, label, options) against the same model's fp32 eager run
+        ("ssdiff-8band", "bf16", eager), ("ssdiff-4band", "bf16", eager),
+        ("ssdiff-generalist", "bf16", eager), ("ssdiff-generalist", "bf16 compiled",
+                                               ["--compile", "on"])]
+    scenes = {"wv2_grip": ("ssdiff-8band", "ssdiff-generalist"),
+              "ge1_grip": ("ssdiff-4band", "ssdiff-generalist")}
     where = f"central {size}² PAN px crops" if size else "whole scenes"
-    print(f"\n--precision bf16 against fp32, sharpen --method ssdiff, |difference| in DN, {where}")
-    print(f"{'scene':<10} {'model':<13} {'max':>6} {'p99':>6} {'p99.9':>6} {'mean':>7}")
-    for name, model in scenes:
+    print(f"\n--precision bf16 against fp32 (eager), sharpen --method ssdiff, |difference| in DN, "
+          f"{where}")
+    print(f"{'scene':<10} {'model':<18} {'run':<14} {'max':>6} {'p99':>6} {'p99.9':>6} "
+          f"{'mean':>7}")
+    for name, models in scenes.items():
         src = DATA / name
         if not (src / "pan.tif").exists():
             print(f"{name}: skipped ({src} not found)")
             continue
         pan, ms = (src / "pan.tif", src / "ms.tif") if not size else crop_scene(
             src, size, work / f"{name}_crop{size}")
-        outs = {}
-        for precision in ("fp32", "bf16"):
-            outs[precision] = work / f"{name}_{precision}.tif"
-            run_child(["sharpen", str(pan), str(ms), "-o",
-                       str(outs[precision]), "--method", "ssdiff", "--model", model,
-                       "--precision", precision, "--force", "--overwrite", "-q"])
-        with rasterio.open(outs["fp32"]) as a, rasterio.open(outs["bf16"]) as b:
-            x, y = a.read(masked=True).astype(np.float64), b.read(masked=True).astype(np.float64)
-        diff = np.abs(x - y).compressed()
-        print(f"{name:<10} {model:<13} {diff.max():>6.0f} {np.percentile(diff, 99):>6.0f} "
-              f"{np.percentile(diff, 99.9):>6.0f} {diff.mean():>7.3f}", flush=True)
+
+        def fuse(model: str, tag: str, options: list[str], name=name, pan=pan, ms=ms) -> Path:
+            out = work / f"{name}_{model}_{tag.replace(' ', '_')}.tif"
+            run_child(["sharpen", str(pan), str(ms), "-o", str(out), "--method", "ssdiff",
+                       "--model", model, *options, "--force", "--overwrite", "-q"])
+            return out
+
+        for model in models:
+            reference = fuse(model, "fp32", ["--precision", "fp32", *eager])
+            with rasterio.open(reference) as ds:
+                x = ds.read(masked=True).astype(np.float64)
+            for run_model, label, options in runs:
+                if run_model != model:
+                    continue
+                with rasterio.open(fuse(model, label, ["--precision", "bf16", *options])) as ds:
+                    y = ds.read(masked=True).astype(np.float64)
+                diff = np.abs(x - y).compressed()
+                print(f"{name:<10} {model:<18} {label:<14} {diff.max():>6.0f} "
+                      f"{np.percentile(diff, 99):>6.0f} {np.percentile(diff, 99.9):>6.0f} "
+                      f"{diff.mean():>7.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""``ssdiff models list|show``: the models in $SSDIFF_MODELS and the shipped ones, from
-:mod:`ssdiff_cli.zoo`."""
+"""``ssdiff models list|show|compile``: the models in $SSDIFF_MODELS and the shipped ones, from
+:mod:`ssdiff_cli.zoo`; ``compile`` fills the compiled-kernel cache ahead of ``sharpen``."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from ssdiff_cli.cli.options import json_option
-from ssdiff_cli.cli.reporting import print_json, reporting
+from ssdiff_cli.cli.options import Device, DeviceOpt, Precision, PrecisionOpt, json_option
+from ssdiff_cli.cli.reporting import print_json, reporting, stderr
 
-#: The ``models`` group: ``models list``, ``models show``.
+#: The ``models`` group: ``models list``, ``models show``, ``models compile``.
 app = typer.Typer(help="Shipped and trained models.", no_args_is_help=True)
 
 
@@ -50,6 +50,40 @@ def models_show(name: Annotated[str, typer.Argument(help="Zoo name or checkpoint
         data = card.to_dict()
         data["parameters"] = sum(p.numel() for p in net.parameters())
         print_json(data)
+
+
+@app.command("compile")
+def models_compile(
+    name: Annotated[str | None, typer.Argument(
+        help="Generalist model: zoo name or checkpoint path (default: the shipped one).",
+        show_default=False)] = None,
+    bands: Annotated[list[int] | None, typer.Option(
+        "--bands", min=1, max=64, help="Band count to compile for, repeatable.")] = None,
+    ratios: Annotated[list[int] | None, typer.Option(
+        "--ratio", min=2, max=16, help="PAN/MS ratio to compile for, repeatable.")] = None,
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = Precision.auto,
+    json_out: Annotated[bool, json_option(None)] = False,
+) -> None:
+    """Compile a generalist model ahead of time (default: 4 and 8 bands at ratio 4), so that
+    the first `sharpen` that runs it compiled finds its kernels cached (about a minute each
+    here; in a container image, run it at build time with the cache in the image)."""
+    with reporting(False):
+        from ssdiff_cli.methods.ssdiff import precompile
+
+        done = []
+        for b in bands or [4, 8]:
+            for r in ratios or [4]:
+                stderr.print(f"compiling for {b} bands at ratio {r}...", highlight=False)
+                done.append(precompile(name, b, r, device.value, precision.value))
+                if not json_out:
+                    d = done[-1]
+                    typer.echo(f"{d['model']}: {b} bands, ratio {r}, {d['side']}² px chunks, "
+                               f"{d['precision']} on {d['device']}: {d['seconds']} s")
+        if json_out:
+            print_json({"compiled": done})
+        else:
+            typer.echo(f"cache: {done[-1]['cache']}")
 
 
 def _model_row(card) -> dict:

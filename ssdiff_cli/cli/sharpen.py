@@ -10,6 +10,8 @@ import typer
 
 from ssdiff_cli.cli.options import (
     AdaptObjective,
+    Compile,
+    CompileOpt,
     Compress,
     Device,
     DeviceOpt,
@@ -62,6 +64,7 @@ def sharpen(
         "Z-PNN style) or reduced (Wald protocol on the scene).")] = AdaptObjective.full,
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
+    compile: CompileOpt = Compile.auto,
     sensor: SensorOpt = None,
     extent: Annotated[Extent, typer.Option(help="Output extent on the PAN grid.")] = Extent.intersection,
     tile_size: TileOpt = None,
@@ -135,7 +138,8 @@ def sharpen(
             warn_px=warn_px, refuse_px=refuse_px, check_only=check_only,
             compress=compress.value,
             method_options=_method_options(method, weights, model, adapter, steps, seed,
-                                           device.value, precision.value, adapt),
+                                           device.value, precision.value, adapt,
+                                           compile.value),
             quicklook=str(quicklook) if quicklook else None,
             adapt_objective=adapt_objective.value,
             bit_depth=bit_depth, scale=scale, bands=bands, nodata=_nodata_value(nodata),
@@ -194,12 +198,13 @@ def _finish_batch(results: list[dict], json_out: bool, quiet: bool) -> None:
 
 
 def _method_options(method, weights, model, adapter, steps, seed, device, precision,
-                    adapt=0) -> dict:
+                    adapt=0, compile="auto") -> dict:
     """Options for the method's constructor; model options only when they can apply."""
     options = {"weights": weights} if weights else {}
     if method in ("ssdiff", "auto"):
         options.update(model=model, adapter=str(adapter) if adapter else None, steps=steps,
-                       seed=seed, device=device, precision=precision, adapt=adapt)
+                       seed=seed, device=device, precision=precision, adapt=adapt,
+                       compile=compile)
     elif model or adapter or steps or adapt:
         raise UsageError(
             f"--model, --adapter, --steps and --adapt apply to --method ssdiff, not {method}")

@@ -15,11 +15,14 @@ fall back to the base.
 from __future__ import annotations
 
 import math
+import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ssdiff_cli.diffusion import position_noise
+from ssdiff_cli.errors import SsdiffWarning
 from ssdiff_cli.methods.classical import MTFGLP
 from ssdiff_cli.methods.network import Sampling, run_chunks
 
@@ -89,27 +92,106 @@ def sample_correction(net, scheduler, cond: dict[str, np.ndarray], noise: np.nda
     import torch
 
     sampling = Sampling(scheduler, steps, t_start, device, dtype)
-    t = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in cond.items()}
-    x_t = torch.from_numpy(np.ascontiguousarray(noise)).to(device)
     with torch.inference_mode():
+        # made here, the inputs are inference tensors like the padded ones of a compiled
+        # network (one compiled graph for both: its guards check the tensor kind)
+        t = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in cond.items()}
+        x_t = torch.from_numpy(np.ascontiguousarray(noise)).to(device)
         out = sampling.sample(
             lambda x, tt: net(x, tt, t["base"], t["lms"], t["pan"], t["pan_lp"], ratio), x_t)
     return out.float().cpu().numpy()
+
+
+def run_compiled_once(net, sampling: Sampling, bands: int, ratio: int, side: int) -> None:
+    """One chunk of ``side`` px and ``bands`` bands through ``net`` compiled, on zeros, the way
+    :meth:`GeneralistFusion.fuse_tile` calls it: what leaves the kernels in Inductor's cache
+    for the runs that follow (``ssdiff models compile``)."""
+    from ssdiff_cli.nn.compiled import FixedShapeNetwork
+
+    def zeros(channels: int = bands) -> np.ndarray:  # one array each, as a tile's are
+        return np.zeros((1, channels, side, side), np.float32)
+
+    cond = {"base": zeros(), "lms": zeros(), "pan": zeros(1), "pan_lp": zeros()}
+    sample_correction(FixedShapeNetwork(net, side), sampling.scheduler, cond, zeros(), ratio,
+                      sampling.steps, sampling.t_start, sampling.device, sampling.dtype)
 
 
 class GeneralistFusion:
     """The per-scene state of the generalist: the fitted base, the statistics, the geometry.
 
     ``net`` is a :class:`GeneralistDenoiser`; ``prepare(ctx)`` fits the MTF-GLP-FS base on the
-    scene sample; :meth:`fuse_tile` corrects it.
+    scene sample; :meth:`fuse_tile` corrects it. With ``compile_side`` set, the network runs
+    compiled for chunks of that side (:class:`ssdiff_cli.nn.compiled.FixedShapeNetwork`, built
+    at the first chunk, so after any adaptation); a compile that fails falls back to the eager
+    network with a warning. ``compile_seconds`` is how long the first compiled chunk took, and
+    ``compile_kernels`` where its kernels came from: ``compiled`` (built now), ``cached``
+    (Inductor's on-disk cache) or ``in memory`` (this process compiled the graph before).
     """
 
     def __init__(self, net, scheduler, steps: int, t_start: int | None, seed: int,
                  device: str = "cpu", dtype=None) -> None:
-        self.net, self.scheduler = net, scheduler
+        self.scheduler = scheduler
         self.steps, self.t_start, self.seed = steps, t_start, seed
         self.device, self.dtype = device, dtype
         self.glp = MTFGLP("fs")
+        self.compile_side: int | None = None
+        self.compile_seconds: float | None = None
+        self.compile_failure: str | None = None
+        self.compile_kernels: str | None = None
+        self.net = net
+
+    @property
+    def net(self):
+        """The eager network (the reference; adaptation trains it)."""
+        return self._net
+
+    @net.setter
+    def net(self, net) -> None:
+        self._net = net
+        self._compiled = None  # a new network needs its own compiled graph
+
+    def __getstate__(self) -> dict:
+        # Sent to dask workers without its compiled graph (bound to this process): a worker
+        # compiles its own at its first chunk, from the on-disk cache when it holds the kernels.
+        state = dict(self.__dict__)
+        state["_compiled"] = None
+        if state["compile_side"] is not None:
+            state["compile_seconds"] = None
+        return state
+
+    def _runner(self):
+        """The network chunks run through: compiled when ``compile_side`` is set."""
+        if self.compile_side is None:
+            return self._net
+        if self._compiled is None:
+            from ssdiff_cli.nn.compiled import FixedShapeNetwork
+
+            self._compiled = FixedShapeNetwork(self._net, self.compile_side)
+        return self._compiled
+
+    def _sample(self, window: dict, noise: np.ndarray) -> np.ndarray:
+        """The correction over one chunk (called under the network lock)."""
+        args = (self.scheduler, window, noise[None], self.ratio, self.steps, self.t_start,
+                self.device, self.dtype)
+        first = self.compile_side is not None and self.compile_seconds is None
+        if not first:
+            return sample_correction(self._runner(), *args)[0]
+        from ssdiff_cli.nn.compiled import kernel_cache_counts
+
+        start, before = time.perf_counter(), kernel_cache_counts()
+        try:
+            out = sample_correction(self._runner(), *args)[0]
+        except Exception as exc:  # noqa: BLE001 - whatever the compiler raised: run the reference
+            first_line = (str(exc).splitlines() or [""])[0][:200]
+            self.compile_failure = f"{type(exc).__name__}: {first_line}"
+            warnings.warn(f"compiling the network failed ({self.compile_failure}); running it "
+                          "eagerly (slower, same model)", SsdiffWarning, stacklevel=2)
+            self.compile_side = None
+            return sample_correction(self._net, *args)[0]
+        self.compile_seconds = round(time.perf_counter() - start, 1)
+        hits, misses = (a - b for a, b in zip(kernel_cache_counts(), before))
+        self.compile_kernels = "compiled" if misses else "cached" if hits else "in memory"
+        return out
 
     def prepare(self, ctx) -> None:
         """Fit the classical base on the scene; set the tile geometry (align, halo, overlap)."""
@@ -146,9 +228,7 @@ class GeneralistFusion:
             return window, position_noise(self.seed, c, row + y0, col + x0, y1 - y0, x1 - x0)
 
         def sample(prepared):
-            window, noise = prepared
-            return sample_correction(self.net, self.scheduler, window, noise[None], self.ratio,
-                                     self.steps, self.t_start, self.device, self.dtype)[0]
+            return self._sample(*prepared)
 
         def emit(y0, y1, x0, x1, core):
             corr[:, y0:y1, x0:x1] = core

@@ -163,22 +163,24 @@ class BandAPFM(APFM):
         """``x`` (B * bands, C, H, W) band features, ``y`` (B, C, H, W) image features."""
         return self.band_side(x, self.image_side(y, lowfreq_scale), bands)
 
-    def image_side(self, y: torch.Tensor, lowfreq_scale: float | None = None
+    def image_side(self, y: torch.Tensor, lowfreq_scale: float | None = None,
+                   windows: int | None = IMAGE_SIDE_WINDOWS
                    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int, int]]:
         """The image's queries and token attention softmax(Q K^T), computed once for all its
-        bands: ``(q, attn, shape of y)``; attention is kept in the queries' dtype."""
+        bands: ``(q, attn, shape of y)``; attention is kept in the queries' dtype. Without
+        gradients the windows go ``windows`` at a time (None: all at once)."""
         win = self.window
         yt = _to_windows(y.permute(0, 2, 3, 1), win)
         if lowfreq_scale is not None and lowfreq_scale != 1.0:
             yt = yt - (1.0 - lowfreq_scale) * yt.mean(dim=1, keepdim=True)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or windows is None or windows >= yt.shape[0]:
             q, attn = self._attention(yt)
             return q, attn, tuple(y.shape)
         # Inference: a few thousand windows at a time, so the float32 logits and softmax of the
         # whole image never exist at once (softmax is per window row: the same values).
         q = attn = None
-        for w0 in range(0, yt.shape[0], IMAGE_SIDE_WINDOWS):
-            qc, ac = self._attention(yt[w0:w0 + IMAGE_SIDE_WINDOWS])
+        for w0 in range(0, yt.shape[0], windows):
+            qc, ac = self._attention(yt[w0:w0 + windows])
             if q is None:
                 q = qc.new_empty((yt.shape[0], *qc.shape[1:]))
                 attn = ac.new_empty((yt.shape[0], *ac.shape[1:]))
@@ -232,11 +234,18 @@ class GeneralistDenoiser(nn.Module):
         PAN px an output pixel can see in each direction when the input's origin lies on the
         granularity grid (:func:`aligned_receptive_field`); the network halo is this rounded
         up to the granularity.
+    band_group, image_windows : int or None
+        Inference working-set bounds (no gradient): bands per pass of the per-band layers and
+        windows per pass of APFM's image side; None runs everything at once (what a compiled
+        network does, whose fused kernels do not hold the intermediates). The values are the
+        same either way.
     """
 
     def __init__(self, config: GeneralistConfig) -> None:
         super().__init__()
         self.config = cfg = config
+        self.band_group: int | None = INFERENCE_BAND_GROUP
+        self.image_windows: int | None = IMAGE_SIDE_WINDOWS
         c0, c1, c2 = cfg.channels
         stage_ch = (c0, c1, c2, c1, c0)
         self.time_embed = TimeEmbedding(cfg.time_dim, cfg.embed_dim)
@@ -298,11 +307,11 @@ class GeneralistDenoiser(nn.Module):
         spa = self.spatial_in(spa_in, emb)
         # Without gradients the per-band work runs a few bands of one image at a time (the same
         # values: every per-band layer sees one band at a time), so its working memory is bounded
-        # by INFERENCE_BAND_GROUP bands, not by the band count; training runs the whole batch.
-        if torch.is_grad_enabled():
+        # by ``band_group`` bands, not by the band count; training runs the whole batch.
+        if torch.is_grad_enabled() or (self.band_group is None and b == 1):
             groups = [(0, b * c, slice(0, b))]
         else:
-            g = min(c, INFERENCE_BAND_GROUP)
+            g = min(c, self.band_group or c)
             groups = [(i * c + j, i * c + min(j + g, c), slice(i, i + 1))
                       for i in range(b) for j in range(0, c, g)]
 
@@ -331,7 +340,8 @@ class GeneralistDenoiser(nn.Module):
                                      m(x[lo:hi], s[lo:hi]))
             spa = self.spatial_blocks[k](spa, emb)
             apfm = self.spectral_blocks[k]
-            images = {(img.start, img.stop): apfm.image_side(spa[img], cfg.lowfreq_scale[k])
+            images = {(img.start, img.stop): apfm.image_side(spa[img], cfg.lowfreq_scale[k],
+                                                             self.image_windows)
                       for _, _, img in groups}
             spe = self._per_band(groups, lambda lo, hi, img, m=apfm, x=spe, k=k, im=images: m.band_side(
                 fmim.spectral_gain(x[lo:hi], cfg.spectral_gain[k]), im[img.start, img.stop],
