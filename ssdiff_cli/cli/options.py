@@ -113,7 +113,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar o
 JsonOpt = Annotated[bool, json_option()]
 SensorOpt = Annotated[str | None, sensor_option()]
 WorkersOpt = Annotated[int | None, typer.Option(
-    "--workers", "-j", min=1, help="Worker threads (default: one per CPU core).")]
+    "--workers", "-j", min=1,
+    help="Worker threads (default: one per CPU core; at most one with a compiled model).")]
 TileOpt = Annotated[int | None, typer.Option(
     "--tile-size", min=64, help="Tile core size (PAN px; default: the method's, 1024 classical, "
     "512 ssdiff).")]

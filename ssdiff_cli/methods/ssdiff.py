@@ -60,6 +60,10 @@ GENERALIST_CHUNK = 704
 #: (about 4.7 MP of PAN), and from a few chunks once Inductor's cache holds the kernels. Decided
 #: by the scene's size only, so that one scene always runs the same arithmetic.
 COMPILE_MIN_CHUNKS = 32
+#: The largest chunk a compiled generalist runs: it holds all bands and all attention windows at
+#: once, so the image's own activations, not the bands, bound it (4 bands at 704: 1.51 GB at
+#: peak; 8 bands at 512: 1.36 GB).
+COMPILED_CHUNK = 576
 
 
 def resolve_device(device: str) -> str:
@@ -177,7 +181,7 @@ def precompile(model: str | None, bands: int, ratio: int, device: str = "auto",
 
     net = net.to(dev).eval().to(memory_format=torch.channels_last)
     sampling = Sampling.from_card(card, None, dev, resolve_precision(precision, dev))
-    side = generalist_chunk(bands, net.granularity)
+    side = generalist_chunk(bands, net.granularity, COMPILED_CHUNK)
     start = time.perf_counter()
     run_compiled_once(net, sampling, bands, ratio, side)
     return {"model": card.name, "bands": bands, "ratio": ratio, "side": side, "device": dev,
@@ -337,16 +341,21 @@ class SSDiffMethod(FusionMethod):
         if self.chunk < least:
             raise ModelError(f"chunk {self.chunk} PAN px leaves no room inside the network's "
                              f"halo of {self.generalist.net_halo} px; use at least {least}")
-        # A tile's blend extent (its core widened by the blend margin on both sides) is one
-        # chunk's core: the network runs once per tile, and no pixel is computed twice except
-        # in the overlaps.
+        self._tile_per_chunk()
+        self.compile_decision = self._decide_compile(ctx)
+        if self.compile_decision["compiled"]:
+            self.chunk = min(self.chunk, COMPILED_CHUNK)
+            self._tile_per_chunk()
+            self.compile_decision["side"] = self.generalist.compile_side = self.chunk
+            self.tile_workers = 1
+
+    def _tile_per_chunk(self) -> None:
+        """A tile's blend extent (its core widened by the blend margin on both sides) is one
+        chunk's core: the network runs once per tile, and no pixel is computed twice except in
+        the overlaps."""
         margin = blend_margin(self.overlap, self.align)
         core = self.chunk - 2 * self.generalist.net_halo - 2 * margin
         self.tile_size = max(self.align, core // self.align * self.align)
-        self.compile_decision = self._decide_compile(ctx)
-        if self.compile_decision["compiled"]:
-            self.generalist.compile_side = self.chunk
-            self.tile_workers = 1
 
     def _decide_compile(self, ctx: SceneContext) -> dict:
         """Whether the generalist runs compiled on this scene, and why (``--compile``)."""
@@ -368,7 +377,7 @@ class SSDiffMethod(FusionMethod):
                     "why": f"{chunks} chunks, fewer than {COMPILE_MIN_CHUNKS}: compiling would "
                            "not pay"}
         why = "--compile on" if self.compile == "on" else f"{chunks} chunks"
-        return {"compiled": True, "why": why, "side": self.chunk, "cache": str(cache_dir())}
+        return {"compiled": True, "why": why, "cache": str(cache_dir())}
 
     def compile_report(self) -> dict | None:
         """What ``--compile`` did on this run (None for a network it does not apply to): the
