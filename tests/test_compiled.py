@@ -105,6 +105,23 @@ def test_compile_auto_without_a_compiler_runs_eagerly_and_on_is_an_error(monkeyp
         _method("on")._decide_compile(_context(64, 64))
 
 
+def test_models_compile_without_a_compiler_exits_6_with_one_line(monkeypatch):
+    from typer.testing import CliRunner
+
+    from ssdiff_cli.cli import app
+    from ssdiff_cli.errors import EXIT_MODEL
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    result = CliRunner().invoke(app, ["models", "compile", "--bands", "4"])
+    assert result.exit_code == EXIT_MODEL, result.output
+    message = result.stderr.strip()
+    assert "Traceback" not in result.output
+    assert len(message.splitlines()) == 1, message
+    assert message.endswith("cannot compile here: no C++ compiler found (set CXX or install "
+                            "g++)"), message
+
+
 needs_compiler = pytest.mark.skipif(compiled.compiler_missing("cpu") is not None,
                                     reason="torch.compile needs a C++ compiler on this machine")
 

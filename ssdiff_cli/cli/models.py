@@ -74,8 +74,11 @@ def models_compile(
         done = []
         for b in bands or [4, 8]:
             for r in ratios or [4]:
-                stderr.print(f"compiling for {b} bands at ratio {r}...", highlight=False)
-                done.append(precompile(name, b, r, device.value, precision.value))
+                def start(side: int, b=b, r=r) -> None:
+                    stderr.print(f"compiling for {b} bands at ratio {r} ({side}² px chunks)...",
+                                 highlight=False)
+
+                done.append(precompile(name, b, r, device.value, precision.value, start))
                 if not json_out:
                     d = done[-1]
                     typer.echo(f"{d['model']}: {b} bands, ratio {r}, {d['side']}² px chunks, "

@@ -153,11 +153,12 @@ def generalist_chunk(bands: int, granularity: int, chunk: int = CHUNK) -> int:
 
 
 def precompile(model: str | None, bands: int, ratio: int, device: str = "auto",
-               precision: str = "auto") -> dict:
+               precision: str = "auto", on_start=None) -> dict:
     """Compile a generalist model for ``bands`` bands at ``ratio`` as ``sharpen`` would run it
     (its chunk side, device and precision), so that later runs find the kernels in Inductor's
     cache (:func:`ssdiff_cli.nn.compiled.cache_dir`); returns what was compiled and how long it
-    took. ``model`` None: the shipped generalist."""
+    took. ``model`` None: the shipped generalist. ``on_start(side)`` is called once everything
+    is checked, just before compiling."""
     import time
 
     from ssdiff_cli.methods.generalist import run_compiled_once
@@ -182,6 +183,8 @@ def precompile(model: str | None, bands: int, ratio: int, device: str = "auto",
     net = net.to(dev).eval().to(memory_format=torch.channels_last)
     sampling = Sampling.from_card(card, None, dev, resolve_precision(precision, dev))
     side = generalist_chunk(bands, net.granularity, COMPILED_CHUNK)
+    if on_start is not None:
+        on_start(side)
     start = time.perf_counter()
     run_compiled_once(net, sampling, bands, ratio, side)
     return {"model": card.name, "bands": bands, "ratio": ratio, "side": side, "device": dev,
