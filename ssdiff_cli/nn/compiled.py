@@ -77,7 +77,6 @@ class FixedShapeNetwork:
 
     def __init__(self, net: torch.nn.Module, side: int) -> None:
         self.side = int(side)
-        self.net = net
         whole = copy.copy(net)  # shares the modules and weights; only the bounds differ
         whole.band_group = None
         whole.image_windows = None
