@@ -124,8 +124,8 @@ class GeneralistFusion:
     compiled for chunks of that side (:class:`ssdiff_cli.nn.compiled.FixedShapeNetwork`, built
     at the first chunk, so after any adaptation); a compile that fails falls back to the eager
     network with a warning. ``compile_seconds`` is how long the first compiled chunk took, and
-    ``compile_kernels`` where its kernels came from: ``compiled`` (built now), ``cached``
-    (Inductor's on-disk cache) or ``in memory`` (this process compiled the graph before).
+    ``compile_kernels`` where its kernels came from: ``compiled`` (built now) or ``cached``
+    (the on-disk kernel cache, or this process's earlier compile).
     """
 
     def __init__(self, net, scheduler, steps: int, t_start: int | None, seed: int,
@@ -176,9 +176,9 @@ class GeneralistFusion:
         first = self.compile_side is not None and self.compile_seconds is None
         if not first:
             return sample_correction(self._runner(), *args)[0]
-        from ssdiff_cli.nn.compiled import kernel_cache_counts
+        from ssdiff_cli.nn.compiled import kernel_files
 
-        start, before = time.perf_counter(), kernel_cache_counts()
+        start, before = time.perf_counter(), kernel_files()
         try:
             out = sample_correction(self._runner(), *args)[0]
         except Exception as exc:  # noqa: BLE001 - whatever the compiler raised: run the reference
@@ -189,8 +189,7 @@ class GeneralistFusion:
             self.compile_side = None
             return sample_correction(self._net, *args)[0]
         self.compile_seconds = round(time.perf_counter() - start, 1)
-        hits, misses = (a - b for a, b in zip(kernel_cache_counts(), before))
-        self.compile_kernels = "compiled" if misses else "cached" if hits else "in memory"
+        self.compile_kernels = "compiled" if kernel_files() > before else "cached"
         return out
 
     def prepare(self, ctx) -> None:
