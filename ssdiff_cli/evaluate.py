@@ -42,7 +42,9 @@ FULL_COLUMNS = ("D_lambda", "D_s", "HQNR", "QNR")
 
 @dataclass
 class Evaluation:
-    """Scores per method (or image), the protocol used, and what was compared."""
+    """Scores per method (or image), the protocol used, and what was compared; for fused
+    methods ``details["ran"]`` holds what each one ran (``sharpen --json``'s ``method``: the
+    model, its calibration, whether ``auto``'s guard fell back)."""
 
     protocol: str
     columns: tuple[str, ...]
@@ -164,6 +166,7 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
             if method == "upsample" and "upsample" not in methods:
                 name = "upsample (baseline)"
             ev.rows[name] = _plain(scores)
+            ev.details.setdefault("ran", {})[name] = report.method
             if keep is not None:
                 keep.setdefault("fused", {})[name] = fused
                 keep["reference"] = ref[:, :h, :w]
@@ -190,6 +193,7 @@ def evaluate_full(pan, ms, methods: list[str], sensor: str | None = None,
             scores = score_full(out, scene, detection, fills)
             scores["seconds"] = report.seconds
             ev.rows[method] = scores
+            ev.details.setdefault("ran", {})[method] = report.method
         if keep is not None:
             _keep_small(keep, scene, detection, fused)
     return ev

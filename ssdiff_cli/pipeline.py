@@ -160,6 +160,20 @@ def adapt_scene(method: FusionMethod, scene: Scene, sample: SceneSample, opts: S
                       "used as shipped", SsdiffWarning, stacklevel=2)
 
 
+def calibrate_scene(method: FusionMethod, scene: Scene, sample: SceneSample, report: Report) -> None:
+    """Scale a generalist model's correction per band to what the scene's own reduced
+    resolution supports (:func:`ssdiff_cli.methods.generalist.calibrate`), after any
+    adaptation; what it fitted goes into the report under ``method.calibration``."""
+    fusion = getattr(method, "generalist", None)
+    if fusion is None or not getattr(method, "calibrate", False):
+        return
+    from ssdiff_cli.methods.generalist import calibrate
+
+    start = time.perf_counter()
+    result = calibrate(fusion, scene.spec, fill_values(sample), method.chunk, method.network_lock)
+    report.method["calibration"] = {**result, "seconds": round(time.perf_counter() - start, 2)}
+
+
 def apply_guard(method: FusionMethod, scene: Scene, sample: SceneSample, detection: Detection,
                 report: Report) -> FusionMethod:
     """``--method auto``'s self-check of a generalist model: when its full-resolution HQNR on a
@@ -310,6 +324,7 @@ def sharpen(
     method.prepare(SceneContext(scene=scene, sample=sample, sensor=detection.preset))
     report.method = method.describe()
     adapt_scene(method, scene, sample, opts, report, progress, sensor=detection.preset)
+    calibrate_scene(method, scene, sample, report)
     prepared = method
     if opts.method == "auto":
         method = apply_guard(method, scene, sample, detection, report)

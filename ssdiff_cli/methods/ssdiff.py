@@ -233,7 +233,7 @@ class SSDiffMethod(FusionMethod):
     def __init__(self, model: str | None = None, adapter: str | None = None,
                  steps: int | None = None, seed: int = 0, device: str = "auto",
                  precision: str = "auto", batch: int = 16, adapt: int = 0, chunk: int = CHUNK,
-                 compile: str = "auto"):
+                 compile: str = "auto", calibrate: bool = True):
         from ssdiff_cli.nn.compiled import COMPILE_CHOICES
         from ssdiff_cli.nn.precision import PRECISIONS
 
@@ -252,6 +252,7 @@ class SSDiffMethod(FusionMethod):
         self.precision = precision
         self.batch = batch
         self.adapt = int(adapt)
+        self.calibrate = bool(calibrate)
         self.chunk = int(chunk)
         self.tile_size = TILE_SIZE
         self.net = None
@@ -475,4 +476,5 @@ class SSDiffMethod(FusionMethod):
             "compile": self.compile_report() or self.compile,
             "adapter": self.adapter,
             "adapt_steps": self.adapt,
+            "calibrate": self.calibrate if self.generalist is not None else None,
         }

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ssdiff_cli import filters
-from ssdiff_cli.methods.generalist import GeneralistFusion, conditions, target
+from ssdiff_cli.methods.generalist import GeneralistFusion, conditions, reduced_window
 from ssdiff_cli.scene import read_arrays, read_tile
 
 #: Side (PAN px) of the central window adaptation crops are drawn from.
@@ -149,11 +149,11 @@ def adapt_generalist(fusion: GeneralistFusion, spec, fills, steps: int, objectiv
     if objective == "full":
         data = _full_data(fusion, tile)
         try:
-            reduced = _reduced_data(fusion, tile)
+            reduced = reduced_window(fusion, tile)
         except ValueError:  # too small to degrade: no check
             reduced = None
     else:
-        data = reduced = _reduced_data(fusion, tile)
+        data = reduced = reduced_window(fusion, tile)
     net = fusion.net
     result = Adaptation()
     result.check_before = None if reduced is None else reduced_check(fusion, reduced, crop, seed)
@@ -195,9 +195,9 @@ def adapt_generalist(fusion: GeneralistFusion, spec, fills, steps: int, objectiv
 
 def reduced_check(fusion: GeneralistFusion, reduced: dict, crop: int, seed: int) -> float | None:
     """Mean L1 of the network's correction against the Wald target of ``reduced``
-    (:func:`_reduced_data`) over a fixed grid of crops (at most 16, ``crop`` px or the degraded
-    window if smaller, on the ratio's grid), from fixed noise; None where the degraded window is
-    under 16 px."""
+    (:func:`ssdiff_cli.methods.generalist.reduced_window`) over a fixed grid of crops (at most
+    16, ``crop`` px or the degraded window if smaller, on the ratio's grid), from fixed noise;
+    None where the degraded window is under 16 px."""
     r = reduced["ratio"]
     h, w = reduced["pan"].shape[-2:]
     size = min(crop, h, w) // r * r
@@ -241,26 +241,6 @@ def _full_data(fusion: GeneralistFusion, tile) -> dict:
     kernels, start = degrade_kernels(glp.gnyq, fusion.ratio)
     return {**cond, "ms": ms, "valid": tile.valid, "ratio": fusion.ratio, "kernels": kernels,
             "start": start}
-
-
-def _reduced_data(fusion: GeneralistFusion, tile) -> dict:
-    """The window degraded by the ratio (Wald), its base, conditions and target."""
-    from ssdiff_cli.methods.classical import MTFGLP
-    from ssdiff_cli.methods.generalist import Standardisation
-    from ssdiff_cli.quality import wald
-
-    r, glp = fusion.ratio, fusion.glp
-    hm, wm = tile.ms.shape[1] // r * r, tile.ms.shape[2] // r * r
-    gt = tile.ms[:, :hm, :wm]
-    ms_lr = filters.degrade(gt, glp.gnyq, r)
-    pan_lr = filters.degrade(tile.pan[: hm * r, : wm * r], fusion.pan_gnyq, r)
-    lms = wald.upsample_ms(ms_lr, r)
-    red = MTFGLP("fs")
-    red.fit(filters.decimate_mean(pan_lr, r).ravel(), ms_lr.reshape(ms_lr.shape[0], -1), r, glp.gnyq)
-    stats = Standardisation.from_glp(red)
-    base, cond = conditions(red, stats, pan_lr, lms)
-    valid = tile.valid[: hm * r, : wm * r].reshape(hm, r, wm, r).all(axis=(1, 3))
-    return {**cond, "target": target(gt, base, stats), "valid": valid, "ratio": r}
 
 
 def _crops(data: dict, crop: int, batch: int, rng, r: int) -> dict:
