@@ -187,6 +187,9 @@ def apply_guard(method: FusionMethod, scene: Scene, sample: SceneSample, detecti
     guard = guard_check(fusion, scene.spec, fill_values(sample), detection.preset, method.chunk,
                         method.network_lock)
     report.method["guard"] = guard
+    if guard.get("unmeasured"):
+        warnings.warn(f"{scene.ms_paths[0]}: the model could not be checked on this scene "
+                      f"({guard['unmeasured']}); using it unchecked", SsdiffWarning, stacklevel=2)
     if not guard["fallback"]:
         return method
     warnings.warn(

@@ -258,6 +258,37 @@ def test_guard_falls_back_when_the_model_is_worse_on_purpose(tmp_path, monkeypat
 
 
 @requires_data
+def test_guard_keeps_the_model_where_it_cannot_score_the_scene(tmp_path):
+    """The reduced-resolution pair of a 600 px WorldView-2 tile (150 PAN px, 37 MS px, as
+    ``evaluate --reduced`` fuses it) leaves nothing to score HQNR on: no evidence of a loss, so
+    no fallback (it used to fall back on the NaN), said in a warning and in the report."""
+    from affine import Affine
+
+    from ssdiff_cli.evaluate import _write
+    from ssdiff_cli.quality import wald
+    from ssdiff_cli.scene import prepare_scene, read_arrays
+
+    pan, ms = scene_paths("wv2_solaris_2")
+    scene, detection, _ = prepare_scene(pan, ms, None)
+    pan_a, pan_valid, ms_a, ms_valid = read_arrays(scene.spec)
+    preset = detection.preset
+    pair = wald.degrade_pair(pan_a, ms_a, 4, preset.ms_gnyq, preset.pan_gnyq,
+                             pan_valid=pan_valid, ms_valid=ms_valid)
+    tags, nodata = {"SENSOR": preset.name}, -1e30  # as evaluate --reduced writes the pair
+    _write(tmp_path / "pan.tif", np.where(pair.pan_valid, pair.pan, nodata), Affine.identity(),
+           None, nodata, tags=tags)
+    _write(tmp_path / "ms.tif", np.where(pair.ms_valid, pair.ms, nodata), Affine.identity(),
+           None, nodata, tags=tags)
+    with pytest.warns(UserWarning, match="could not be checked"):
+        report = sharpen(tmp_path / "pan.tif", tmp_path / "ms.tif", str(tmp_path / "out.tif"),
+                         SharpenOptions(method="auto", force=True))
+    assert report.method["name"] == "ssdiff" and "fallback_from" not in report.method
+    guard = report.method["guard"]
+    assert guard["fallback"] is False and guard["unmeasured"]
+    assert guard["model"]["HQNR"] is None and json.dumps(report.to_dict())
+
+
+@requires_data
 def test_guard_keeps_a_model_that_is_not_worse(tmp_path, monkeypatch):
     folder = tmp_path / "zoo"
     _save(_zero_net(), folder / zoo.DEFAULT_GENERALIST, zoo.DEFAULT_GENERALIST)

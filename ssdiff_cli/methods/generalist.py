@@ -328,7 +328,8 @@ def guard_check(fusion: GeneralistFusion, spec, fills, sensor, chunk: int, lock=
     Fuses the window (up to ``GUARD_WINDOW`` PAN px a side) with the model, in chunks of at most
     ``chunk`` px as the tiles are, and keeps its classical base; scores both with HQNR, D_lambda and D_s
     (:func:`ssdiff_cli.quality.indices.full_resolution`); ``fallback`` is true when the model's
-    HQNR is below the base's.
+    HQNR is below the base's. Where the window cannot be scored (too few valid pixels), the
+    scores are None, ``unmeasured`` says why, and the model is kept.
     """
     from ssdiff_cli.quality import indices
     from ssdiff_cli.scene import read_tile
@@ -353,6 +354,13 @@ def guard_check(fusion: GeneralistFusion, spec, fills, sensor, chunk: int, lock=
     scores = {}
     for name, img in (("model", fused[:, inner[0], inner[1]]), ("base", base[:, inner[0], inner[1]])):
         s = indices.full_resolution(img, pan, lms, ms, r, gnyq, pan_gnyq, mask=valid)
-        scores[name] = {k: round(float(s[k]), 5) for k in ("HQNR", "D_lambda", "D_s")}
-    fallback = not scores["model"]["HQNR"] >= scores["base"]["HQNR"] - GUARD_TOLERANCE
-    return {"window": [row, col, side_h, side_w], **scores, "fallback": bool(fallback)}
+        scores[name] = {k: round(float(s[k]), 5) if math.isfinite(s[k]) else None
+                        for k in ("HQNR", "D_lambda", "D_s")}
+    model_q, base_q = scores["model"]["HQNR"], scores["base"]["HQNR"]
+    report = {"window": [row, col, side_h, side_w], **scores}
+    if model_q is None or base_q is None:
+        # no evidence either way (a window too small, or too much nodata, to score): the guard
+        # falls back only on a measured loss
+        return {**report, "fallback": False,
+                "unmeasured": "the window has too few valid pixels to score HQNR"}
+    return {**report, "fallback": bool(model_q < base_q - GUARD_TOLERANCE)}
