@@ -146,8 +146,9 @@ def main() -> None:
                     help="print the table of earlier --json runs (over disjoint families) and stop")
     ap.add_argument("--card", type=Path,
                     help="with --report: write the figures into this model card's metrics")
-    ap.add_argument("--adapt-json", type=Path,
-                    help="with --card: a separate --adapt run whose median goes into the card")
+    ap.add_argument("--adapt-json", type=Path, nargs="+",
+                    help="with --card: a separate --adapt run (its --json files) whose median "
+                         "goes into the card")
     args = ap.parse_args()
     if args.report:
         merged = {}
@@ -157,7 +158,9 @@ def main() -> None:
         print_table(merged)
         if args.card:
             card = json.loads(args.card.read_text())
-            adapt = json.loads(args.adapt_json.read_text()) if args.adapt_json else None
+            adapt = {}
+            for path in args.adapt_json or ():
+                adapt |= json.loads(path.read_text())
             card.setdefault("metrics", {})["unseen_scenes"] = card_metrics(merged, adapt)
             tmp = args.card.with_name(args.card.name + ".tmp")  # never a half-written card
             tmp.write_text(json.dumps(card, indent=2) + "\n")
