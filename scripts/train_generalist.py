@@ -4,6 +4,7 @@ but one leave-one-acquisition-out fold).
     python scripts/train_generalist.py -o ssdiff_cli/models/ssdiff-generalist --minutes 60
     python scripts/train_generalist.py -o runs/fold-A --exclude-fold A --minutes 30
     python scripts/train_generalist.py -o runs/fold-A --exclude-fold A --resume
+    python scripts/train_generalist.py -o runs/generalist-phase --init ssdiff-generalist --lr 2e-4
 
 SIGINT/SIGTERM save the state; ``--resume`` continues it.
 """
@@ -32,6 +33,11 @@ def main() -> None:
     ap.add_argument("--overwrite", action="store_true", help="replace an earlier run at -o")
     ap.add_argument("--name", default="ssdiff-generalist")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", help="fine-tune this generalist (a model name or checkpoint path); "
+                    "pass it again with --resume so the card keeps it")
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--single-phase", action="store_true",
+                    help="the earlier recipe: block-centred samples only, no misregistration")
     args = ap.parse_args()
 
     from ssdiff_cli.training.generalist import GeneralistTrainConfig, train_generalist
@@ -43,23 +49,32 @@ def main() -> None:
     # Scenes are named relative to the data folder: the card records where each came from,
     # never this machine's paths.
     args.output = str(Path(args.output).resolve())
+    if args.init and (Path(args.init).exists() or Path(args.init).with_suffix(".json").exists()):
+        args.init = str(Path(args.init).resolve())  # a path, not a zoo name: it must survive chdir
     os.chdir(DATA)
+    phases = {"phases": ("block",), "misregistration": 0.0} if args.single_phase else {}
     cfg = GeneralistTrainConfig(output=args.output, name=args.name, max_minutes=args.minutes,
-                                max_steps=args.steps, threads=args.threads, seed=args.seed)
+                                max_steps=args.steps, threads=args.threads, seed=args.seed,
+                                lr=args.lr, **phases)
     scenes = [(Path(folder) / "pan.tif", Path(folder) / "ms.tif", fam, terms(fam))
               for fam, folders in sorted(chosen.items()) for folder in folders]
     extra = {"commercial_use": all(commercial(f) for f in chosen),
              "excluded_fold": args.exclude_fold,
              "never_seen": sorted(set(fams) - set(chosen)),
              "pairs": "Wald protocol at ratios 2 and 4 with MTF gains jittered (x exp(U(-0.25, 0.25))) "
-                      "around the sensor's; base = MTF-GLP-FS with the nominal gains"}
+                      "around the sensor's; base = MTF-GLP-FS with the nominal gains"
+                      + ("" if args.single_phase else
+                         "; decimation phase drawn per version (block-centred, the toolbox's "
+                         "ratio/2 + ratio*k, or U(-0.5, 0.5) px per axis; PAN and MS alike), then "
+                         "half the versions' MS moved by U(-0.3, 0.3) reduced-PAN px per axis "
+                         "(decimation_phases)")}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     from ssdiff_cli.output import check_destination
     from ssdiff_cli.training.loop import run_files
 
     for path in run_files(Path(args.output)):
         check_destination(path, overwrite=args.overwrite or args.resume, role="training output")
-    train_generalist(scenes, cfg, resume=args.resume, extra=extra,
+    train_generalist(scenes, cfg, init=args.init, resume=args.resume, extra=extra,
                      log=lambda m: print(m, flush=True))
 
 

@@ -497,3 +497,98 @@ def test_train_generalist_cli_fine_tunes_the_shipped_model_and_obeys_overwrite(t
     assert card.training["initialised_from"] == zoo.DEFAULT_GENERALIST
     assert card.training["scenes"][0]["name"] == "landsat8_satellite"
     assert CliRunner().invoke(app, args).exit_code == 5  # exists: --overwrite or --resume
+
+
+def test_decimation_phase_draws_follow_their_recipe():
+    from ssdiff_cli.errors import BadInputError
+    from ssdiff_cli.training.generalist import draw_phase, toolbox_phase
+
+    assert (toolbox_phase(2), toolbox_phase(3), toolbox_phase(4)) == (0.5, 0.0, 0.5)
+    rng = np.random.default_rng(0)
+    assert draw_phase(rng, 4, "block", misregistration=0.0) == {
+        "kind": "block", "pan": (0.0, 0.0), "ms": (0.0, 0.0), "misregistration": (0.0, 0.0)}
+    assert draw_phase(rng, 4, "toolbox", misregistration=0.0)["ms"] == (0.5, 0.5)
+    draws = [draw_phase(rng, 2, "jitter", 0.5, 0.3, 0.5) for _ in range(400)]
+    pan = np.array([d["pan"] for d in draws])
+    mis = np.array([d["misregistration"] for d in draws])
+    assert np.abs(pan).max() <= 0.5 and pan.std() > 0.2 and abs(np.corrcoef(pan.T)[0, 1]) < 0.2
+    moved = np.abs(mis).max(1) > 0
+    assert 0.4 < moved.mean() < 0.6 and np.abs(mis).max() <= 0.3
+    np.testing.assert_allclose([d["ms"] for d in draws], pan + mis)
+    again = np.random.default_rng(0)
+    [draw_phase(again, 4, k, misregistration=0.0) for k in ("block", "toolbox")]
+    assert [draw_phase(again, 2, "jitter", 0.5, 0.3, 0.5) for _ in range(400)] == draws
+    with pytest.raises(BadInputError, match="phase"):
+        draw_phase(rng, 4, "centre")
+
+
+@requires_data
+def test_a_training_pair_at_the_toolbox_phase_is_the_toolbox_degradation():
+    """On a real scene: the MTF low-pass then the samples ratio // 2 + ratio * k of the PAN and
+    of the MS (§9's imresize 'nearest'), against the pair training builds at that phase."""
+    from ssdiff_cli.training.crops import read_scene_arrays, scene_from_arrays
+    from ssdiff_cli.training.generalist import draw_phase
+
+    _, det, pan, pv, ms, mv = read_scene_arrays(*scene_paths("wv3_cristianics"))
+    r, p = 4, det.preset
+    pan, ms = pan[: 128 * r, : 128 * r], ms[:, :128, :128]
+    ph = draw_phase(np.random.default_rng(0), r, "toolbox", misregistration=0.0)
+    ts = scene_from_arrays(pan, ms, r, p.ms_gnyq, p.pan_gnyq, scale=1.0, holdout=0.0,
+                           pan_phase=ph["pan"], ms_phase=ph["ms"])
+    toolbox_pan = filters.lowpass(pan, p.pan_gnyq, r)[r // 2::r, r // 2::r]
+    toolbox_ms = filters.lowpass(ms, p.ms_gnyq, r)[:, r // 2::r, r // 2::r]
+    np.testing.assert_allclose(ts.pan[0], toolbox_pan, rtol=1e-5, atol=1e-3 * toolbox_pan.std())
+    np.testing.assert_allclose(ts.ms, toolbox_ms, rtol=1e-5, atol=1e-3 * toolbox_ms.std())
+    np.testing.assert_array_equal(ts.gt, ms)  # the target is the original MS, as before
+    block = scene_from_arrays(pan, ms, r, p.ms_gnyq, p.pan_gnyq, scale=1.0, holdout=0.0)
+    assert np.abs(block.ms - ts.ms).mean() > 0.05 * toolbox_ms.std()  # another pair indeed
+
+
+@requires_data
+def test_versions_take_every_phase_kind_at_each_ratio_reproducibly():
+    from ssdiff_cli.training.generalist import PHASE_KINDS, build_versions
+
+    pan, ms = scene_paths("landsat_istanbul")
+    kw = dict(ratios=(2, 4), jitters=3, phases=PHASE_KINDS, misregistration=0.3, seed=5)
+    versions = build_versions(pan, ms, "istanbul", **kw)
+    assert len(versions) == 6
+    for r in (2, 4):
+        assert sorted(v.phase["kind"] for v in versions if v.ratio == r) == sorted(PHASE_KINDS)
+    again = build_versions(pan, ms, "istanbul", **kw)
+    assert [v.phase for v in again] == [v.phase for v in versions]
+    assert all(np.array_equal(a.target, b.target) for a, b in zip(again, versions))
+    plain = build_versions(pan, ms, "istanbul", ratios=(2, 4), jitters=3, seed=5)
+    assert {v.phase["kind"] for v in plain} == {"block"}
+    assert all(v.phase["misregistration"] == [0.0, 0.0] for v in plain)
+
+
+@requires_data
+def test_train_generalist_script_fine_tunes_with_random_phases_and_resumes(tmp_path):
+    """scripts/train_generalist.py --init (a checkpoint path relative to the caller) on a data
+    folder holding one shared scene; the card records the start and the phase recipe, and a
+    resumed run keeps both."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    shipped = repo / "ssdiff_cli" / "models" / "ssdiff-generalist.json"
+    if not shipped.exists():
+        pytest.skip("no generalist model shipped")
+    data = tmp_path / "data" / "landsat8_satellite"
+    data.mkdir(parents=True)
+    for name in ("pan.tif", "ms.tif"):
+        (data / name).symlink_to(DATA / "landsat8_satellite" / name)
+    out = tmp_path / "run"
+    base = [sys.executable, str(repo / "scripts" / "train_generalist.py"), "-o", str(out),
+            "--init", "ssdiff_cli/models/ssdiff-generalist", "--threads", "1"]
+    env = {**os.environ, "SSDIFF_TEST_DATA": str(tmp_path / "data")}
+    for extra, steps in ((["--steps", "2"], 2), (["--steps", "3", "--resume"], 3)):
+        done = subprocess.run(base + extra, cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        card = json.loads(out.with_suffix(".json").read_text())["training"]
+        assert card["steps"] == steps and card["initialised_from"] == "ssdiff-generalist"
+        assert card["families"] == ["landsat8_satellite"]
+        assert card["decimation_phases"]["kinds"] == ["block", "toolbox", "jitter"]
+        assert {p["kind"] for p in card["scenes"][0]["phases"]} == {"block", "toolbox", "jitter"}

@@ -167,3 +167,20 @@ def test_mask_erosion_matches_scipy_on_a_real_nodata_mask(radius):
     got = filters.erode(valid, radius)
     np.testing.assert_array_equal(got, want)
     assert (~valid).any() and got.sum() < valid.sum()
+
+
+def test_phased_degradation_moves_the_samples_by_the_phase():
+    rng = np.random.default_rng(0)
+    for r in (2, 3, 4):
+        x = rng.normal(size=(2, 16 * r, 16 * r)).astype(np.float32)
+        assert np.array_equal(wald.degrade_phased(x, [0.3, 0.25], r), filters.degrade(x, [0.3, 0.25], r))
+        # the toolbox's samples: the MTF low-pass, then every ratio-th pixel from ratio // 2
+        t = r // 2 - (r - 1) / 2
+        toolbox = filters.lowpass(x, [0.3, 0.25], r)[:, r // 2::r, r // 2::r]
+        np.testing.assert_allclose(wald.degrade_phased(x, [0.3, 0.25], r, (t, t)), toolbox, atol=1e-6)
+        # on a plane a + b*y + c*x, a sample moved (dy, dx) reads b*dy + c*dx more (interior)
+        yy, xx = np.mgrid[: 16 * r, : 16 * r].astype(np.float32)
+        plane = 3 + 0.5 * yy + 2.0 * xx
+        for d in ((0.3, -0.45), (-1.2, 0.7)):
+            moved = wald.degrade_phased(plane, 0.3, r, d) - filters.degrade(plane, 0.3, r)
+            np.testing.assert_allclose(moved[4:-4, 4:-4], 0.5 * d[0] + 2.0 * d[1], atol=1e-3)

@@ -94,6 +94,36 @@ def degrade_mask(valid: np.ndarray, ratio: int, erode: int | None = None) -> np.
     return low
 
 
+def degrade_phased(img: np.ndarray, gnyq: float | np.ndarray, ratio: int,
+                   phase: tuple[float, float] = (0.0, 0.0), taps: int = filters.MTF_TAPS) -> np.ndarray:
+    """:func:`ssdiff_cli.filters.degrade` with the kept samples moved ``phase`` = ``(dy, dx)``
+    high-res pixels (any real numbers) from each block's centre: output ``k`` is the low-passed
+    image at ``ratio * k + (ratio - 1) / 2 + d``. ``(0, 0)`` is ``filters.degrade`` itself;
+    ``d = ratio // 2 - (ratio - 1) / 2`` (0.5 at even ratios) keeps the samples ``ratio // 2 +
+    ratio * k``, the toolbox's ``imresize(.., 'nearest')`` after its MTF filter (reference §9).
+    The Gaussian is sampled at the fractional offset, so no second interpolation blurs the
+    result."""
+    if not any(phase):
+        return filters.degrade(img, gnyq, ratio, taps)
+    img = np.asarray(img, dtype=np.float32)
+    h, w = img.shape[-2:]
+    if h % ratio or w % ratio:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the ratio {ratio}")
+    planes = img.reshape((-1, h, w))
+    gains = np.broadcast_to(np.asarray(gnyq, dtype=np.float64), (planes.shape[0],))
+    out = []
+    for band, g in zip(planes, gains):
+        sigma = filters.mtf_sigma(float(g), ratio)
+        for axis, d in ((-2, phase[0]), (-1, phase[1])):
+            pos = (ratio - 1) / 2.0 + float(d)  # where output 0 lies
+            start = math.floor(pos + 0.5)
+            k = filters.gaussian_taps(sigma, taps, phase=start - pos).astype(np.float32)
+            n = band.shape[axis]
+            band = filters.correlate_axis(band, k, axis=axis, start=start, step=ratio, count=n // ratio)
+        out.append(band)
+    return np.stack(out).reshape(img.shape[:-2] + out[0].shape)
+
+
 def degrade_pair(
     pan: np.ndarray,
     ms: np.ndarray,
@@ -102,6 +132,8 @@ def degrade_pair(
     pan_gnyq: float,
     pan_valid: np.ndarray | None = None,
     ms_valid: np.ndarray | None = None,
+    pan_phase: tuple[float, float] = (0.0, 0.0),
+    ms_phase: tuple[float, float] = (0.0, 0.0),
 ) -> ReducedPair:
     """Simulate the reduced-resolution pair of the Wald protocol.
 
@@ -115,14 +147,18 @@ def degrade_pair(
     in low-res pixels (:func:`mask_halo_lowres`, 6 at ratio 4). The MS mask also comes back,
     cropped, as ``reference_valid``. Nodata values are filtered like any other value; the erosion
     is what keeps them out of the valid pixels.
+
+    ``pan_phase`` / ``ms_phase`` ``(dy, dx)`` move the kept samples that many pixels of the
+    image being decimated from each block's centre (:func:`degrade_phased`;
+    training draws them so that a model does not rely on one decimation phase).
     """
     pan = np.asarray(pan)
     ms = np.asarray(ms)
     if pan.ndim != 2 or ms.ndim != 3:
         raise ValueError(f"expected PAN (H, W) and MS (C, h, w), got {pan.shape} and {ms.shape}")
     pan, ms = crop_pair(pan, ms, ratio)
-    pan_lr = filters.degrade(pan, pan_gnyq, ratio)
-    ms_lr = filters.degrade(ms, ms_gnyq, ratio)
+    pan_lr = degrade_phased(pan, pan_gnyq, ratio, pan_phase)
+    ms_lr = degrade_phased(ms, ms_gnyq, ratio, ms_phase)
     pv = mv = rv = None
     if pan_valid is not None:
         pv = degrade_mask(np.asarray(pan_valid)[: pan.shape[0], : pan.shape[1]], ratio)

@@ -160,9 +160,11 @@ def scene_from_arrays(pan, ms, ratio: int, ms_gnyq, pan_gnyq: float, pan_valid=N
                       norm: str = "scene", percentile: float = 99.0, holdout: float = 0.2,
                       bit_depth: int | None = None, scale: float | None = None, name: str = "scene",
                       sensor: str = "generic", band_names=None, terms: str = "",
-                      paths: dict | None = None) -> TrainScene:
+                      paths: dict | None = None, pan_phase=(0.0, 0.0),
+                      ms_phase=(0.0, 0.0)) -> TrainScene:
     """:func:`build_scene` on arrays: PAN ``(H, W)`` and MS ``(C, h, w)`` in digital numbers,
-    masks True where valid; ``scale`` (when given) overrides the normalisation."""
+    masks True where valid; ``scale`` (when given) overrides the normalisation; ``pan_phase`` /
+    ``ms_phase`` are the decimation phases of :func:`ssdiff_cli.quality.wald.degrade_pair`."""
     r = ratio
     pan = np.asarray(pan, np.float32)
     ms = np.asarray(ms, np.float32)
@@ -171,7 +173,8 @@ def scene_from_arrays(pan, ms, ratio: int, ms_gnyq, pan_gnyq: float, pan_valid=N
     if ms_valid is None:
         ms_valid = np.isfinite(ms).all(0)
     gains = tuple(np.broadcast_to(np.asarray(ms_gnyq, float), (ms.shape[0],)))
-    pair = wald.degrade_pair(pan, ms, r, gains, pan_gnyq, pan_valid=pan_valid, ms_valid=ms_valid)
+    pair = wald.degrade_pair(pan, ms, r, gains, pan_gnyq, pan_valid=pan_valid, ms_valid=ms_valid,
+                             pan_phase=pan_phase, ms_phase=ms_phase)
     # crop to whole MS pixels of the reduced pair
     hm, wm = pair.ms.shape[-2:]
     H, W = hm * r, wm * r

@@ -4,7 +4,14 @@ Data. Each scene (PAN + MS) is brought to each training ratio r (2 and 4 by defa
 native ratio r0 that r divides, the PAN is first degraded by r0 / r; at a ratio r that is a
 multiple of r0, the MS is degraded by r / r0 and becomes the reference. Then the Wald protocol
 degrades the pair by r with MTF gains jittered around the sensor's (a few versions each), so the
-network sees sensors a little blurrier or sharper than their presets. Per version the classical
+network sees sensors a little blurrier or sharper than their presets. Each version also draws
+where the degradation takes its samples (:func:`draw_phase`): at the blocks' centres (what the
+project's own protocol and a block-centred product give), at the toolbox's samples ``ratio / 2
++ ratio * k`` (§9 of the reference: the phase of PanCollection-style sets and published tables),
+or at a uniform sub-pixel offset, the same for the PAN and the MS as one producer's code would
+do; half the versions then move the MS alone by a small residual misregistration, what a
+registration leaves. The target stays the original MS, so the network learns to fuse whatever
+phase its inputs were taken at, instead of assuming one. Per version the classical
 base (MTF-GLP-FS with the sensor's nominal gains, exactly what inference computes), the PAN
 low-passes and the standardisation come from :mod:`ssdiff_cli.methods.generalist`: training and
 inference share them. The target is the correction ``(gt - base) / std``.
@@ -51,6 +58,8 @@ from ssdiff_cli.training.loop import (
 )
 
 COND_KEYS = ("base", "lms", "pan", "pan_lp")
+#: Where a training pair's degradation takes its samples (:func:`draw_phase`).
+PHASE_KINDS = ("block", "toolbox", "jitter")
 
 
 @dataclass
@@ -63,6 +72,7 @@ class Version:
     cond: dict
     target: np.ndarray
     origins: np.ndarray
+    phase: dict = field(default_factory=dict)
 
     @property
     def bands(self) -> int:
@@ -91,6 +101,42 @@ class GeneralistTrainConfig:
     precision: str = "auto"
     model: dict = field(default_factory=dict)
     description: str = ""
+    phases: tuple = PHASE_KINDS
+    phase_jitter: float = 0.5
+    misregistration: float = 0.3
+    misregistered: float = 0.5
+
+
+def toolbox_phase(ratio: int) -> float:
+    """Offset (pixels of the decimated image) of the toolbox's samples from the blocks' centres:
+    ``imresize(.., 1/ratio, 'nearest')`` keeps 0-based ``ratio // 2 + ratio * k`` (§9), 0.5 at
+    an even ratio, 0 at an odd one."""
+    return ratio // 2 - (ratio - 1) / 2.0
+
+
+def draw_phase(rng: np.random.Generator, ratio: int, kind: str, jitter: float = 0.5,
+               misregistration: float = 0.3, misregistered: float = 0.5) -> dict:
+    """The decimation phases of one Wald-degraded version.
+
+    ``kind`` is ``"block"`` (samples at the blocks' centres, offset 0), ``"toolbox"``
+    (:func:`toolbox_phase` on both axes) or ``"jitter"`` (``U(-jitter, jitter)`` per axis); the
+    PAN and the MS are decimated at the same offset ``d``, each in its own pixels (as the
+    toolbox does). With probability ``misregistered`` the MS is then moved by ``s ~
+    U(-misregistration, misregistration)`` per axis, in pixels of the reduced PAN, which are
+    the original MS's pixels: its phase becomes ``d + s``. Returns ``{"kind", "pan", "ms",
+    "misregistration"}`` with ``(dy, dx)`` pairs."""
+    if kind == "block":
+        d = (0.0, 0.0)
+    elif kind == "toolbox":
+        d = (toolbox_phase(ratio),) * 2
+    elif kind == "jitter":
+        d = tuple(float(v) for v in rng.uniform(-jitter, jitter, 2))
+    else:
+        raise BadInputError(f"unknown decimation phase {kind!r}; choose {', '.join(PHASE_KINDS)}")
+    s = (0.0, 0.0)
+    if misregistration > 0 and rng.random() < misregistered:
+        s = tuple(float(v) for v in rng.uniform(-misregistration, misregistration, 2))
+    return {"kind": kind, "pan": d, "ms": (d[0] + s[0], d[1] + s[1]), "misregistration": s}
 
 
 def _retarget(pan, pan_valid, ms, ms_valid, r0: int, r: int, gains, pan_gain):
@@ -112,8 +158,14 @@ def _retarget(pan, pan_valid, ms, ms_valid, r0: int, r: int, gains, pan_gain):
 
 
 def build_versions(pan_path, ms_path, family: str, ratios=(2, 4), jitters: int = 3,
-                   jitter: float = 0.25, crop: int = 32, seed: int = 0) -> list[Version]:
-    """Every (ratio, jittered MTF) version of one scene (see the module docstring)."""
+                   jitter: float = 0.25, crop: int = 32, seed: int = 0, phases=("block",),
+                   phase_jitter: float = 0.5, misregistration: float = 0.0,
+                   misregistered: float = 0.5) -> list[Version]:
+    """Every (ratio, jittered MTF) version of one scene (see the module docstring).
+
+    At each ratio the versions take the ``phases`` kinds in a random order (each kind once in
+    every ``len(phases)`` versions; :func:`draw_phase`), drawn from their own generator so that
+    the MTF jitter is the same as without them."""
     scene, det, pan, pan_valid, ms, ms_valid = read_scene_arrays(pan_path, ms_path)
     preset, r0 = det.preset, scene.ratio
     # the MS may have one coarse row or column more than the PAN covers
@@ -122,23 +174,30 @@ def build_versions(pan_path, ms_path, family: str, ratios=(2, 4), jitters: int =
     pan, pan_valid = pan[: hm * r0, : wm * r0], pan_valid[: hm * r0, : wm * r0]
     nominal = np.broadcast_to(np.asarray(preset.ms_gnyq, float), (scene.bands,))
     rng = np.random.default_rng(seed)
+    phase_rng = np.random.default_rng((seed, 1))
     name = f"{family}/{Path(pan_path).resolve().parent.name}"
     out = []
     for r in ratios:
         if not (r0 % r == 0 or r % r0 == 0):
             continue
         p, pv, m, mv = _retarget(pan, pan_valid, ms, ms_valid, r0, r, nominal, preset.pan_gnyq)
+        kinds: list = []
         for j in range(jitters):
             f = np.exp(rng.uniform(-jitter, jitter, scene.bands + 1)) if j else np.ones(scene.bands + 1)
             gains = np.clip(nominal * f[:-1], 0.08, 0.7)
             pg = float(np.clip(preset.pan_gnyq * f[-1], 0.05, 0.7))
+            if not kinds:
+                kinds = [phases[i] for i in phase_rng.permutation(len(phases))]
+            ph = draw_phase(phase_rng, r, kinds.pop(), phase_jitter, misregistration, misregistered)
             try:
                 ts = scene_from_arrays(p, m, r, gains, pg, pan_valid=pv, ms_valid=mv, scale=1.0,
-                                       holdout=0.0, name=name)
+                                       holdout=0.0, name=name, pan_phase=ph["pan"], ms_phase=ph["ms"])
             except (BadInputError, ValueError):
                 continue
             v = _version(ts, nominal, name, family, crop)
             if v is not None:
+                v.phase = {"ratio": r, **{k: [round(x, 4) for x in val] if isinstance(val, tuple)
+                                          else val for k, val in ph.items()}}
                 out.append(v)
     return out
 
@@ -261,6 +320,15 @@ class GeneralistTrainer:
                     "crop": cfg.crop, "batch": f"{cfg.groups} x {cfg.batch} crops", "lr": cfg.lr,
                     "ema": cfg.ema, "ratios": list(cfg.ratios), "mtf_jitter": cfg.jitter,
                     "jittered_versions": cfg.jitters, "seed": cfg.seed,
+                    "decimation_phases": {
+                        "kinds": list(cfg.phases), "jitter_px": cfg.phase_jitter,
+                        "toolbox_px": {str(r): toolbox_phase(r) for r in cfg.ratios},
+                        "misregistration_px": cfg.misregistration,
+                        "misregistered_fraction": cfg.misregistered,
+                        "note": "per version: one kind per version in turn at each ratio; PAN and "
+                                "MS decimated at the same offset from the block centres (each in its "
+                                "own pixels), then the MS alone moved by U(-m, m) reduced-PAN px per "
+                                "axis on the misregistered fraction; base and target unchanged"},
                     "precision": self.precision, "threads": torch.get_num_threads(),
                     "loss": "L1 on the standardised correction x0 = (gt - base) / std",
                     "optimizer": "AdamW (no weight decay)"}
@@ -331,24 +399,29 @@ def train_generalist(scenes: list[tuple], config: GeneralistTrainConfig, init: s
     versions, described = [], []
     for i, (pan, ms, family, terms) in enumerate(scenes):
         vs = build_versions(pan, ms, family, config.ratios, config.jitters, config.jitter,
-                            config.crop, seed=config.seed + i)
+                            config.crop, seed=config.seed + i, phases=tuple(config.phases),
+                            phase_jitter=config.phase_jitter,
+                            misregistration=config.misregistration,
+                            misregistered=config.misregistered)
         versions += vs
         described.append({"name": Path(pan).parent.as_posix() if not Path(pan).is_absolute()
                           else Path(pan).parent.name, "pan": str(pan), "ms": str(ms),
-                          "family": family, "terms": terms, "versions": len(vs)})
+                          "family": family, "terms": terms, "versions": len(vs),
+                          "phases": [v.phase for v in vs]})
         log(f"{pan}: {len(vs)} versions")
     card_extra = {"scenes": described, "families": sorted({s[2] for s in scenes}),
                   "terms": sorted({s[3] for s in scenes}), **(extra or {})}
     trainer = GeneralistTrainer(VersionSampler(versions, config.crop, config.seed), config,
                                 card_extra, resume=resume)
-    if init is not None and not resume:
+    if init is not None:  # a resumed run keeps its own weights but still records its start
         from ssdiff_cli.zoo import load_checkpoint
 
         net, card = load_checkpoint(init)
         if card.model != trainer.model_config.to_dict():
             raise BadInputError(f"{init}: another architecture than this run's")
-        trainer.net.load_state_dict(net.state_dict())
-        trainer.ema.model.load_state_dict(net.state_dict())
+        if not resume:
+            trainer.net.load_state_dict(net.state_dict())
+            trainer.ema.model.load_state_dict(net.state_dict())
         trainer.card_extra["initialised_from"] = card.name
     trainer.run(log=log)
     return trainer
