@@ -8,7 +8,6 @@ failing pair and goes on with the next, and reports progress as one stream acros
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import glob as globmod
@@ -20,8 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssdiff_cli.errors import EXIT_RUNTIME, BadInputError, SsdiffError
+from ssdiff_cli.errors import EXIT_RUNTIME, BadInputError, OutputError, SsdiffError, UsageError
+from ssdiff_cli.files import FileSet, dataset_files
 from ssdiff_cli.gdal_names import split_band_suffix
+from ssdiff_cli.output.destination import input_message
 from ssdiff_cli.pipeline import SharpenOptions, sharpen
 
 Progress = Callable[[int, int, int], None]  # (tiles done, tiles total, pixels done)
@@ -75,48 +76,70 @@ def read_batch(spec: str | os.PathLike, out_dir: str | os.PathLike | None = None
 
     ``out_dir`` defaults to the current directory. Matches are sorted. Raises
     :class:`BadInputError` when the CSV cannot be read or has no such header, when a glob matches
-    nothing or a match breaks the naming rules, and when two pairs would write the same output.
+    nothing or a match breaks the naming rules, and when two pairs would write the same output;
+    a pair whose output is a file some pair reads is marked failed (:func:`check_batch_paths`).
     """
     text = str(spec)
     if text.lower().endswith(".csv"):
         items = _read_csv(Path(text))
     else:
         items = _read_glob(text, Path(out_dir) if out_dir is not None else Path.cwd())
-    seen: dict[str, str] = {}
-    for item in items:
-        if item.error:
-            continue
-        key = os.path.normcase(item.out)
-        if key in seen:
-            raise BadInputError(f"{item.source}: output {item.out} is also the output of {seen[key]}")
-        seen[key] = item.source
-    _refuse_inputs_as_outputs(items)
+    check_batch_paths(items)
     return items
 
 
-def _refuse_inputs_as_outputs(items: list[BatchItem]) -> None:
-    """Mark (as failed) every pair whose output resolves to an input of any pair of the batch:
-    the batch goes on, and no input is ever replaced."""
-    keys, inodes = {}, {}
+def quicklook_path(item: BatchItem, folder: str) -> str:
+    """A batch row's quicklook with ``--quicklook FOLDER``: ``FOLDER/<output name>.png``."""
+    return os.path.join(folder, Path(item.out).stem + ".png")
+
+
+def quicklook_folder(path: str) -> str:
+    """``--quicklook`` with ``--batch`` names a folder (one PNG per row, after its output):
+    :class:`UsageError` for a file name, :class:`OutputError` for a folder that is missing."""
+    if os.path.isdir(path):
+        return path
+    hint = ("with --batch, --quicklook names a folder (each pair's PNG is written there, named "
+            "after its output)")
+    if os.path.exists(path) or path.lower().endswith(".png"):
+        raise UsageError(f"{path}: {hint}")
+    raise OutputError(f"{path}: folder does not exist ({hint})")
+
+
+def _written(item: BatchItem, quicklooks: str | None) -> list[tuple[str, str]]:
+    """``(role, path)`` of every local file a row writes."""
+    paths = [("output", item.out)]
+    if quicklooks is not None:
+        paths.append(("quicklook", quicklook_path(item, quicklooks)))
+    return [(role, p) for role, p in paths if p != "-" and not _is_virtual(p)]
+
+
+def check_batch_paths(items: list[BatchItem], quicklooks: str | None = None) -> None:
+    """Before any work, every path the batch writes (each row's output and, with ``quicklooks``,
+    its PNG in that folder) against every other one and against every file any row reads.
+
+    Two rows writing one file (by resolved name, through a symlinked folder, or a hard link) is a
+    :class:`BadInputError` for the whole batch; a row that would replace a file some row reads
+    (an input, a source of an input VRT, the file behind a ``/vsi`` name) is marked failed, and
+    the batch goes on, so no input is ever replaced."""
+    written = FileSet()
+    for item in items:
+        for role, path in ([] if item.error else _written(item, quicklooks)):
+            hit = written.find(path)
+            if hit is not None:
+                raise BadInputError(f"{item.source}: {role} {path} is also the {hit[1]}")
+            written.add(path, f"{role} of {item.source}")
+    inputs = FileSet()
     for item in items:
         for name in ([] if item.error else [item.pan, *item.ms]):
-            path = str(split_band_suffix(name)[0])  # "ms.tif,band=3" reads ms.tif
-            if _is_virtual(path):
-                continue
-            keys[os.path.realpath(path)] = path
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                inodes[(st.st_dev, st.st_ino)] = path
+            name = str(split_band_suffix(name)[0])  # "ms.tif,band=3" reads ms.tif
+            for f in dataset_files(name):
+                inputs.add(f, name)
     for item in items:
-        if item.error or item.out == "-" or _is_virtual(item.out):
-            continue
-        hit = keys.get(os.path.realpath(item.out))
-        if hit is None:
-            with contextlib.suppress(OSError):
-                st = os.stat(item.out)
-                hit = inodes.get((st.st_dev, st.st_ino))
-        if hit is not None:
-            item.error = f"{item.source}: output {item.out} would replace the input {hit}"
+        for role, path in ([] if item.error else _written(item, quicklooks)):
+            hit = inputs.find(path)
+            if hit is not None:
+                item.error = f"{item.source}: {input_message(path, hit, role)}"
+                break
 
 
 def _read_csv(path: Path) -> list[BatchItem]:
@@ -223,6 +246,8 @@ def sharpen_batch(
     added to the current pair's, so ``total`` grows as each pair's tiles are planned.
     """
     opts = options or SharpenOptions()
+    quicklooks = quicklook_folder(opts.quicklook) if opts.quicklook else None
+    check_batch_paths(items, quicklooks)
     nthreads = getattr(executor, "nthreads", None)
     if nthreads and opts.workers < nthreads:
         opts = dataclasses.replace(opts, workers=nthreads)
@@ -254,8 +279,10 @@ def sharpen_batch(
                 Path(item.out).parent.mkdir(parents=True, exist_ok=True)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
+                row_opts = opts if quicklooks is None else dataclasses.replace(
+                    opts, quicklook=quicklook_path(item, quicklooks))
                 report = sharpen(item.pan, item.ms if len(item.ms) > 1 else item.ms[0], item.out,
-                                 opts, progress=relay, executor=executor)
+                                 row_opts, progress=relay, executor=executor)
             res.update(status="done", tiles=report.tiles, report=report.to_dict())
             state["done"] = state["total"] = report.tiles
         except Exception as exc:  # noqa: BLE001 - one pair's failure must not stop the batch

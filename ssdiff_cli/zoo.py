@@ -168,6 +168,12 @@ def _paths(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
 
 
+def model_files(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
+    """(weights, card): the files a model named by zoo name or path is read from (what a writer
+    must never replace)."""
+    return _paths(name_or_path)
+
+
 def read_card(name_or_path: str | os.PathLike) -> ModelCard:
     """The card of a checkpoint (by zoo name or path)."""
     weights, card_path = _paths(name_or_path)

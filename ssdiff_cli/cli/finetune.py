@@ -36,10 +36,12 @@ def finetune(
     """L-BAF: low-rank adapters on one branch at a time, the other frozen, alternating."""
     with reporting(quiet):
         from ssdiff_cli.output import check_destination
+        from ssdiff_cli.zoo import model_files
 
         prefix = output.with_suffix("") if output.suffix in (".json", ".safetensors") else output
+        inputs = [*scene_files(scenes), *map(str, model_files(model))]  # the base model is read
         for path in (prefix.with_suffix(".safetensors"), prefix.with_suffix(".json")):
-            check_destination(path, overwrite=overwrite, inputs=scene_files(scenes),
+            check_destination(path, overwrite=overwrite, inputs=inputs,
                               role="adapter" if not merge else "checkpoint")
         from ssdiff_cli.training.crops import parse_scene_arg
         from ssdiff_cli.training.finetune import FinetuneConfig

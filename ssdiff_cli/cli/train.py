@@ -156,6 +156,10 @@ def _train_generalist(scenes: list[str], output: Path, init: str | None, max_ste
         prefix = output.with_suffix("") if output.suffix in (".json", ".safetensors") else output
         Path(prefix).parent.mkdir(parents=True, exist_ok=True)
         inputs = [str(p) for pair in pairs for p in pair]
+        if init is not None and not resume:  # the model fine-tuned is read: never replaced
+            from ssdiff_cli.zoo import model_files
+
+            inputs += [str(p) for p in model_files(init)]
         for path in (prefix.with_suffix(".safetensors"), prefix.with_suffix(".json"),
                      state_path(prefix)):
             check_destination(path, overwrite=overwrite or resume, inputs=inputs,

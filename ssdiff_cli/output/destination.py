@@ -1,8 +1,8 @@
 """Where the result may go: checking a path before any work, and moving a finished file into
 place.
 
-No path the tool writes ever resolves to an input (:func:`check_destination`); a FIFO or a
-character device is written into, never replaced.
+No path the tool writes ever resolves to a file an input reads (:func:`check_destination`); a
+FIFO or a character device is written into, never replaced.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssdiff_cli.errors import BadInputError, OutputError, UsageError
+from ssdiff_cli.files import FileSet, input_files
 from ssdiff_cli.gdal_formats import resolve_format
 
 
@@ -49,8 +50,11 @@ def check_destination(path: str | os.PathLike, *, overwrite: bool, inputs: Itera
                       others: Iterable[tuple[str, str]] = (), role: str = "output") -> None:
     """Refuse, before any work, a path the tool would write (output, quicklook, model...).
 
-    * it resolves (``..``, symlinks, hard links) to an input file: :class:`BadInputError`
-      (exit 3), with or without ``--overwrite``;
+    * it resolves (``..``, symlinks, hard links) to a file an input reads: the input itself, a
+      source file of an input VRT, the local file behind a ``/vsi`` name
+      (:func:`~ssdiff_cli.files.dataset_files`): :class:`BadInputError` (exit 3), with or
+      without ``--overwrite``; ``inputs`` may also be a :class:`~ssdiff_cli.files.FileSet`
+      already resolved;
     * it resolves to another path written by the same run (``others``: ``(label, path)``):
       :class:`UsageError`;
     * it is a folder, a block device or a socket, or it exists without ``overwrite``, or its
@@ -61,11 +65,7 @@ def check_destination(path: str | os.PathLike, *, overwrite: bool, inputs: Itera
     ``--overwrite``, since nothing is replaced.
     """
     text = os.fspath(path)
-    for inp in inputs:
-        inp = os.fspath(inp)
-        if not _is_virtual(inp) and same_file(text, inp):
-            raise BadInputError(
-                f"{text}: the {role} would replace the input {inp}; choose another {role} path")
+    refuse_input(text, inputs if isinstance(inputs, FileSet) else input_files(inputs), role)
     for label, other in others:
         if other is not None and not _is_virtual(os.fspath(other)) and same_file(text, other):
             raise UsageError(f"{text}: the {role} is also the {label}; give them different paths")
@@ -88,6 +88,23 @@ def check_destination(path: str | os.PathLike, *, overwrite: bool, inputs: Itera
             pass
     except OSError:
         raise OutputError(f"{text}: folder {folder} is not writable") from None
+
+
+def input_message(path: str, hit: tuple[str, str], role: str = "output") -> str:
+    """The one-line refusal of ``path``, which is ``hit`` (``(file, input)``, from
+    :meth:`~ssdiff_cli.files.FileSet.find`)."""
+    file, inp = hit
+    what = f"the input {inp}" if same_file(file, inp) else f"{file}, which the input {inp} reads"
+    return f"{path}: the {role} would replace {what}; choose another {role} path"
+
+
+def refuse_input(path: str, inputs: FileSet, role: str = "output") -> None:
+    """:class:`BadInputError` when ``path`` is one of the files ``inputs`` read."""
+    if _is_virtual(path):
+        return
+    hit = inputs.find(path)
+    if hit is not None:
+        raise BadInputError(input_message(path, hit, role))
 
 
 def publish_file(tmp: str | os.PathLike, dest: str | os.PathLike, overwrite: bool) -> None:
