@@ -37,6 +37,7 @@ from ssdiff_cli.output import (
     publish_file,
 )
 from ssdiff_cli.scene import Scene, SceneSample, fill_values, prepare_scene
+from ssdiff_cli.scene.registration import measure_registration
 from ssdiff_cli.sensors import Detection
 from ssdiff_cli.tiling import Blender, plan_tiles
 
@@ -76,8 +77,9 @@ class SharpenOptions:
     nodata: float | str | None = None
     #: ``-r``: the MS upsampling kernel (classical methods and upsample).
     resampling: str = "cubic"
-    #: ``--coregister``: move the MS grid by the measured shift before fusing.
-    coregister: bool = False
+    #: ``--coregister``: measure where the MS lies on the PAN grid (always) and move it there:
+    #: ``auto`` when the measurement is confident, ``on`` whenever measured, ``off`` never.
+    coregister: str = "auto"
     #: ``-of`` and ``--co``: output format and GDAL creation options.
     output_format: str | None = None
     creation_options: dict = field(default_factory=dict)
@@ -279,20 +281,22 @@ def sharpen(
     method_options = opts.method_options if name == "ssdiff" else {
         k: v for k, v in opts.method_options.items() if k == "weights"}
     method = get_method(name, **method_options)
-    shift = check_registration(scene, sample, detection)
+    coarse = check_registration(scene, sample, detection)
+    registration = measure_registration(scene.spec, detection.preset.ms_gnyq,
+                                        start=(coarse.dy, coarse.dx) if coarse.measured else (0, 0))
+    registration.reason = _registration_decision(registration, opts.coregister)
     coreg_note = None
-    if opts.coregister and shift.measured:
-        # One correction: measured on the decimated scene sample, the shift is good to about
-        # its spread (0.1-0.2 PAN px); measuring again shows what is left, not less.
-        before = shift
+    if registration.applied:
         scene, detection, sample = prepare_scene(
             pan, ms, opts.sensor, opts.extent, bands=opts.bands, nodata=opts.nodata,
-            resampling=opts.resampling, bit_depth=opts.bit_depth, ms_shift=(shift.dy, shift.dx))
-        shift = check_registration(scene, sample, detection)
-        coreg_note = (f"--coregister: measured {before.summary()}; MS moved by "
-                      f"{-before.dy:+.2f} rows, {-before.dx:+.2f} columns; now {shift.summary()}")
-    elif opts.coregister:
-        coreg_note = "--coregister: no shift could be measured; the MS grid is left as it is"
+            resampling=opts.resampling, bit_depth=opts.bit_depth,
+            ms_shift=(registration.dy, registration.dx))
+        registration.residual = measure_registration(scene.spec, detection.preset.ms_gnyq)
+        coreg_note = (f"registration: measured {registration.summary()}; MS moved by "
+                      f"{-registration.dy:+.3f} rows, {-registration.dx:+.3f} columns "
+                      f"({registration.reason}); now {registration.residual.summary()}")
+    elif opts.coregister != "off":
+        coreg_note = f"registration: MS left where the grids put it ({registration.reason})"
     report = Report(
         pan=str(pan),
         ms=[str(p) for p in scene.ms_paths],
@@ -300,12 +304,13 @@ def sharpen(
                 "reason": detection.reason, "bit_depth": detection.bit_depth},
         grid=scene.spec.out.to_dict(),
         ratio=scene.ratio,
-        shift=_shift_dict(shift, opts),
+        shift=_shift_dict(registration, coarse, opts),
         method={"name": method.name},
         notes=[*scene.notes, *(n for n in detection.notes if "--bit-depth" in n
                                 or "values reach" in n), *([coreg_note] if coreg_note else [])],
     )
     verdict = report.shift["verdict"]
+    shift = _judged(registration, coarse)
     if opts.check_only:
         return report
     if verdict == "refuse" and not opts.force:
@@ -401,6 +406,10 @@ def validate_options(opts: SharpenOptions) -> None:
         if kind not in ("u", "i", "f"):
             raise UsageError(f"--dtype {opts.dtype}: give an integer or float type "
                              f"({', '.join(OUTPUT_DTYPES)})")
+    if isinstance(opts.coregister, bool):  # the library's older boolean form
+        opts.coregister = "on" if opts.coregister else "off"
+    if opts.coregister not in COREGISTER_MODES:
+        raise UsageError(f"--coregister {opts.coregister}: choose one of {', '.join(COREGISTER_MODES)}")
     weights = opts.method_options.get("weights")
     if weights is not None and not all(math.isfinite(w) for w in weights):
         raise UsageError("-w/--weight: weights must be finite numbers")
@@ -418,14 +427,48 @@ def _refuse_limit(opts: SharpenOptions) -> float:
     return coreg.REFUSE_PX if opts.refuse_px is None else opts.refuse_px
 
 
-def _shift_dict(shift: coreg.ShiftReport, opts: SharpenOptions) -> dict:
-    if not shift.measured:
-        return {"dy": None, "dx": None, "magnitude": None, "windows": 0,
-                "verdict": "unmeasured", "summary": shift.summary()}
-    verdict = coreg.verdict(shift, warn_px=opts.warn_px, refuse_px=_refuse_limit(opts))
-    return {
-        "dy": round(shift.dy, 3), "dx": round(shift.dx, 3),
-        "magnitude": round(shift.magnitude, 3), "windows": shift.n_used,
-        "verdict": verdict, "summary": shift.summary(),
-    }
+#: A measured displacement below this (PAN px) is left alone: under the measurement's precision.
+MIN_CORRECTION_PX = 0.01
+COREGISTER_MODES = ("auto", "on", "off")
+
+
+def _registration_decision(reg: coreg.Registration, mode: str) -> str:
+    """Decide whether to move the MS to where it was measured (sets ``reg.applied``); returns
+    why, in words, for the report."""
+    if not reg.measured:
+        return "not measurable: " + reg.summary().partition("(")[2].rstrip(")")
+    if mode == "off":
+        return "--coregister off"
+    if reg.magnitude < MIN_CORRECTION_PX:
+        return f"below {MIN_CORRECTION_PX} PAN px"
+    if mode == "auto" and not reg.confident:
+        return (f"not confident: +-{reg.stderr:.3f} PAN px > {coreg.CONFIDENT_STDERR} "
+                "(--coregister on applies it anyway)")
+    reg.applied = True
+    return "--coregister on" if mode == "on" else f"confident (+-{reg.stderr:.3f} PAN px)"
+
+
+def _judged(reg: coreg.Registration, coarse: coreg.ShiftReport):
+    """What --warn-px/--refuse-px judge: the displacement left after any correction, else the
+    measured one (the scene sample's phase correlation when the refinement measured nothing)."""
+    if reg.applied and reg.residual is not None and reg.residual.measured:
+        return reg.residual
+    return reg if reg.measured else coarse
+
+
+def _shift_dict(reg: coreg.Registration, coarse: coreg.ShiftReport, opts: SharpenOptions) -> dict:
+    """The report's ``shift``: the measured displacement (``dy``, ``dx``, PAN px, where the MS
+    content lay relative to the PAN), its precision, whether it was corrected and why, what was
+    left (``residual``), and the verdict on what is left."""
+    judged = _judged(reg, coarse)
+    out = reg.to_dict() if reg.measured else {
+        **reg.to_dict(), **({"dy": round(coarse.dy, 3), "dx": round(coarse.dx, 3),
+                             "magnitude": round(coarse.magnitude, 3)} if coarse.measured else {})}
+    out["coregister"] = opts.coregister
+    if not judged.measured:
+        out.update(verdict="unmeasured", summary=reg.summary())
+        return out
+    out["verdict"] = coreg.verdict(judged, warn_px=opts.warn_px, refuse_px=_refuse_limit(opts))
+    out["summary"] = judged.summary() + (" after correction" if judged is reg.residual else "")
+    return out
 

@@ -1,5 +1,6 @@
-"""``--coregister`` corrects the measured shift, not only reports it (issue 14, item 13), on
-wv3_cristianics (about 1.4 PAN px of misregistration in y)."""
+"""``--coregister auto|on|off``: the MS displacement is measured on every pair and corrected by
+default, the output staying exactly on the PAN grid (issue 22), on wv3_cristianics (about 1.5 PAN
+px of misregistration in y) and wv2_grip (no georeferencing)."""
 
 from __future__ import annotations
 
@@ -47,24 +48,59 @@ def _sharpen(tmp_path, name, *extra):
     return out, json.loads(result.stdout)
 
 
-def test_coregister_moves_the_ms_onto_the_pan(tmp_path):
+def test_registration_moves_the_ms_onto_the_pan_by_default(tmp_path):
     pan, _ = scene_paths("wv3_cristianics")
-    plain, plain_report = _sharpen(tmp_path, "plain.tif")
-    fixed, fixed_report = _sharpen(tmp_path, "fixed.tif", "--coregister")
-    assert plain_report["shift"]["magnitude"] > 1.0
-    assert fixed_report["shift"]["magnitude"] < 0.35
-    assert any(n.startswith("--coregister: measured") for n in fixed_report["notes"])
+    plain, plain_report = _sharpen(tmp_path, "plain.tif", "--coregister", "off")
+    fixed, fixed_report = _sharpen(tmp_path, "fixed.tif")
+    forced, forced_report = _sharpen(tmp_path, "forced.tif", "--coregister", "on")
+    shift = fixed_report["shift"]
+    assert shift["coregister"] == "auto" and shift["applied"] and shift["confident"]
+    assert abs(shift["dy"] + 1.47) < 0.05 and abs(shift["dx"]) < 0.15 and shift["stderr"] < 0.05
+    assert shift["residual"]["magnitude"] < 0.02 and shift["verdict"] == "ok"
+    assert plain_report["shift"]["applied"] is False
+    assert plain_report["shift"]["reason"] == "--coregister off"
+    assert plain_report["shift"]["magnitude"] > 1.0 and plain_report["shift"]["verdict"] == "warn"
+    assert forced_report["shift"]["applied"] and forced_report["shift"]["reason"] == "--coregister on"
+    assert any(n.startswith("registration: measured") for n in fixed_report["notes"])
     # measured again, independently, on the written files
     before, after = _upsampled_shift(pan, plain), _upsampled_shift(pan, fixed)
     assert before.magnitude > 1.0
-    assert after.magnitude < 0.35 and after.magnitude < before.magnitude / 3
+    assert after.magnitude < 0.2 and after.magnitude < before.magnitude / 5
+    # every setting writes exactly the same grid: the PAN grid over the footprints' intersection
+    grids = set()
+    for path in (plain, fixed, forced):
+        with rasterio.open(path) as ds:
+            grids.add((ds.width, ds.height, tuple(ds.transform), ds.crs.to_string()))
+            assert ds.read_masks(1).all()  # nothing the correction uncovered is dropped
+    assert len(grids) == 1
 
 
-def test_coregister_lets_a_refused_pair_through(tmp_path):
-    """A shift above --refuse-px is refused (exit 4) unless it is corrected first."""
+def test_registration_keeps_a_non_georeferenced_pair_on_the_pan_grid(tmp_path):
+    """wv2_grip (no georeferencing): corrected by about 0.2 PAN px, the output keeps the PAN's
+    exact size and every pixel."""
+    pan, ms = scene_paths("wv2_grip")
+    out = tmp_path / "o.tif"
+    result = runner.invoke(app, ["sharpen", str(pan), str(ms), "-o", str(out), "-m", "mtf-glp-fs",
+                                 "--json", "-q", "--coregister", "on"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["shift"]["applied"]
+    with rasterio.open(out) as ds, rasterio.open(pan) as p:
+        assert (ds.width, ds.height) == (p.width, p.height)
+        assert ds.read_masks(1).all()
+
+
+def test_registration_lets_a_refused_pair_through(tmp_path):
+    """A shift above --refuse-px is refused (exit 4) when it is not corrected."""
     pan, ms = scene_paths("wv3_cristianics")
     args = ["sharpen", str(pan), str(ms), "-m", "brovey", "--refuse-px", "1.0", "-q"]
-    refused = runner.invoke(app, [*args, "-o", str(tmp_path / "a.tif")])
+    refused = runner.invoke(app, [*args, "-o", str(tmp_path / "a.tif"), "--coregister", "off"])
     assert refused.exit_code == 4
-    fixed = runner.invoke(app, [*args, "-o", str(tmp_path / "b.tif"), "--coregister"])
+    fixed = runner.invoke(app, [*args, "-o", str(tmp_path / "b.tif")])
     assert fixed.exit_code == 0, fixed.output
+
+
+def test_coregister_bad_value_is_a_usage_error(tmp_path):
+    pan, ms = scene_paths("landsat8_satellite")
+    result = runner.invoke(app, ["sharpen", str(pan), str(ms), "-o", str(tmp_path / "o.tif"),
+                                 "--coregister", "maybe"])
+    assert result.exit_code == 2

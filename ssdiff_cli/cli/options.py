@@ -57,6 +57,14 @@ class Compile(str, Enum):
     off = "off"
 
 
+class Coregister(str, Enum):
+    """Whether the MS is moved to where it was measured on the PAN grid (auto: when confident)."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 class AdaptObjective(str, Enum):
     """What ``--adapt`` optimises for a generalist model."""
 

@@ -13,6 +13,7 @@ from ssdiff_cli.cli.options import (
     Compile,
     CompileOpt,
     Compress,
+    Coregister,
     Device,
     DeviceOpt,
     DType,
@@ -99,9 +100,11 @@ def sharpen(
         help="Refuse above this shift (PAN px; default 2.0); when given, a pair whose shift "
         "cannot be measured is refused too.", show_default=False)] = None,
     check_only: Annotated[bool, typer.Option(help="Print the co-registration report and exit.")] = False,
-    coregister: Annotated[bool, typer.Option(
-        "--coregister", help="Move the MS grid by the measured PAN/MS shift before fusing "
-        "(the residual shift is what --warn-px/--refuse-px judge).")] = False,
+    coregister: Annotated[Coregister, typer.Option(
+        "--coregister", help="Measure where the MS lies on the PAN grid (always, to ~0.01 PAN "
+        "px) and resample it from there: auto when the measurement is confident, on whenever "
+        "measured, off never (what is left is what --warn-px/--refuse-px judge).")
+    ] = Coregister.auto,
     compress: Annotated[Compress, typer.Option(help="Output compression.")] = Compress.deflate,
     output_format: Annotated[OutputFormat | None, typer.Option(
         "--format", "-of", help="Output format (default: COG; for -o -, a streamable GTiff).",
@@ -146,7 +149,7 @@ def sharpen(
             quicklook=str(quicklook) if quicklook else None,
             adapt_objective=adapt_objective.value,
             bit_depth=bit_depth, scale=scale, bands=bands, nodata=_nodata_value(nodata),
-            resampling=resampling.value, coregister=coregister,
+            resampling=resampling.value, coregister=coregister.value,
             output_format=output_format.value if output_format else None,
             creation_options=parse_creation_options(creation_options),
         )

@@ -85,6 +85,10 @@ class SceneSpec:
     #: holding the coarse grid's origin and the fraction of a pixel beyond it. The MS is then
     #: upsampled from its own grid with that phase, in one resampling pass.
     ms_subpixel: tuple[int, int, float, float] | None = None
+    #: The registration correction applied to the MS grid (``(dy, dx)`` PAN px,
+    #: :mod:`ssdiff_cli.coreg`'s convention), None when the grid is as the files give it.
+    #: ``ms_grid`` is the corrected grid; the output grid was made from the uncorrected one.
+    ms_shift: tuple[float, float] | None = None
 
     @property
     def coarse(self) -> Grid:

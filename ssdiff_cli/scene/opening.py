@@ -221,6 +221,10 @@ def open_pair(
         pan_grid = Grid(pan_src, pan_grid.width, pan_grid.height, None)
         ms_transform = ms_src
 
+    # The output grid comes from the footprints as the files give them, so that a registration
+    # correction never changes it (it stays exactly on the PAN grid, same size and origin).
+    out, offset = output_grid(pan_grid, Grid(ms_transform, ms_w, ms_h, ms_crs), extent,
+                              ms_list[0], pan_path)
     if ms_shift is not None:  # move the MS content by (-dy, -dx) PAN pixels
         dy, dx = ms_shift
         step = pan_grid.transform
@@ -228,7 +232,6 @@ def open_pair(
         if not ms_geo:
             ms_src = ms_transform
     ms_grid = Grid(ms_transform, ms_w, ms_h, ms_crs)
-    out, offset = output_grid(pan_grid, ms_grid, extent, ms_list[0], pan_path)
     vrt = _ms_vrt_xml(
         sources, ms_w, ms_h, ms_dtype, ms_nodata,
         ms_transform if ms_geo else None, ms_crs,
@@ -252,6 +255,7 @@ def open_pair(
         pan_transform_src=pan_src,
         ms_transform_src=ms_src,
         resampling=resampling,
+        ms_shift=None if ms_shift is None else (float(ms_shift[0]), float(ms_shift[1])),
     )
     band_names = [d or f"band {i}" for i, d in enumerate(descriptions, start=1)]
     return Scene(spec, pan_path, ms_list, pan_grid, band_names, notes)

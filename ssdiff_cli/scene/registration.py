@@ -1,0 +1,95 @@
+"""Measuring where the MS really lies on the PAN grid: windows of the scene read at full PAN
+resolution and the MS on its own grid, each fitted by :func:`ssdiff_cli.coreg.fit_displacement`
+(:func:`measure_registration`).
+
+The MS pixel centres are placed where the scene's grids put them (the geotransforms, or the
+upper-left-corner alignment of a pair without georeferencing, and any correction already applied),
+so what is measured is the displacement still to correct: it refines a geotransform where there
+is one. Memory is bounded by the windows: at most :data:`WINDOW_PAN_PX` PAN px a side plus the
+filter's margin, one at a time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ssdiff_cli import coreg, filters
+from ssdiff_cli.scene.grid import SceneSpec
+from ssdiff_cli.scene.reading import reader_for
+
+#: Window side in PAN px at most (the MS side is this over the ratio, at most WINDOW_MS_PX).
+WINDOW_PAN_PX = 512
+WINDOW_MS_PX = 96
+#: Windows on a grid of this many a side (fewer on a small scene).
+GRID = 3
+#: Least fraction of a window's MS pixels that must be usable.
+MIN_VALID = 0.5
+
+
+def _ms_centres(spec: SceneSpec, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Output-grid pixel-index coordinates (row, col) of the centres of MS pixels ``rows`` x
+    ``cols`` of the MS's own grid (the grids are north-up: rows and columns separate)."""
+    o, m = spec.out.transform, spec.ms_grid.transform
+    ys = (m.f + m.e * (rows + 0.5) - o.f) / o.e - 0.5
+    xs = (m.c + m.a * (cols + 0.5) - o.c) / o.a - 0.5
+    return ys, xs
+
+
+def _starts(lo: int, hi: int, size: int, count: int) -> list[int]:
+    """Up to ``count`` window starts spread over ``lo .. hi - size``."""
+    if hi - lo <= size or count <= 1:
+        return [lo + max(0, (hi - lo - size) // 2)]
+    return sorted({int(round(s)) for s in np.linspace(lo, hi - size, count)})
+
+
+def window_boxes(spec: SceneSpec, margin: float) -> list[tuple[int, int, int, int]]:
+    """MS-grid windows ``(row, col, height, width)`` whose pixel centres lie at least ``margin``
+    PAN px inside the output grid, on a grid of up to :data:`GRID` x :data:`GRID`."""
+    ms = spec.ms_grid
+    ys, xs = _ms_centres(spec, np.arange(ms.height), np.arange(ms.width))
+    inside_r = np.flatnonzero((ys >= margin) & (ys <= spec.out.height - 1 - margin))
+    inside_c = np.flatnonzero((xs >= margin) & (xs <= spec.out.width - 1 - margin))
+    if inside_r.size < 8 or inside_c.size < 8:
+        return []
+    side = max(8, min(WINDOW_MS_PX, WINDOW_PAN_PX // spec.ratio))
+    r0, r1 = int(inside_r[0]), int(inside_r[-1]) + 1
+    c0, c1 = int(inside_c[0]), int(inside_c[-1]) + 1
+    h, w = min(side, r1 - r0), min(side, c1 - c0)
+    return [(r, c, h, w) for r in _starts(r0, r1, h, GRID) for c in _starts(c0, c1, w, GRID)]
+
+
+def measure_registration(spec: SceneSpec, ms_gnyq, start: tuple[float, float] = (0.0, 0.0),
+                         ) -> coreg.Registration:
+    """Measure the MS displacement relative to the PAN (PAN px, :mod:`ssdiff_cli.coreg`'s sign
+    convention) in windows over the scene, starting from ``start`` (e.g. the scene sample's
+    phase correlation). ``ms_gnyq`` are the MS bands' MTF gains at Nyquist: the PAN is blurred
+    with the Gaussian of their mean to compare it with the MS."""
+    gnyq = float(np.clip(np.mean(ms_gnyq), 0.05, 0.95))
+    sigma = filters.mtf_sigma(gnyq, spec.ratio)
+    reach = 4.0 * sigma + 2.0 * spec.ratio + math.hypot(*start)
+    pad = int(math.ceil(reach)) + 2
+    reader = reader_for(spec)
+    fits = []
+    for row, col, h, w in window_boxes(spec, reach):
+        fit = coreg.WindowFit(row, col, h, w)
+        ms = reader.read_ms(row, col, h, w)
+        ys, xs = _ms_centres(spec, np.arange(row, row + h), np.arange(col, col + w))
+        pr0, pc0 = int(math.floor(ys[0])) - pad, int(math.floor(xs[0])) - pad
+        ph, pw = int(math.ceil(ys[-1])) + pad - pr0 + 1, int(math.ceil(xs[-1])) + pad - pc0 + 1
+        pan, pan_valid = reader.read_pan(pr0, pc0, ph, pw)
+        ys, xs = ys - pr0, xs - pc0
+        valid = np.all(np.isfinite(ms), axis=0)
+        if not pan_valid.all():
+            # an MS pixel whose PAN support touches a hole is left out
+            holes = coreg.sample_lowpass((~pan_valid).astype(np.float64), ys, xs, sigma)
+            valid &= holes < 1e-3
+            pan = np.where(pan_valid, pan, float(np.mean(pan[pan_valid])) if pan_valid.any() else 0.0)
+        if valid.mean() < MIN_VALID:
+            fit.reason = f"too many invalid pixels ({1 - valid.mean():.0%})"
+            fits.append(fit)
+            continue
+        fits.append(coreg.fit_displacement(pan, np.nan_to_num(ms), valid, ys, xs, sigma,
+                                           start=start, fit=fit))
+    return coreg.combine(fits)
