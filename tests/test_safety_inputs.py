@@ -202,3 +202,27 @@ def test_train_generalist_never_replaces_the_model_it_starts_from(tmp_path):
     one_line_error(result, EXIT_BAD_INPUT, "x.safetensors", "would replace the input")
     assert [digest(model.with_suffix(e)) for e in (".json", ".safetensors")] == before
     assert not (tmp_path / "X" / "x.state.safetensors").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# 5, 6. The MS's alpha band and dataset mask mark invalid pixels, as the PAN's do
+
+
+@pytest.mark.parametrize("how", ["alpha", "internal", "msk"])
+def test_ms_alpha_band_and_masks_are_not_published_as_valid(tmp_path, how):
+    from tests.test_scene import _masked_ms
+
+    pan, src = scene_paths("ge1_grip")
+    ms = _masked_ms(src, tmp_path / "ms.tif", slice(100, 160), slice(50, 120), how)
+    before = digest(ms)
+    out = tmp_path / "out.tif"
+    result = invoke("sharpen", pan, ms, "-o", out, "-m", "brovey", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["sensor"]["name"] == "GeoEye-1"
+    with rasterio.open(out) as ds:
+        assert ds.count == 4  # the alpha band is no fifth band
+        valid = ds.read_masks(1) > 0
+    # 60 x 70 MS pixels masked: 240 x 280 PAN pixels (a registration shift may move the edge)
+    assert not valid[404:636, 204:476].any() and valid[:380].all()
+    assert abs(int((~valid).sum()) - 240 * 280) <= 4 * (240 + 280)
+    assert digest(ms) == before

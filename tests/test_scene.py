@@ -409,3 +409,79 @@ def test_offset_grid_result_does_not_depend_on_the_tile_size(tmp_path):
     whole, *_ = _upsample(tmp_path, "a.tif")
     tiled, *_ = _upsample(tmp_path, "b.tif", "--tile-size", "64")
     np.testing.assert_array_equal(whole, tiled)
+
+
+# --------------------------------------------------------------------------------------------
+# The MS's own masks: an alpha band, an internal or .msk dataset mask (issue 25, items 5 and 6)
+
+
+def _masked_ms(src, path, rows, cols, how: str):
+    """A copy of the MS ``src`` at ``path`` whose pixels ``rows`` x ``cols`` are invalid by
+    ``how``: "internal" or "msk" (a GDAL dataset mask), or "alpha" (an extra band marked alpha);
+    the values there are kept, so only the mask can say they are invalid."""
+    from rasterio.enums import ColorInterp
+
+    data, _, profile = _read(src)
+    mask = np.full(data.shape[1:], 255, dtype=np.uint8)
+    mask[rows, cols] = 0
+    if how == "alpha":
+        with rasterio.open(path, "w", **{**profile, "count": data.shape[0] + 1}) as ds:
+            ds.write(data, list(range(1, data.shape[0] + 1)))
+            ds.write(mask.astype(data.dtype), data.shape[0] + 1)
+            ds.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * (data.shape[0] - 1) \
+                + [ColorInterp.alpha]
+        return path
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=how == "internal"), \
+            rasterio.open(path, "w", **profile) as ds:
+        ds.write(data)
+        ds.write_mask(mask)
+    assert (path.with_name(path.name + ".msk").exists()) == (how == "msk")
+    return path
+
+
+@requires_data
+@pytest.mark.parametrize("name", ["ge1_grip", "landsat8_satellite"])  # coarse grid; sub-pixel
+@pytest.mark.parametrize("how", ["internal", "msk", "alpha"])
+def test_the_ms_mask_marks_its_pixels_invalid_everywhere(tmp_path, name, how):
+    pan, src = scene_paths(name)
+    rows, cols = slice(10, 20), slice(15, 30)
+    ms = _masked_ms(src, tmp_path / "ms.tif", rows, cols, how)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        scene, detection, sample = prepare_scene(pan, [ms])
+        plain_scene, _, plain = prepare_scene(pan, [src])
+    spec = scene.spec
+    assert scene.bands == detection.preset.n_bands == _read(src)[0].shape[0]
+    assert spec.ms_subpixel is None if name == "ge1_grip" else spec.ms_subpixel is not None
+    # the coarse MS (through GDAL's warper for the sub-pixel grid), on the coarse grid
+    _, _, values, ms_valid = read_arrays(spec)
+    plain_valid = read_arrays(plain_scene.spec)[3]
+    assert plain_valid[rows, cols].all() and not ms_valid[11:19, 16:29].any()
+    assert np.isnan(values[:, ~ms_valid]).all()
+    assert abs(int((plain_valid & ~ms_valid).sum()) - 10 * 15) <= 2 * (10 + 15)
+    # a tile's validity on the PAN grid, and the scene sample
+    r = spec.ratio
+    tile = read_tile(spec, 0, 0, 40 * r, 40 * r, fill_values(sample))
+    assert not tile.valid[11 * r:19 * r, 16 * r:29 * r].any() and tile.valid[:8 * r].any()
+    invalid = plain.valid & ~sample.valid
+    assert sample.factor == r and invalid[11:19, 16:29].all()
+    assert abs(int(invalid.sum()) - 10 * 15) <= 2 * (10 + 15)
+    assert detection.alpha == (scene.bands + 1 if how == "alpha" else None)
+
+
+@requires_data
+def test_an_alpha_band_is_the_mask_whatever_the_sensor_and_a_nir_marked_alpha_stays_a_band(tmp_path):
+    pan, src = scene_paths("ge1_grip")
+    ms = _masked_ms(src, tmp_path / "ms.tif", slice(100, 160), slice(50, 120), "alpha")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        for sensor in (None, "ge1"):
+            scene, detection, _ = prepare_scene(pan, [ms], sensor=sensor)
+            assert detection.preset.name == "GeoEye-1" and detection.alpha == 5
+            assert scene.bands == 4 and scene.spec.ms_alpha == (str(ms), 5)
+        # ge1_grip's own MS marks its NIR band alpha (RGBA): read as the fourth band, no mask
+        with rasterio.open(src) as ds:
+            assert ds.colorinterp[3] == rasterio.enums.ColorInterp.alpha
+        scene, detection, _ = prepare_scene(pan, [src])
+        assert scene.bands == 4 and detection.alpha is None and scene.spec.ms_alpha is None
+        assert read_arrays(scene.spec)[3].all()

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from affine import Affine
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -94,10 +95,11 @@ class SceneReader:
             crs=spec.out.crs or LOCAL_CRS, resampling=Resampling.cubic, dtype="float32",
             nodata=np.nan, src_nodata=spec.ms_nodata, **src_kwargs,
         )
+        self.masks = _mask_sources(spec)
 
     def close(self) -> None:
         """Close every handle."""
-        for ds in (self.coarse_vrt, self.ms, self.pan):
+        for ds in (self.coarse_vrt, self.ms, self.pan, *(ds for ds, _ in self.masks)):
             ds.close()
 
     def read_pan(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,24 +124,77 @@ class SceneReader:
         wherever the MS is invalid (nodata, NaN, alpha 0) or absent."""
         spec = self.spec
         if spec.ms_offset is None:
-            return self._padded(self.coarse_vrt, row, col, height, width)
+            data = self._padded(self.coarse_vrt, row, col, height, width)
+            if self.masks:  # the warper is told the nodata value, not the masks
+                data[:, ~self.ms_mask_on(spec.coarse.transform, row, col, height, width)] = np.nan
+            return data
         return self.read_ms(row + spec.ms_offset[0], col + spec.ms_offset[1], height, width)
 
     def read_ms(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         """A window of the MS on its own grid (may reach outside), float32, NaN wherever the MS
-        is invalid (nodata, NaN, alpha 0) or absent."""
+        is invalid (nodata, NaN, alpha 0, masked) or absent."""
         spec = self.spec
         data = self._padded(self.ms, row, col, height, width)
         invalid = np.zeros(data.shape[1:], dtype=bool)
         if spec.ms_nodata is not None and not np.isnan(spec.ms_nodata):
             invalid |= np.any(data == np.float32(spec.ms_nodata), axis=0)
-        if spec.ms_alpha is not None:
-            path, band = spec.ms_alpha
-            with rasterio.open(path) as ds:
-                alpha = self._padded(ds, row, col, height, width, indexes=[band])[0]
-            invalid |= ~(alpha > 0)
+        masked = self.ms_mask(row, col, height, width)
+        if masked is not None:
+            invalid |= ~masked
         data[:, invalid] = np.nan
         return data
+
+    def ms_mask(self, row: int, col: int, height: int, width: int) -> np.ndarray | None:
+        """Where the MS's own masks (an alpha band used as the mask, a file's internal or
+        ``.msk`` mask) call a window of the MS grid valid, True outside the MS (absence is judged
+        from the values); None when the MS has no such mask."""
+        if not self.masks:
+            return None
+        valid = np.ones((height, width), dtype=bool)
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + height, self.ms.height), min(col + width, self.ms.width)
+        if r1 > r0 and c1 > c0:
+            win = Window(c0, r0, c1 - c0, r1 - r0)
+            sl = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
+            for ds, band in self.masks:
+                if band is None:
+                    valid[sl] &= read_mask_window(ds, ds.name, win, indexes=1) > 0
+                else:
+                    valid[sl] &= read_window(ds, ds.name, win, indexes=band) > 0
+        return valid
+
+    def ms_mask_on(self, transform: Affine, row: int, col: int, height: int, width: int,
+                   decimated: bool = False) -> np.ndarray | None:
+        """:meth:`ms_mask` on a window of another grid (``transform``: the coarse grid, a scene
+        sample's): each pixel takes the mask of the MS pixel holding its centre. ``decimated``
+        reads the masks of the whole MS decimated to about twice the window's size (the scene
+        sample: memory bounded by the sample, not the scene)."""
+        if not self.masks:
+            return None
+        m, grid = self.spec.ms_grid.transform, self.spec.ms_grid
+        cols = np.floor((transform.c + transform.a * (np.arange(col, col + width) + 0.5) - m.c)
+                        / m.a).astype(int)
+        rows = np.floor((transform.f + transform.e * (np.arange(row, row + height) + 0.5) - m.f)
+                        / m.e).astype(int)
+        if not decimated:
+            r0, c0 = rows.min(), cols.min()
+            valid = self.ms_mask(r0, c0, rows.max() - r0 + 1, cols.max() - c0 + 1)
+            return valid[np.ix_(rows - r0, cols - c0)]
+        shape = min(grid.height, 2 * height), min(grid.width, 2 * width)
+        small = np.ones(shape, dtype=bool)
+        window = Window(0, 0, grid.width, grid.height)
+        for ds, band in self.masks:
+            if band is None:
+                small &= read_mask_window(ds, ds.name, window, indexes=1, out_shape=shape,
+                                          resampling=Resampling.nearest) > 0
+            else:
+                small &= read_window(ds, ds.name, window, indexes=band, out_shape=shape,
+                                     resampling=Resampling.nearest) > 0
+        valid = small[np.ix_(np.clip(rows * shape[0] // grid.height, 0, shape[0] - 1),
+                             np.clip(cols * shape[1] // grid.width, 0, shape[1] - 1))]
+        valid[(rows < 0) | (rows >= grid.height), :] = True
+        valid[:, (cols < 0) | (cols >= grid.width)] = True
+        return valid
 
     def read_ms_valid(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         """MS validity on an output-grid window, from the MS's own grid: a PAN pixel is valid when
@@ -148,13 +203,32 @@ class SceneReader:
         o, m = self.spec.out.transform, self.spec.ms_grid.transform
         cols = np.floor((o.c + o.a * (np.arange(col, col + width) + 0.5) - m.c) / m.a).astype(int)
         rows = np.floor((o.f + o.e * (np.arange(row, row + height) + 0.5) - m.f) / m.e).astype(int)
+        if self.spec.ms_shift is not None:
+            rows, cols = self._edge_clamped(rows, cols, row, col, height, width)
         r0, c0 = rows.min(), cols.min()
         data = self._padded(self.ms, r0, c0, rows.max() - r0 + 1, cols.max() - c0 + 1)
         valid = np.all(np.isfinite(data), axis=0)
         nodata = self.spec.ms_nodata
         if nodata is not None and not np.isnan(nodata):
             valid &= np.all(data != np.float32(nodata), axis=0)
+        masked = self.ms_mask(r0, c0, *valid.shape)
+        if masked is not None:
+            valid &= masked
         return valid[np.ix_(rows - r0, cols - c0)]
+
+    def _edge_clamped(self, rows, cols, row, col, height, width):
+        """MS indices of a registration-corrected grid with the strip that the correction
+        uncovered at the MS's edges mapped onto the edge pixel: PAN pixels inside the MS footprint
+        as the files give it stay valid (filled as the scene's edge is), never cropped."""
+        spec, o = self.spec, self.spec.out.transform
+        dy, dx = spec.ms_shift
+        m = Affine.translation(dx * o.a, dy * o.e) * spec.ms_grid.transform  # the files' grid
+        c_orig = np.floor((o.c + o.a * (np.arange(col, col + width) + 0.5) - m.c) / m.a)
+        r_orig = np.floor((o.f + o.e * (np.arange(row, row + height) + 0.5) - m.f) / m.e)
+        h, w = spec.ms_grid.height, spec.ms_grid.width
+        rows = np.where((r_orig >= 0) & (r_orig < h), np.clip(rows, 0, h - 1), rows)
+        cols = np.where((c_orig >= 0) & (c_orig < w), np.clip(cols, 0, w - 1), cols)
+        return rows, cols
 
     def _padded(self, ds, row, col, height, width, indexes=None) -> np.ndarray:
         """A window of ``ds`` as float32, NaN where it falls outside the dataset."""
@@ -168,6 +242,26 @@ class SceneReader:
             out[:, r0 - row : r1 - row, c0 - col : c1 - col] = read_window(
                 ds, what, Window(c0, r0, c1 - c0, r1 - r0), indexes=indexes, out_dtype="float32")
         return out
+
+
+def _mask_sources(spec: SceneSpec) -> list[tuple]:
+    """Open handles on the MS's own masks: ``(dataset, band)`` for an alpha band used as the
+    mask (valid where above 0), ``(dataset, None)`` for a file's internal or ``.msk`` mask
+    (valid where not 0). A nodata value is compared directly, not read as a mask; a band marked
+    alpha that is read as a spectral band (the scene's detection decided) is no mask either."""
+    found = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        if spec.ms_alpha is not None:
+            found.append((rasterio.open(spec.ms_alpha[0]), spec.ms_alpha[1]))
+        for path in ms_files(spec):
+            ds = rasterio.open(path)
+            flags = ds.mask_flag_enums[0]
+            if MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags:
+                found.append((ds, None))
+            else:
+                ds.close()
+    return found
 
 
 _local = threading.local()

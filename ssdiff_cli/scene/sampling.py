@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
@@ -73,17 +74,26 @@ def scene_sample(spec: SceneSpec, max_side: int = 1024) -> SceneSample:
     valid = pan_valid & np.all(np.isfinite(ms), axis=0)
     if spec.ms_nodata is not None:
         valid &= np.all(ms != spec.ms_nodata, axis=0)
+    # the averaging read above knows the nodata value, not the MS's alpha band or mask
+    masked = reader.ms_mask_on(coarse.transform @ Affine.scale(extra), 0, 0, h, w, decimated=True)
+    if masked is not None:
+        valid &= masked
     return SceneSample(pan=pan, ms=ms, valid=valid, factor=factor)
 
 
 def ms_maximum(spec: SceneSpec, rows_per_read: int = 256) -> float:
-    """The largest valid MS value over the whole MS file(s), read in strips (bounded memory)."""
+    """The largest valid MS value (nodata, alpha band and masks honoured) over the whole MS
+    file(s), read in strips (bounded memory)."""
     best = -math.inf
     what = ", ".join(ms_files(spec))
+    reader = reader_for(spec)
     with rasterio.open(spec.ms_vrt) as ds:
         for r0 in range(0, ds.height, rows_per_read):
             win = Window(0, r0, ds.width, min(rows_per_read, ds.height - r0))
             data = read_window(ds, what, win, masked=True)
+            masked = reader.ms_mask(r0, 0, int(win.height), ds.width)
+            if masked is not None:
+                data = np.ma.masked_array(data, np.ma.getmaskarray(data) | ~masked)
             if data.count():
                 best = max(best, float(data.max()))
     return best

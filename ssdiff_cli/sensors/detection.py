@@ -5,6 +5,11 @@
 to a raster); sidecar files the project parses itself (``.IMD``, ``*_MTL.txt``, ``DIM_*.XML``);
 the dataset tag ``SENSOR``; the pixel size of a georeferenced pair in a metric CRS; and finally a
 generic preset guessed from the band count and bit depth.
+
+A band GDAL marks as alpha in a one-file MS is a validity mask, not a spectral band, unless the
+sensor found needs it as a band (some tools write an RGB+NIR file as RGBA): every sensor preset is
+fitted to the MS's spectral band count first, and where none is named, a band marked alpha whose
+values look like a mask (two values, one of them 0) is taken as one (:attr:`Detection.alpha`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from ssdiff_cli.errors import BadInputError, SensorMismatchError
@@ -55,6 +61,9 @@ class Detection:
     ms_bands: int = 0
     ratio: int = 0
     notes: list[str] = field(default_factory=list)
+    #: The 1-based band of the (one-file) MS that is an alpha band used as the validity mask, not
+    #: a spectral band (so not counted in ``ms_bands``); None when there is none.
+    alpha: int | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,6 +81,29 @@ class _FileInfo:
     imagery: dict[str, str]
     files: list[str]
     res_m: float | None  # pixel size in metres when georeferenced in a metric CRS
+    alpha: int | None = None  # the band GDAL marks as alpha (1-based), if any
+    alpha_is_mask: bool = False  # whether its values look like a mask
+
+
+#: The alpha band is sampled in this many windows a side, each this many pixels a side.
+_ALPHA_WINDOWS, _ALPHA_WINDOW = 4, 64
+
+
+def _looks_like_mask(ds, band: int) -> bool:
+    """Whether ``band`` holds a mask rather than imagery: in a few windows spread over the file,
+    two values (one of them 0) make up at least 99 % of the pixels."""
+    from rasterio.windows import Window
+
+    size = min(_ALPHA_WINDOW, ds.width), min(_ALPHA_WINDOW, ds.height)
+    values = []
+    for i in range(_ALPHA_WINDOWS):
+        for j in range(_ALPHA_WINDOWS):
+            col = (ds.width - size[0]) * j // max(1, _ALPHA_WINDOWS - 1)
+            row = (ds.height - size[1]) * i // max(1, _ALPHA_WINDOWS - 1)
+            values.append(ds.read(band, window=Window(col, row, *size)).ravel())
+    found, counts = np.unique(np.concatenate(values), return_counts=True)
+    top = np.argsort(counts)[-2:]
+    return bool(counts[top].sum() >= 0.99 * counts.sum() and (len(found) == 1 or 0 in found[top]))
 
 
 def _open_info(path: str | Path) -> _FileInfo:
@@ -93,6 +125,8 @@ def _open_info(path: str | Path) -> _FileInfo:
                     imagery = dict(ds.tags(ns="IMAGERY"))
                 except Exception:
                     imagery = {}
+                alphas = [b for b, c in enumerate(ds.colorinterp, start=1) if c == ColorInterp.alpha]
+                alpha = alphas[-1] if alphas and ds.count > 1 else None
                 return _FileInfo(
                     path=p,
                     count=ds.count,
@@ -103,6 +137,8 @@ def _open_info(path: str | Path) -> _FileInfo:
                     imagery=imagery,
                     files=list(ds.files or []),
                     res_m=res_m,
+                    alpha=alpha,
+                    alpha_is_mask=alpha is not None and _looks_like_mask(ds, alpha),
                 )
     except RasterioIOError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -258,16 +294,41 @@ def detect_sensor(
         raise BadInputError("no multispectral file given")
     pan = _open_info(pan_path)
     ms_infos = [_open_info(p) for p in ms_paths]
-    ms_bands = sum(i.count for i in ms_infos)
+    total = sum(i.count for i in ms_infos)
     ms = ms_infos[0]
+    alpha = ms.alpha if len(ms_infos) == 1 else None
+    # Spectral band counts to fit a preset to, the likelier first: without the alpha band when it
+    # looks like a mask, else with it.
+    counts = [total] if alpha is None else [total - 1, total] if ms.alpha_is_mask else [total, total - 1]
+    ms_bands = counts[0]
     ratio = _ratio(pan, ms)
     ms_desc = (
         ms.path.name if len(ms_infos) == 1 else f"{len(ms_infos)} MS files ({ms.path.name}, ...)"
     )
     notes: list[str] = []
 
+    def fit(preset: SensorPreset) -> SensorPreset | None:
+        """``preset`` fitted to the MS's spectral bands (with or without a band marked alpha,
+        the likelier count first); sets ``ms_bands`` to the count it fits."""
+        nonlocal ms_bands
+        for n in counts:
+            p = fit_band_count(preset, n)
+            if p is not None:
+                ms_bands = n
+                return p
+        return None
+
     def done(preset: SensorPreset, source: str, reason: str) -> Detection:
         bd, bd_from = _bit_depth([pan, *ms_infos], preset)
+        mask = alpha if alpha is not None and ms_bands < total else None
+        if mask is not None:
+            notes.append(f"band {mask} of {ms.path.name} is an alpha band: the MS validity mask, "
+                         "not a spectral band")
+        elif alpha is not None:
+            why = ("its values are not a mask's" if not ms.alpha_is_mask
+                   else f"{preset.name} has {total} bands")
+            notes.append(f"band {alpha} of {ms.path.name} is marked alpha but read as a spectral "
+                         f"band ({why})")
         if preset.ratio != ratio and not preset.generic:
             notes.append(
                 f"the pixel grids give a PAN/MS ratio of {ratio}, the {preset.name} preset "
@@ -284,6 +345,7 @@ def detect_sensor(
                 *notes,
                 f"bit depth {bd if bd is not None else 'n/a (float data)'} from {bd_from}",
             ],
+            alpha=mask,
         )
 
     def named(sat: str, where: str) -> SensorPreset | None:
@@ -293,7 +355,7 @@ def detect_sensor(
         if preset is None:
             notes.append(f"{where} is not a known sensor")
             return None
-        p = fit_band_count(preset, ms_bands)
+        p = fit(preset)
         if p is None:
             notes.append(
                 f"{where} names {preset.name} ({preset.n_bands} bands) but {ms_desc} has "
@@ -304,7 +366,7 @@ def detect_sensor(
     # 1. override
     if override is not None:
         preset = get_preset(override)
-        p = fit_band_count(preset, ms_bands)
+        p = fit(preset)
         if p is None:
             raise SensorMismatchError(
                 f"sensor {preset.name} has {preset.n_bands} MS bands but {ms_desc} has "
@@ -348,7 +410,7 @@ def detect_sensor(
         match = _pixel_size_match(ms_bands, ratio, pan.res_m)
         if match is not None:
             best, others = match
-            p = fit_band_count(best, ms_bands)
+            p = fit(best)
             assert p is not None
             reason = (
                 f"no sensor metadata; {ms_bands} MS bands, ratio {ratio} and a "
