@@ -237,8 +237,11 @@ def sharpen_batch(
     the error), ``seconds``, ``tiles``, ``warnings`` (their messages) and, when done, ``report``
     (``Report.to_dict()``).
 
-    A pair whose output exists is skipped when ``skip_existing`` (otherwise ``options.overwrite``
-    decides, as for one pair). A pair that fails is recorded and the batch goes on; Ctrl-C stops
+    Before any work, every path the batch writes is checked (:func:`check_batch_paths`); with
+    ``options.quicklook``, a folder, each pair's quicklook is ``FOLDER/<output name>.png``
+    (:func:`quicklook_folder` refuses a file name or a missing folder). A pair whose output
+    exists is skipped when ``skip_existing`` (otherwise ``options.overwrite`` decides, as for
+    one pair). A pair that fails is recorded and the batch goes on; Ctrl-C stops
     it. The output's folder is created if needed. ``executor`` is shared by all pairs; with a
     :class:`~ssdiff_cli.executors.DaskExecutor`, ``options.workers`` is raised to the cluster's
     thread count.
