@@ -72,8 +72,14 @@ def main() -> None:
     from ssdiff_cli.output import check_destination
     from ssdiff_cli.training.loop import run_files
 
+    inputs = []
+    if args.init and not args.resume:  # the model fine-tuned is read: never replaced
+        from ssdiff_cli.zoo import model_files
+
+        inputs = [str(p) for p in model_files(args.init)]
     for path in run_files(Path(args.output)):
-        check_destination(path, overwrite=args.overwrite or args.resume, role="training output")
+        check_destination(path, overwrite=args.overwrite or args.resume, inputs=inputs,
+                          role="training output")
     train_generalist(scenes, cfg, init=args.init, resume=args.resume, extra=extra,
                      log=lambda m: print(m, flush=True))
 

@@ -592,3 +592,14 @@ def test_train_generalist_script_fine_tunes_with_random_phases_and_resumes(tmp_p
         assert card["families"] == ["landsat8_satellite"]
         assert card["decimation_phases"]["kinds"] == ["block", "toolbox", "jitter"]
         assert {p["kind"] for p in card["scenes"][0]["phases"]} == {"block", "toolbox", "jitter"}
+    # the model fine-tuned is an input: --overwrite does not let the run replace it
+    import shutil
+
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(shipped.with_suffix(suffix), (tmp_path / "mine").with_suffix(suffix))
+    before = (tmp_path / "mine.safetensors").read_bytes()
+    mine = str(tmp_path / "mine")
+    done = subprocess.run(base[:2] + ["-o", mine, "--init", mine, "--overwrite", "--steps", "1"],
+                          cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 3 and "train_generalist:" in done.stderr
+    assert (tmp_path / "mine.safetensors").read_bytes() == before
