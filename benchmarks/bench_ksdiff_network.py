@@ -12,17 +12,21 @@ channels-last) and the allocator set up as the CLI sets it (:mod:`ssdiff_cli.all
   denoiser (``--steps``) and the kernel generator.
 
 KSDiff's weights are random (no trained model exists yet; the cost of a pass does not depend on
-the values). Threads: ``--threads`` (1 by default, so that the machine's other users are
+the values; ``--config`` times another shape). ``--precision``: both networks under the same
+autocast (fp32 by default; ``auto`` is what ``sharpen`` picks on the machine). Threads:
+``--threads`` (1 by default, so that the machine's other users are
 spared and the figures compare like with like). Prints a table: seconds, kpx/s, parameters and
 the speed-up against the generalist.
 
     python benchmarks/bench_ksdiff_network.py
-    python benchmarks/bench_ksdiff_network.py --scene ge1_grip --threads 2
+    python benchmarks/bench_ksdiff_network.py --scene ge1_grip --threads 2 --precision auto
+    python benchmarks/bench_ksdiff_network.py --config '{"band_width": 16}'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -45,6 +49,7 @@ from ssdiff_cli.methods.generalist import Standardisation, conditions  # noqa: E
 from ssdiff_cli.methods.network import inference_network  # noqa: E402
 from ssdiff_cli.nn.ksdiff import KSDiffNetwork  # noqa: E402
 from ssdiff_cli.nn.ksdiff_config import KSDiffConfig  # noqa: E402
+from ssdiff_cli.nn.precision import PRECISIONS, precision_name, resolve_precision  # noqa: E402
 from ssdiff_cli.quality import wald  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -76,11 +81,16 @@ def best_of(repeat: int, fn) -> float:
     return min(times)
 
 
-def time_generalist(cond: dict, ratio: int, repeat: int) -> tuple[float, int]:
+def autocast(dtype):
+    """The CPU autocast of ``--precision`` (off for fp32), as ``Sampling.sample`` runs it."""
+    return torch.autocast(device_type="cpu", dtype=dtype, enabled=dtype is not None)
+
+
+def time_generalist(cond: dict, ratio: int, repeat: int, dtype) -> tuple[float, int]:
     """Seconds of one forward pass of the shipped generalist (best of ``repeat``), parameters."""
     gen = inference_network(zoo.load_checkpoint("ssdiff-generalist")[0], "cpu")
     noise = torch.randn_like(cond["base"])
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(dtype):
         t = best_of(repeat, lambda: gen(noise, 999.0, cond["base"], cond["lms"], cond["pan"],
                                         cond["pan_lp"], ratio))
     return t, params(gen)
@@ -98,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=4, help="DDIM steps of the latent prior")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                    help="both networks under this autocast (auto: what sharpen picks here)")
+    ap.add_argument("--config", default="{}", help="KSDiffConfig fields to change, as JSON")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cond, ratio = scene_inputs(args.scene, args.size)
@@ -105,16 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     px = args.size * args.size
     rows = []
 
-    rows.append(("generalist (shipped)", *time_generalist(cond, ratio, args.repeat)))
+    dtype = resolve_precision(args.precision, "cpu")
+    rows.append(("generalist (shipped)", *time_generalist(cond, ratio, args.repeat, dtype)))
 
     torch.manual_seed(0)
-    net = KSDiffNetwork(KSDiffConfig())
+    net = KSDiffNetwork(KSDiffConfig.from_dict({**KSDiffConfig().to_dict(), **json.loads(args.config)}))
     with torch.no_grad():  # random weights everywhere (the zero last layer too)
         for p in net.parameters():
             p.normal_(0.0, 0.05)
     net = inference_network(net, "cpu")
     s = args.sample
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(dtype):
         def prior():
             c = net.condition(cond["pan"][..., :s, :s], cond["lms"][..., :s, :s], ratio)
             z = diffusion.sample(lambda zt, tt: net.denoise(zt, tt, c),
@@ -132,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
     base_t = rows[0][1]
     print(f"{args.scene}: {bands} bands, ratio {ratio}, {args.size}x{args.size} PAN px, "
-          f"{args.threads} thread(s), torch {torch.__version__}, best of {args.repeat}")
+          f"{args.threads} thread(s), {precision_name(dtype)}, torch {torch.__version__}, "
+          f"best of {args.repeat}; ksdiff config changes {args.config}")
     print(f"{'network':44s} {'seconds':>8s} {'kpx/s':>8s} {'params':>9s} {'vs generalist':>14s}")
     for name, t, n in rows:
         rate = f"{px / t / 1e3:8.1f}" if "prior" not in name else f"{'-':>8s}"
