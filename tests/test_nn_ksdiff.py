@@ -208,6 +208,26 @@ def test_the_config_round_trips_through_json_and_the_network_refuses_what_it_can
         net.kernels(torch.zeros(1, 16, 15))
 
 
+def test_weights_round_trip_through_safetensors_and_shapes_come_from_the_meta_device(tmp_path):
+    """What the zoo needs: the shapes from a network built on the meta device (nothing
+    allocated) equal the real one's, and the weights save and load without pickle."""
+    from safetensors.torch import load_file, save_file
+
+    cfg = KSDiffConfig(widths=(8, 16, 32), tokens=8)
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in KSDiffNetwork(cfg).state_dict().items()}
+    net = _randomized(cfg)
+    assert shapes == {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    save_file(net.state_dict(), tmp_path / "w.safetensors")
+    torch.manual_seed(5)
+    other = KSDiffNetwork(cfg).eval()
+    other.load_state_dict(load_file(tmp_path / "w.safetensors"))
+    x, pan = torch.randn(1, 3, 16, 16), torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        z = torch.rand(1, 8, 16) * 2 - 1
+        assert torch.equal(net(x, x, pan, x, 2, net.kernels(z)), other(x, x, pan, x, 2, other.kernels(z)))
+
+
 # ------------------------------------------------------------------ real scenes
 @requires_data
 def test_an_untrained_model_returns_the_base_exactly_on_a_real_crop():
