@@ -5,7 +5,8 @@ Three ways in, one table out:
 - :func:`evaluate_reduced`: the Wald protocol. The pair is degraded by the ratio with the
   sensor's MTF-matched filters, each method fuses the degraded pair *through the same pipeline as
   ``sharpen``* (files, tiling, COG), and the result is scored against the original MS (SAM,
-  ERGAS, Q2n, SCC, Q, PSNR).
+  ERGAS, Q2n, SCC, Q, PSNR). ``protocol="ssdiff"`` degrades and scores as ssdiff always has;
+  ``protocol="toolbox"`` exactly as the pansharpening toolbox does (:data:`PROTOCOLS`).
 - :func:`evaluate_full`: each method fuses the pair at full resolution and is scored without a
   reference (D_lambda Khan, D_s, HQNR, and the classic QNR).
 - :func:`evaluate_images`: score an image made by any tool, against a reference
@@ -26,10 +27,12 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from ssdiff_cli.errors import BadInputError
+from ssdiff_cli.errors import BadInputError, UsageError
 from ssdiff_cli.pipeline import SharpenOptions, sharpen
 from ssdiff_cli.quality import indices, wald
+from ssdiff_cli.quality.reduced import toolbox_reduced_resolution
 from ssdiff_cli.scene import Scene, fill_values, prepare_scene, read_arrays, read_tile, reader_for
+from ssdiff_cli.scene.grid import LOCAL_CRS
 from ssdiff_cli.sensors import generic_preset, get_preset
 
 #: Which way each index improves, for marking the best value of a column.
@@ -38,6 +41,28 @@ HIGHER_IS_BETTER = {"Q2n": True, "SCC": True, "Q_mean": True, "PSNR_mean": True,
                     "QNR_D_lambda": False, "QNR_D_s": False, "seconds": False}
 REDUCED_COLUMNS = ("SAM", "ERGAS", "Q2n", "SCC", "Q_mean", "PSNR_mean")
 FULL_COLUMNS = ("D_lambda", "D_s", "HQNR", "QNR")
+
+#: Reduced-resolution protocols (``evaluate --protocol``), and what each does.
+PROTOCOLS = {
+    "ssdiff": "MTF-matched Gaussians evaluated at each block's centre, then decimation; the "
+              "degraded pair keeps the scene's georeferencing; every valid pixel scored, SCC over "
+              "the interior with reflected edges, Q2n on whole 32x32 blocks",
+    "toolbox": "the pansharpening toolbox's (reference section 9): genMTF's Kaiser-windowed FIR "
+               "(41x41, edges replicated) for the MS and MTF_PAN's for the PAN, nearest "
+               "decimation keeping samples ratio/2 + ratio*k; the degraded pair handed to each "
+               "method without georeferencing; both images cut by 21 px (dim_cut), Q2n on "
+               "mirror-padded 32x32 blocks of uint16 values, SCC.m's zero-padded Sobel, Q on "
+               "sliding 32x32 windows",
+}
+
+#: How the bench may georeference a toolbox-degraded pair instead of handing it bare (never
+#: what the toolbox does; for measuring a method apart from its phase finding): ``samples``
+#: puts each degraded sample where the degradation took it from (the PAN's half an original
+#: PAN pixel, the MS's half an original MS pixel past their blocks' centres: the MS then lies
+#: ``0.5 - 0.5/ratio`` PAN px from a block-centred reading); ``reference`` keeps the PAN on the
+#: reference's grid and puts the MS where the reference has it (0.5 PAN px: the convention of
+#: the toolbox's own interp23tap).
+PLACEMENTS = ("samples", "reference")
 
 
 @dataclass
@@ -117,31 +142,79 @@ def _preset_name(preset) -> str | None:
         return None
 
 
+def _degraded_grids(scene: Scene, protocol: str, placement: str | None):
+    """Transforms of the degraded PAN and MS and their CRS: the scene's own (coarsened) for the
+    ``ssdiff`` protocol, none for the ``toolbox`` one (its pairs carry no georeferencing) unless
+    the bench asks for a ``placement`` (:data:`PLACEMENTS`)."""
+    r, spec = scene.ratio, scene.spec
+    if protocol == "toolbox":
+        if placement is None:
+            return Affine.identity(), Affine.identity(), None
+        if placement not in PLACEMENTS:
+            raise UsageError(f"placement {placement!r}: choose one of {', '.join(PLACEMENTS)}")
+        t = spec.out.transform if spec.georeferenced else Affine.identity()
+        pan_shift = 0.5 if placement == "samples" else 0.0  # original PAN px
+        pan_t = t @ Affine.translation(pan_shift, pan_shift) @ Affine.scale(r)
+        ms_t = t @ Affine.translation(0.5 * r, 0.5 * r) @ Affine.scale(r * r)
+        return pan_t, ms_t, spec.out.crs or LOCAL_CRS
+    if spec.georeferenced:
+        pan_t = spec.coarse.transform
+        return pan_t, pan_t @ Affine.scale(r), spec.out.crs
+    # no georeferencing: grids related by their sizes, as for the original pair
+    return Affine.identity(), Affine.identity(), spec.out.crs
+
+
+def _score_reduced(protocol: str, fused, ref, ratio: int, mask, data_range, name: str) -> dict:
+    """The reduced-resolution indices under ``protocol`` (the toolbox's conventions, or ssdiff's
+    streamed scorer); a reference too small for the toolbox's border cut is a one-line error."""
+    if protocol != "toolbox":
+        return indices.reduced_resolution(fused, ref, ratio, mask=mask, data_range=data_range)
+    try:
+        return toolbox_reduced_resolution(fused, ref, ratio, mask=mask, data_range=data_range)
+    except ValueError as exc:
+        raise BadInputError(f"{name}: {exc}") from None
+
+
 def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
                      options: SharpenOptions | None = None, progress: Callable | None = None,
-                     keep: dict | None = None) -> Evaluation:
+                     keep: dict | None = None, protocol: str = "ssdiff",
+                     placement: str | None = None) -> Evaluation:
     """Wald protocol: degrade, fuse the degraded pair with each method via ``sharpen``, score.
 
+    ``protocol`` (:data:`PROTOCOLS`): ``"ssdiff"`` degrades with
+    :func:`ssdiff_cli.quality.wald.degrade_pair` and scores with
+    :func:`ssdiff_cli.quality.indices.reduced_resolution`, the degraded pair keeping the scene's
+    georeferencing. ``"toolbox"`` follows the toolbox's reduced-resolution demo: the pair degraded
+    by :func:`ssdiff_cli.quality.wald.degrade_pair_toolbox` and handed to each method as the
+    toolbox hands it to an outside method, without georeferencing (a method must find the MS/PAN
+    phase itself; ``options``, e.g. registration settings, pass through), then scored by
+    :func:`ssdiff_cli.quality.reduced.toolbox_reduced_resolution` (``flag_cut_bounds = 1``,
+    ``dim_cut = 21``, ``Qblocks_size = 32``, ``thvalues = 0``). Masks (the toolbox has none)
+    exclude invalid pixels under both. ``placement`` (toolbox only, for benches: never what the
+    toolbox does) georeferences the degraded pair instead (:data:`PLACEMENTS`).
+
     ``keep``, when given, receives the arrays used (reference, lms and each fused image) for
-    quicklooks.
+    quicklooks, and the degraded pair (``"degraded"``, a :class:`ssdiff_cli.quality.wald.ReducedPair`).
     """
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol {protocol}: choose one of {', '.join(PROTOCOLS)}")
     scene, detection, _ = prepare_scene(pan, ms, sensor)
     preset, r = detection.preset, scene.ratio
     pan_a, pan_valid, ms_a, ms_valid = read_arrays(scene.spec)
-    pair = wald.degrade_pair(pan_a, ms_a, r, preset.ms_gnyq, preset.pan_gnyq,
-                             pan_valid=pan_valid, ms_valid=ms_valid)
+    degrade = wald.degrade_pair_toolbox if protocol == "toolbox" else wald.degrade_pair
+    pair = degrade(pan_a, ms_a, r, preset.ms_gnyq, preset.pan_gnyq,
+                   pan_valid=pan_valid, ms_valid=ms_valid)
     ref = pair.reference
     ref_valid = pair.reference_valid
-    if scene.spec.georeferenced:
-        pan_t = scene.spec.coarse.transform
-        ms_t = pan_t @ Affine.scale(r)
-    else:  # no georeferencing: grids related by their sizes, as for the original pair
-        pan_t = ms_t = Affine.identity()
-    crs = scene.spec.out.crs
+    pan_t, ms_t, crs = _degraded_grids(scene, protocol, placement)
     data_range = float(2**detection.bit_depth - 1) if detection.bit_depth else None
     ev = Evaluation("reduced", REDUCED_COLUMNS + ("seconds",))
     ev.details = {"sensor": preset.name, "ratio": r, "reference_shape": list(ref.shape),
-                  "pan": str(pan), "ms": [str(p) for p in scene.ms_paths]}
+                  "pan": str(pan), "ms": [str(p) for p in scene.ms_paths],
+                  "protocol": {"name": protocol, "conventions": PROTOCOLS[protocol],
+                               **({"placement": placement} if placement else {})},
+                  "mtf_gnyq": {"ms": [float(g) for g in preset.ms_gnyq],
+                               "pan": float(preset.pan_gnyq)}}
     with tempfile.TemporaryDirectory(prefix="ssdiff-eval-") as tmp:
         tmp = Path(tmp)
         lr_pan, lr_ms = tmp / "pan_lr.tif", tmp / "ms_lr.tif"
@@ -159,8 +232,8 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
             fused, mask = fused[:, :h, :w], fused_valid[:h, :w]
             if ref_valid is not None:
                 mask = mask & ref_valid[:h, :w]
-            scores = indices.reduced_resolution(fused, ref[:, :h, :w], r, mask=mask,
-                                                data_range=data_range)
+            scores = _score_reduced(protocol, fused, ref[:, :h, :w], r, mask, data_range,
+                                    str(scene.ms_paths[0]))
             scores["seconds"] = report.seconds
             name = "upsample (no fusion)" if method == "upsample" else method
             if method == "upsample" and "upsample" not in methods:
@@ -172,6 +245,7 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
                 keep["reference"] = ref[:, :h, :w]
                 keep["mask"] = mask
                 keep["rgb"] = preset.rgb
+                keep["degraded"] = pair
     return ev
 
 
@@ -392,9 +466,15 @@ def _open_checked(path: Path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(path, NUM_THREADS="ALL_CPUS")
+            ds = rasterio.open(path, NUM_THREADS="ALL_CPUS")
     except rasterio.errors.RasterioIOError:
         raise BadInputError(f"{path}: not a raster GDAL can read") from None
+    complex_types = [t for t in ds.dtypes if "complex" in t]
+    if complex_types:  # scored as their real part, silently, they would mean nothing
+        ds.close()
+        raise BadInputError(f"{path}: has complex values ({complex_types[0]}); give real-valued "
+                            "imagery (e.g. its amplitude)")
+    return ds
 
 
 def _plain(scores: dict) -> dict:

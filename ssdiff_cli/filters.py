@@ -1,4 +1,5 @@
-"""Separable filters on image arrays: MTF-matched Gaussians, decimation and cubic upsampling.
+"""Separable filters on image arrays: MTF-matched Gaussians, decimation and upsampling (cubic and
+its GDAL siblings, and the toolbox's 23-tap kernel at any phase).
 
 All functions work on ``(..., H, W)`` float arrays and treat the last two axes as rows and
 columns. Grids are *area-centred*: low-resolution pixel ``k`` covers high-resolution pixels
@@ -21,6 +22,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from ssdiff_cli.toolbox_filters import INTERP23_REACH, interp23_weights
 
 #: Number of taps of the MTF-matched Gaussian filters (the toolbox's choice).
 MTF_TAPS = 41
@@ -270,13 +273,27 @@ def _bspline_weights(t: np.ndarray) -> np.ndarray:
     return np.where(d <= 1, 2 / 3 - d**2 + d**3 / 2, (2 - d) ** 3 / 6)
 
 
-#: Upsampling kernels of ``-r/--resampling`` (GDAL's names), each 4 taps at offsets -1..2.
+#: Upsampling kernels of ``-r/--resampling`` (GDAL's names, and the toolbox's ``interp23tap``):
+#: each a function of the fractional position ``t`` giving the weights of the coarse pixels at
+#: offsets ``1 - reach .. reach`` (:func:`kernel_reach`: 2 for the 4-tap kernels).
 UPSAMPLING_KERNELS = {
     "nearest": _nearest_weights,
     "bilinear": _bilinear_weights,
     "cubic": _cubic_weights,
     "cubicspline": _bspline_weights,
+    "interp23tap": interp23_weights,
 }
+
+#: Reach of the kernels that are not 4 taps long.
+_KERNEL_REACH = {"interp23tap": INTERP23_REACH}
+
+
+def kernel_reach(kernel: str) -> int:
+    """Coarse pixels an upsampling kernel reads on either side of a sample (the margin a tile
+    read needs around its window): 2 for the 4-tap kernels, 8 for ``interp23tap``."""
+    if kernel not in UPSAMPLING_KERNELS:
+        raise ValueError(f"unknown upsampling kernel {kernel!r}")
+    return _KERNEL_REACH.get(kernel, 2)
 
 
 def upsample_cubic(img: np.ndarray, ratio: int, rows: tuple[int, int] | None = None,
@@ -314,6 +331,7 @@ def upsample_axis(img: np.ndarray, ratio: int, axis: int = -1,
     if not 0.0 <= phase < 1.0:
         raise ValueError(f"phase {phase} not in [0, 1)")
     weights = UPSAMPLING_KERNELS[kernel]
+    reach = kernel_reach(kernel)
     x = np.asarray(img, dtype=np.float32)
     vertical = _check_axis(x, axis)
     n = x.shape[-2] if vertical else x.shape[-1]
@@ -321,19 +339,19 @@ def upsample_axis(img: np.ndarray, ratio: int, axis: int = -1,
     if start % ratio or not 0 <= start <= stop <= n * ratio:
         raise ValueError(f"output span {start}..{stop} not within 0..{n * ratio} on the coarse grid")
     per_block = max(1, _BLOCK_OUT // ratio)  # coarse pixels whose fine pixels make one block
-    # fine pixel r*k + p lies at coarse position k + pos_p and reads coarse k + base_p - 1 ..
-    # k + base_p + 2, with base_p in {-1, 0} (and 1 with a phase): a block reads 2 coarse pixels
-    # either side of it (3 after it with a phase)
+    # fine pixel r*k + p lies at coarse position k + pos_p and reads coarse k + base_p + 1 -
+    # reach .. k + base_p + reach, with base_p in {-1, 0} (and 1 with a phase): a block reads
+    # `reach` coarse pixels either side of it (one more after it with a phase)
     positions = [(p + 0.5) / ratio - 0.5 + phase for p in range(ratio)]
     extra = 1 if max(math.floor(pos) for pos in positions) > 0 else 0
-    band = np.zeros((per_block + 4 + extra, per_block * ratio), np.float32)
+    band = np.zeros((per_block + 2 * reach + extra, per_block * ratio), np.float32)
     for p, pos in enumerate(positions):
         base = math.floor(pos)
         w = weights(np.array(pos - base))
         for k in range(per_block):
-            for m, wm in zip(range(-1, 3), w):
-                band[k + base + m + 2, ratio * k + p] = wm
-    first = start // ratio - 2
+            for m, wm in zip(range(1 - reach, reach + 1), w):
+                band[k + base + m + reach, ratio * k + p] = wm
+    first = start // ratio - reach
     return _banded_product(x, band, vertical, stop - start, first, per_block, symmetric_index, out)
 
 
@@ -437,4 +455,3 @@ def _fill_window(arr: np.ndarray, valid: np.ndarray, fallback, iterations: int) 
         known |= grow
     fb = np.broadcast_to(np.asarray(fallback, dtype=np.float32).reshape(-1, 1, 1), out.shape)
     return np.where(known, out, fb)
-

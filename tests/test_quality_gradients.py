@@ -8,7 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from ssdiff_cli.quality.gradients import Moments, SccAccumulator, sobel_dtype, sobel_rows
+from ssdiff_cli.quality.gradients import (
+    Moments,
+    SccAccumulator,
+    sobel_dtype,
+    sobel_rows,
+    sobel_zero_padded,
+)
 from ssdiff_cli.quality.reference import scc, scc_pearson
 from ssdiff_cli.quality.strips import worker_pool
 
@@ -21,6 +27,19 @@ def test_sobel_rows_is_scipys_sobel_magnitude():
 
     expected = np.stack([mag(b) for b in a])
     assert sobel_rows(a) == pytest.approx(expected[:, 1:-1], rel=1e-12, abs=1e-12)
+
+
+def test_sobel_zero_padded_is_imfilter_with_fspecial_sobel():
+    """MATLAB's ``imfilter(I, fspecial('sobel'))`` (and the transpose): correlation, zero padding."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    a = np.random.default_rng(1).normal(5.0, 1.0, size=(2, 9, 13))
+    k = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
+    gy = np.stack([ndimage.correlate(b, k, mode="constant") for b in a])
+    gx = np.stack([ndimage.correlate(b, k.T, mode="constant") for b in a])
+    np.testing.assert_allclose(sobel_zero_padded(a), np.hypot(gx, gy), rtol=1e-13, atol=1e-12)
+    # the border sees the zeros: a constant image has gradients there, none inside
+    flat = sobel_zero_padded(np.full((1, 6, 6), 10.0))
+    assert (flat[0, 1:-1, 1:-1] == 0).all() and (flat[0, 0] > 0).all()
 
 
 def test_sobel_dtype():

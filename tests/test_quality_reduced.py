@@ -1,5 +1,6 @@
 """The reduced-resolution scorer on synthetic images: strips against the whole-array
-definitions, thread count, the PSNR peak, empty masks and misuse."""
+definitions, thread count, the PSNR peak, empty masks and misuse; the toolbox's conventions
+(border cut, padded Q2n blocks) as formulas."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import numpy as np
 import pytest
 
 from ssdiff_cli.quality import reference as ref
-from ssdiff_cli.quality.reduced import ReducedScorer, reduced_resolution
+from ssdiff_cli.quality.reduced import (
+    ReducedScorer,
+    reduced_resolution,
+    toolbox_cut,
+    toolbox_q2n,
+    toolbox_reduced_resolution,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +74,35 @@ def test_misuse_is_an_error(pair):
         sc.update(f[:, 20:52], r[:, 20:52])
     with pytest.raises(ValueError, match="one shape"):
         reduced_resolution(f, r[:, :-1], 4)
+
+
+def test_toolbox_cut_is_matlabs_dim_cut_to_end_minus_dim_cut():
+    a = np.arange(100 * 90).reshape(1, 100, 90)
+    cut = toolbox_cut(a, 21)  # MATLAB a(21:end-21, 21:end-21): 1-based, inclusive
+    assert cut.shape == (1, 100 - 41, 90 - 41)
+    assert cut[0, 0, 0] == a[0, 20, 20] and cut[0, -1, -1] == a[0, 100 - 22, 90 - 22]
+    assert toolbox_cut(a, 0) is a
+
+
+def test_toolbox_q2n_pads_blocks_by_reflection_and_casts_to_uint16(pair):
+    f, r, _ = pair  # 100 x 70: blocks of 32 leave 4 rows and 6 columns over
+    f = np.nan_to_num(f)
+    got = toolbox_q2n(f, r, 32)
+    pad = ((0, 0), (0, 28), (0, 26))  # to 128 x 96, mirrored with the edge pixels repeated
+    fp = np.pad(np.floor(np.clip(f, 0, 65535) + 0.5), pad, mode="symmetric")
+    rp = np.pad(np.floor(np.clip(r, 0, 65535) + 0.5), pad, mode="symmetric")
+    assert got == pytest.approx(ref.q2n(fp, rp, 32), rel=1e-12)
+    assert got != pytest.approx(ref.q2n(f, r, 32), rel=1e-6)  # the project's drops the leftovers
+
+
+def test_toolbox_scores_are_the_definitions_on_the_cut_images(pair):
+    f, r, mask = pair
+    got = toolbox_reduced_resolution(f, r, 4, mask=mask, cut=5, block=32)
+    fc, rc, mc = toolbox_cut(f, 5), toolbox_cut(r, 5), toolbox_cut(mask, 5)
+    assert got["ERGAS"] == pytest.approx(ref.ergas(fc, rc, 4, mc), rel=1e-12)
+    assert got["SAM"] == pytest.approx(ref.sam(fc, rc, mc), rel=1e-12)
+    assert got["SCC"] == pytest.approx(ref.scc_toolbox(fc, rc, mc), rel=1e-12)
+    assert got["Q_mean"] == pytest.approx(float(np.mean(ref.q_index(fc, rc, 32, 1, mc))), rel=1e-12)
+    assert got["Q2n"] == pytest.approx(toolbox_q2n(fc, rc, 32, mc), rel=1e-12)
+    with pytest.raises(ValueError, match="border cut"):
+        toolbox_reduced_resolution(f[:, :60, :60], r[:, :60, :60], 4)  # 60 - 41 < 32

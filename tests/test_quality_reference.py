@@ -1,5 +1,6 @@
 """Whole-array definitions of the indices on synthetic images: analytic values, the sliding
-UIQI against a window-by-window computation, masks, and the QNR's injectable UIQI."""
+UIQI against a window-by-window computation, masks, and the QNR's injectable UIQI; the
+toolbox's SCC against the project's on a real fusion."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from ssdiff_cli import filters
+from ssdiff_cli import filters, toolbox_filters
 from ssdiff_cli.quality import reference as ref
+from ssdiff_cli.quality import wald
+from tests.conftest import requires_data, scene_paths
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +102,52 @@ def test_qnr_parts_use_an_injected_uiqi():
     assert ref.d_lambda_qnr(F, ms, 4, uiqi_fn=fake) == pytest.approx(0.25)
     assert len(seen) == 2 * 3  # three pairs, each at PAN and MS resolution
     assert ref.d_s_qnr(F, pan, ms, 4, 0.15, pan_lr=pan[::4, ::4], uiqi_fn=fake) == pytest.approx(0.25)
+
+
+@pytest.fixture(scope="module")
+def real_fusion():
+    """A real fusion and its reference: ge1_grip degraded as the toolbox does, fused by detail
+    injection on interp23tap's lms (the toolbox's MTF-GLP, unit gains)."""
+    import rasterio
+
+    pan_path, ms_path = scene_paths("ge1_grip")
+    with rasterio.open(pan_path) as p, rasterio.open(ms_path) as m:
+        pan, ms = p.read(1).astype(np.float64)[:512, :512], m.read().astype(np.float64)[:, :128, :128]
+    pair = wald.degrade_pair_toolbox(pan, ms, 4, [0.23] * 4, 0.16)
+    lms = toolbox_filters.interp23tap(pair.ms, 4)
+    pan_lp = toolbox_filters.interp23tap(toolbox_filters.toolbox_degrade(pair.pan, 0.23, 4), 4)
+    return lms + (pair.pan - pan_lp)[None], pair.reference.astype(np.float64)
+
+
+@requires_data
+def test_toolbox_scc_on_a_real_fusion_counts_the_zero_padded_border(real_fusion):
+    """``scc_toolbox`` is SCC.m: crop to [2:end-1], zero-padded Sobel of the crop, uncentred
+    inner product. On a real fusion it differs from the project's SCC (interior pixels, reflected
+    edges) only through the crop's border: restricted to the crop's inside they agree."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    f, r = real_fusion
+    k = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
+
+    def grad(img):
+        c = img[:, 1:-1, 1:-1]
+        return np.stack([np.hypot(ndimage.correlate(b, k, mode="constant"),
+                                  ndimage.correlate(b, k.T, mode="constant")) for b in c])
+
+    gf, gr = grad(f), grad(r)
+    matlab = float((gf * gr).sum() / math.sqrt((gf**2).sum() * (gr**2).sum()))
+    toolbox = ref.scc_toolbox(f, r)
+    assert toolbox == pytest.approx(matlab, rel=1e-12)
+    ours = ref.scc(f, r)
+    assert 0.7 < ours < 1 and 0.7 < toolbox < 1
+    assert abs(toolbox - ours) > 1e-4  # the border counts in the toolbox's
+    inside = (slice(None), slice(1, -1), slice(1, -1))
+    gi, ri = gf[inside], gr[inside]
+    same = float((gi * ri).sum() / math.sqrt((gi**2).sum() * (ri**2).sum()))
+    # the project's SCC over the pixels whose 3x3 neighbourhood avoids the outer ring: the
+    # toolbox crop's inside, where both take the same gradients
+    off_ring = np.zeros(f.shape[1:], bool)
+    off_ring[1:-1, 1:-1] = True
+    assert ref.scc(f, r, mask=off_ring) == pytest.approx(same, rel=1e-9)
+    mask = np.ones(f.shape[1:], bool)
+    mask[:, :3] = False  # a masked band of columns: the toolbox SCC skips its neighbourhood
+    assert ref.scc_toolbox(f, r, mask) != toolbox

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssdiff_cli import filters
+from ssdiff_cli import filters, toolbox_filters
 from ssdiff_cli.quality import indices as qi
 from ssdiff_cli.quality import wald
 from tests.conftest import DATA, requires_data
@@ -184,3 +184,48 @@ def test_phased_degradation_moves_the_samples_by_the_phase():
         for d in ((0.3, -0.45), (-1.2, 0.7)):
             moved = wald.degrade_phased(plane, 0.3, r, d) - filters.degrade(plane, 0.3, r)
             np.testing.assert_allclose(moved[4:-4, 4:-4], 0.5 * d[0] + 2.0 * d[1], atol=1e-3)
+
+
+@requires_data
+@pytest.mark.parametrize("scene, ratio", [("ge1_grip", 4), ("l7_fusebox/07", 2)])
+def test_toolbox_pair_is_the_fir_then_nearest_decimation(scene, ratio):
+    """The toolbox's degradation on a real pair: each band filtered with genMTF's FIR of its own
+    gain (edges replicated: scipy's ``mode='nearest'``), the PAN with MTF_PAN's, then the samples
+    ``ratio // 2 + ratio * k`` kept; the reference is the cropped MS."""
+    from scipy import ndimage
+
+    pan, _ = _read(scene, "pan")
+    ms, _ = _read(scene, "ms")
+    gains, pan_g = [0.23, 0.25, 0.27, 0.29, 0.31, 0.33][: ms.shape[0]], 0.16
+    pair = wald.degrade_pair_toolbox(pan, ms, ratio, gains, pan_g)
+    cpan, cms = wald.crop_pair(pan, ms, ratio)
+    assert pair.pan.shape == (cpan.shape[0] // ratio, cpan.shape[1] // ratio)
+    assert pair.ms.shape == (ms.shape[0], cms.shape[1] // ratio, cms.shape[2] // ratio)
+    np.testing.assert_array_equal(pair.reference, cms)
+    s = ratio // 2
+    k = toolbox_filters.toolbox_mtf_kernel(pan_g, ratio)
+    direct = ndimage.correlate(cpan.astype(np.float64), k, mode="nearest")[s::ratio, s::ratio]
+    np.testing.assert_allclose(pair.pan, direct, rtol=1e-6, atol=1e-4)
+    for b in (0, ms.shape[0] - 1):
+        kb = toolbox_filters.toolbox_mtf_kernel(gains[b], ratio)
+        direct = ndimage.correlate(cms[b].astype(np.float64), kb, mode="nearest")[s::ratio, s::ratio]
+        np.testing.assert_allclose(pair.ms[b], direct, rtol=1e-6, atol=1e-4)
+    # not ssdiff's own degradation: another filter and another sampling phase
+    assert np.abs(pair.ms - wald.degrade_pair(pan, ms, ratio, gains, pan_g).ms).max() > 1.0
+
+
+@requires_data
+def test_toolbox_pair_masks_keep_nodata_out_of_valid_pixels_wv3():
+    pan, pnd = _read("wv3_cristianics", "pan")
+    ms, mnd = _read("wv3_cristianics", "ms")
+    pan[:, :40] = pnd  # a nodata margin (the scene's own nodata is only a few pixels)
+    ms[:, :, :10] = mnd
+    pv, mv = pan != pnd, (ms != mnd).all(axis=0)
+    pair = wald.degrade_pair_toolbox(pan, ms, 4, 0.33, 0.14, pan_valid=pv, ms_valid=mv)
+    assert pair.pan_valid.shape == (140, 144) and not pair.pan_valid.all() and pair.pan_valid.any()
+    pan2, ms2 = pan.copy(), ms.copy()
+    pan2[~pv] = 1e7
+    ms2[:, ~mv] = -1e7
+    pair2 = wald.degrade_pair_toolbox(pan2, ms2, 4, 0.33, 0.14, pan_valid=pv, ms_valid=mv)
+    np.testing.assert_allclose(pair2.pan[pair.pan_valid], pair.pan[pair.pan_valid], rtol=1e-5)
+    np.testing.assert_allclose(pair2.ms[:, pair.ms_valid], pair.ms[:, pair.ms_valid], rtol=1e-5)

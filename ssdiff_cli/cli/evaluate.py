@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,14 @@ from ssdiff_cli.cli.options import (
 from ssdiff_cli.cli.reporting import print_json, progress_bar, reporting
 
 
+class Protocol(str, Enum):
+    """``evaluate --protocol``: how ``--reduced`` degrades and scores (the library's
+    ``evaluate.PROTOCOLS``; listed here so that ``--help`` needs no import of the library)."""
+
+    ssdiff = "ssdiff"
+    toolbox = "toolbox"
+
+
 def evaluate(
     fused: Annotated[list[Path] | None, typer.Argument(
         help="Fused image(s) made by any tool, scored with --reference or --pan/--ms.",
@@ -33,6 +42,10 @@ def evaluate(
         show_default=False)] = None,
     method: Annotated[list[EvalMethod] | None, typer.Option(
         "--method", "-m", help="Method to evaluate; repeat for several.")] = None,
+    protocol: Annotated[Protocol, typer.Option(
+        help="--reduced: ssdiff (its own degradation and scoring) or toolbox (the pansharpening "
+        "toolbox's: FIR, nearest decimation, pair without georeferencing, 21-px border cut, its "
+        "Q2n and SCC).")] = Protocol.ssdiff,
     model: Annotated[str | None, typer.Option(help="Model for -m ssdiff (zoo name or path).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, max=1000, help="DDIM steps for -m ssdiff.")] = None,
     adapt: Annotated[int | None, typer.Option(
@@ -52,12 +65,14 @@ def evaluate(
     """Score methods or fused images with SAM, ERGAS, Q2n, SCC, Q, PSNR, D_lambda, D_s, HQNR, QNR."""
     with reporting(quiet):
         from ssdiff_cli import evaluate as ev_lib
-        from ssdiff_cli.errors import BadInputError
+        from ssdiff_cli.errors import BadInputError, UsageError
         from ssdiff_cli.pipeline import SharpenOptions, default_workers
 
         modes = sum(x is not None for x in (reduced, full)) + bool(fused)
         if modes != 1:
             raise BadInputError("give exactly one of --reduced PAN MS, --full PAN MS, or FUSED...")
+        if protocol is not Protocol.ssdiff and reduced is None:
+            raise UsageError(f"--protocol {protocol.value} applies to --reduced only")
         methods = [m.value for m in method] if method else ["gsa", "mtf-glp"]
         model_options = {k: v for k, v in (("model", model), ("steps", steps), ("adapt", adapt))
                          if v is not None}
@@ -73,7 +88,8 @@ def evaluate(
         with progress_bar(not quiet, "evaluate") as progress:
             if reduced is not None:
                 result = ev_lib.evaluate_reduced(reduced[0], [reduced[1]], methods, sensor,
-                                                 options, progress, keep)
+                                                 options, progress, keep,
+                                                 protocol=protocol.value)
             elif full is not None:
                 result = ev_lib.evaluate_full(full[0], [full[1]], methods, sensor, options,
                                               progress, keep)
@@ -93,8 +109,10 @@ def evaluate(
 def _print_table(result) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{result.protocol} resolution" if result.protocol != "reference"
-                  else "against the reference", show_lines=False)
+    title = f"{result.protocol} resolution" if result.protocol != "reference" else "against the reference"
+    if result.protocol == "reduced":
+        title += f", {result.details['protocol']['name']} protocol"
+    table = Table(title=title, show_lines=False)
     table.add_column("method / image")
     for c in result.columns:
         table.add_column(c, justify="right")

@@ -20,10 +20,10 @@ def get_method(name: str, **options) -> FusionMethod:
         return Brovey(weights=options.get("weights"))
     if key == "gsa":
         return GSA()
-    if key in ("mtf-glp", "mtf-glp-hpm"):
-        return MTFGLP("hpm")
+    if key in ("mtf-glp", "mtf-glp-hpm"):  # one method, HPM injection (the toolbox's name too)
+        return MTFGLP("hpm", matched=True)
     if key == "mtf-glp-fs":
-        return MTFGLP("fs")
+        return MTFGLP("fs", matched=True)
     if key == "upsample":
         return Upsample()
     if key == "ssdiff":

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssdiff_cli import filters
+from ssdiff_cli import filters, toolbox_filters
 from ssdiff_cli.errors import UsageError
 from ssdiff_cli.methods.base import FusionMethod, SceneContext
-from ssdiff_cli.scene import TileData
+from ssdiff_cli.quality.wald import degrade_phased
+from ssdiff_cli.scene import TileData, fill_values, read_tile
 
 _EPS = 1e-6
 #: HPM modulation is trusted where the equalised PAN low-pass is above this fraction of the
@@ -22,6 +23,9 @@ HPM_FLOOR = 0.2
 #: Largest HPM modulation: no output pixel exceeds HPM_MAX_GAIN times the upsampled MS there
 #: (nor goes below 0 where it is >= 0), whatever the denominators.
 HPM_MAX_GAIN = 4.0
+#: Side (PAN px) of the central window on which a matched MTF-GLP-FS measures its full-scale
+#: injection gains (the whole scene when smaller).
+FS_WINDOW = 1024
 
 
 def _valid_pixels(ctx: SceneContext) -> tuple[np.ndarray, np.ndarray]:
@@ -116,31 +120,55 @@ class MTFGLP(FusionMethod):
     """MTF-matched generalized Laplacian pyramid (Aiazzi et al. 2006).
 
     For each band the PAN is low-passed with a Gaussian matched to that band's MTF gain at
-    Nyquist, decimated by the ratio and interpolated back (cubic), giving ``PAN_LP_i``; the PAN is
+    Nyquist, decimated by the ratio and interpolated back, giving ``PAN_LP_i``; the PAN is
     equalised to the band (mean and standard deviation on the scene sample). Injection:
 
     - ``hpm`` (default): ``F_i = MS_i * PAN_i / PAN_LP_i`` (high-pass modulation), the ratio
       taken unequalised (``PAN / PAN_LP``) where the equalised low-pass is below
       ``HPM_FLOOR`` x the band's mean, and clipped to ``[0, HPM_MAX_GAIN]``: so
       ``0 <= F_i <= HPM_MAX_GAIN * MS_i`` at every pixel (no spikes from tiny denominators);
-    - ``fs``: ``F_i = MS_i + g_i (PAN_i - PAN_LP_i)`` with ``g_i`` the regression of ``MS_i`` on
-      the degraded PAN over the scene (full-scale regression gains).
+    - ``fs``: ``F_i = MS_i + g_i (PAN_i - PAN_LP_i)`` with ``g_i`` a regression gain.
+
+    ``matched=False`` (what the generalist model was trained on, and computes as its base):
+    ``PAN_LP`` is the PAN degraded at each block's centre and interpolated back with cubic
+    convolution; the FS gain is the regression of ``MS_i`` on the PAN averaged onto the MS grid
+    (the scene sample).
+
+    ``matched=True`` (the classical methods): the low-pass is made the way the MS was, as the
+    toolbox's MTF-GLP does it: the Gaussian has the toolbox FIR's width
+    (:func:`ssdiff_cli.toolbox_filters.toolbox_gaussian_gnyq`), the PAN is decimated at the MS's own
+    sample positions (the scene's sub-pixel phase, :func:`ssdiff_cli.quality.wald.degrade_phased`)
+    and interpolated back with the kernel and phase that bring the MS onto the PAN grid
+    (``-r``); the FS gain is the toolbox's full-scale one (Vivone 2018),
+    ``g_i = cov(lms_i, PAN) / cov(PAN_LP_i, PAN)`` on the PAN grid, measured once per scene on a
+    central window of up to :data:`FS_WINDOW` px.
     """
 
     name = "mtf-glp"
 
-    def __init__(self, injection: str = "hpm"):
+    def __init__(self, injection: str = "hpm", matched: bool = False):
         if injection not in ("hpm", "fs"):
             raise ValueError(f"MTF-GLP injection must be 'hpm' or 'fs', not {injection!r}")
         self.injection = injection
+        self.matched = matched
+        self.kernel = "cubic"
+        self.phase = (0.0, 0.0)
 
     def prepare(self, ctx: SceneContext) -> None:
-        """Equalisation statistics, MTF gains and (FS) injection gains from the sample."""
+        """Equalisation statistics, MTF gains and (FS) injection gains from the sample; a matched
+        method also takes the scene's upsampling kernel and phase, and its full-scale gains."""
         gnyq = getattr(ctx.sensor, "ms_gnyq", None)
         bands = ctx.scene.bands
         gnyq = gnyq if gnyq is not None and len(gnyq) == bands else [0.3] * bands
+        if self.matched:
+            spec = ctx.scene.spec
+            self.kernel = spec.resampling
+            sub = spec.ms_subpixel
+            self.phase = (0.0, 0.0) if sub is None else (float(sub[2]), float(sub[3]))
         pan, ms = _valid_pixels(ctx)
         self.fit(pan, ms, ctx.scene.ratio, gnyq)
+        if self.matched and self.injection == "fs":
+            self.gains = self._full_scale_gains(ctx)
 
     def fit(self, pan: np.ndarray, ms: np.ndarray, ratio: int, gnyq) -> None:
         """Learn the statistics from valid PAN values ``(n,)`` (averaged onto the MS grid) and
@@ -159,9 +187,37 @@ class MTFGLP(FusionMethod):
         pan_eq = (pan - pan.mean())[None] * self.scale[:, None] + ms_mean[:, None]
         cov = ((ms - ms_mean[:, None]) * (pan_eq - pan_eq.mean(axis=1, keepdims=True))).mean(1)
         self.gains = (cov / np.maximum(pan_eq.var(axis=1), _EPS)).astype(np.float32)
-        # Halo: the MTF filter's support plus the cubic interpolator's, plus the hole fill.
+        # Halo: the MTF filter's support plus the interpolator's (one coarse pixel more with a
+        # phase), plus the hole fill.
         self.align = self.ratio
-        self.halo = filters.support(self.ratio) + 3 * self.ratio + 12
+        self.halo = filters.support(self.ratio) + (filters.kernel_reach(self.kernel) + 1) * self.ratio + 12
+
+    def _full_scale_gains(self, ctx: SceneContext) -> np.ndarray:
+        """The toolbox's full-scale FS gains ``cov(lms_i, PAN) / cov(PAN_LP_i, PAN)``, measured on
+        the valid pixels of a central window (read with a halo, so that the window's edges are
+        filtered as inside a tile)."""
+        spec, r = ctx.scene.spec, self.ratio
+        h = min(FS_WINDOW, spec.out.height) // r * r
+        w = min(FS_WINDOW, spec.out.width) // r * r
+        row = (spec.out.height - h) // 2 // r * r
+        col = (spec.out.width - w) // 2 // r * r
+        halo = -(-self.halo // r) * r
+        tile = read_tile(spec, row - halo, col - halo, h + 2 * halo, w + 2 * halo,
+                         fill_values(ctx.sample))
+        inner = (slice(halo, halo + h), slice(halo, halo + w))
+        pan_lp = self.pan_lowpass(tile.pan)[:, inner[0], inner[1]]
+        valid = tile.valid[inner]
+        if not valid.any():
+            return self.gains
+        pan = tile.pan[inner][valid].astype(np.float64)
+        pan = pan - pan.mean()
+        gains = np.empty(len(self.gnyq), np.float32)
+        for i in range(len(self.gnyq)):
+            lms = tile.lms[i][inner][valid].astype(np.float64)
+            lp = pan_lp[i][valid].astype(np.float64)
+            den = float(np.dot(lp - lp.mean(), pan))
+            gains[i] = float(np.dot(lms - lms.mean(), pan)) / den if abs(den) > _EPS else 0.0
+        return gains
 
     def pan_lowpass(self, pan: np.ndarray) -> np.ndarray:
         """``PAN_LP_i`` (C, H, W): the PAN degraded with band i's MTF and interpolated back
@@ -173,6 +229,13 @@ class MTFGLP(FusionMethod):
             key = round(float(g), 6)
             if key in done:
                 out[i] = out[done[key]]
+            elif self.matched:
+                # the samples where the MS has its own: output k of degrade_phased lies at
+                # r*k + (r-1)/2 + d, and the upsampling phase puts MS pixel k at r*k + (r-1)/2 - r*phase
+                d = (-r * self.phase[0], -r * self.phase[1])
+                low = degrade_phased(pan, toolbox_filters.toolbox_gaussian_gnyq(key), r, d)
+                out[i] = filters.upsample(low, r, kernel=self.kernel, phase=self.phase)
+                done[key] = i
             else:
                 out[i] = filters.upsample_cubic(filters.degrade(pan, key, r), r)
                 done[key] = i
@@ -198,17 +261,24 @@ class MTFGLP(FusionMethod):
                 ratio_map = np.divide(pan_eq, lp_eq, out=raw, where=ok)
                 np.clip(ratio_map, 0.0, HPM_MAX_GAIN, out=ratio_map)
                 out[i] = lms[i] * ratio_map
+            elif self.matched:
+                out[i] = lms[i] + self.gains[i] * (pan - pan_lp[i])
             else:
                 out[i] = lms[i] + self.gains[i] * (pan_eq - lp_eq)
         return out
 
     def describe(self) -> dict:
-        """Name, injection scheme, MTF gains."""
-        return {
+        """Name, injection scheme, MTF gains (and, matched, the low-pass's kernel and phase)."""
+        out = {
             "name": self.name,
             "injection": self.injection,
             "ms_gnyq": [float(g) for g in self.gnyq],
         }
+        if self.matched:
+            out.update(matched=True, kernel=self.kernel, phase=[round(p, 6) for p in self.phase])
+            if self.injection == "fs":
+                out["gains"] = [round(float(g), 6) for g in self.gains]
+        return out
 
 
 class Upsample(FusionMethod):

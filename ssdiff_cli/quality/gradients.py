@@ -230,3 +230,17 @@ class SccAccumulator:
             self.every.merge(every)
             self.inner.merge(inner)
 
+
+
+def sobel_zero_padded(img: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude of ``img`` ``(C, H, W)`` as MATLAB's ``imfilter`` gives it with
+    ``fspecial('sobel')`` and its transpose (correlation, **zero padding**, same size):
+    ``sqrt(gy^2 + gx^2)``, float64. Pixels on the border see zeros outside the image, so their
+    gradients carry the image's own level (what the toolbox's SCC counts)."""
+    x = np.pad(np.asarray(img, np.float64), ((0, 0), (1, 1), (1, 1)))
+    up, mid, dn = x[:, :-2], x[:, 1:-1], x[:, 2:]
+    rows = up + 2.0 * mid + dn  # vertical smoothing for the column gradient
+    diff = up - dn  # fspecial('sobel') = [1 2 1; 0 0 0; -1 -2 -1]: row above minus row below
+    gy = diff[:, :, :-2] + 2.0 * diff[:, :, 1:-1] + diff[:, :, 2:]
+    gx = rows[:, :, :-2] - rows[:, :, 2:]
+    return np.sqrt(gx * gx + gy * gy)

@@ -1,6 +1,8 @@
 """Reduced-resolution (Wald protocol) indices, streamed: :class:`ReducedScorer` accumulates SAM,
 ERGAS, Q2n, SCC, Q and PSNR over row strips; :func:`reduced_resolution` runs it over whole
-(possibly memory-mapped, integer) arrays, one strip at a time in floating point."""
+(possibly memory-mapped, integer) arrays, one strip at a time in floating point.
+:func:`toolbox_reduced_resolution` scores whole arrays with the pansharpening toolbox's own
+conventions instead (border cut, padded Q2n blocks, its SCC), for ``--protocol toolbox``."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import math
 
 import numpy as np
 
+from . import reference
 from .blocks import block_valid, q_q2n_sums
 from .gradients import SccAccumulator
 from .masks import as_mask
@@ -145,3 +148,80 @@ def reduced_resolution(
             sl = slice(y, y + step)
             sc.update(F[:, sl], R[:, sl], None if mask is None else mask[sl], pool)
     return sc.result()
+
+
+#: The toolbox's reduced-resolution demo (``Demo_Reduced_Resolution`` / ``indexes_evaluation``):
+#: ``flag_cut_bounds = 1, dim_cut = 21`` (both images cut to ``dim_cut:end-dim_cut``, MATLAB's
+#: 1-based inclusive range: 20 rows and columns off the top and left, 21 off the bottom and
+#: right) and ``Qblocks_size = 32`` (Q2n on 32x32 blocks shifted by 32).
+TOOLBOX_CUT = 21
+TOOLBOX_BLOCK = 32
+
+
+def toolbox_cut(arr: np.ndarray, cut: int = TOOLBOX_CUT) -> np.ndarray:
+    """The last two axes of ``arr`` cut as the toolbox's ``indexes_evaluation`` does,
+    ``arr(dim_cut:end-dim_cut, dim_cut:end-dim_cut)`` (``cut = 0``: unchanged). A view."""
+    if cut <= 0:
+        return arr
+    return arr[..., cut - 1 : arr.shape[-2] - cut, cut - 1 : arr.shape[-1] - cut]
+
+
+def toolbox_q2n(F: np.ndarray, R: np.ndarray, block: int = TOOLBOX_BLOCK,
+                mask: np.ndarray | None = None) -> float:
+    """Q2n as the toolbox's ``q2n.m`` computes it: both images extended at the bottom and the
+    right by mirror reflection (edge pixels repeated) to whole blocks, cast to ``uint16``
+    (rounded, negatives to 0: the toolbox's cast, harmless for integer data, a quantisation for
+    small float values), then the hypercomplex UIQI on ``block x block`` blocks
+    (:func:`ssdiff_cli.quality.reference.q2n`). A mask (the toolbox has none) is extended the
+    same way; blocks holding an invalid pixel are skipped."""
+    h, w = F.shape[-2:]
+    ph, pw = -h % block, -w % block
+    pad = ((0, 0), (0, ph), (0, pw))
+
+    def cast(a):
+        a = np.pad(np.asarray(a, np.float64), pad, mode="symmetric")
+        return np.floor(np.clip(np.nan_to_num(a), 0.0, 65535.0) + 0.5)
+
+    m = None if mask is None else np.pad(as_mask(mask, (h, w)), pad[1:], mode="symmetric")
+    return reference.q2n(cast(F), cast(R), block, m)
+
+
+def toolbox_reduced_resolution(F: np.ndarray, R: np.ndarray, ratio: int,
+                               mask: np.ndarray | None = None, data_range: float | None = None,
+                               cut: int = TOOLBOX_CUT, block: int = TOOLBOX_BLOCK) -> dict:
+    """The reduced-resolution indices of ``F`` against ``R`` (``(C, H, W)``) with the
+    pansharpening toolbox's conventions (reference §9, ``indexes_evaluation.m`` as its
+    reduced-resolution demo calls it): both images cut by :func:`toolbox_cut` (``cut``, 21),
+    then SAM and ERGAS (the same formulas as :mod:`ssdiff_cli.quality.reference`), Q2n by
+    :func:`toolbox_q2n` (``block``, 32), SCC by
+    :func:`ssdiff_cli.quality.reference.scc_toolbox`, ``Q_mean`` the band mean of the UIQI on
+    sliding 32x32 windows (the toolbox's ``Q.m`` / ``img_qi``). Values are not clipped to the
+    dynamic range (``thvalues = 0``). ``PSNR`` (not a toolbox index) is computed on the cut
+    images as elsewhere. ``mask`` (the toolbox has none) excludes pixels as in
+    :func:`reduced_resolution`.
+
+    Raises ``ValueError`` when the cut leaves less than one block.
+    """
+    if F.shape != R.shape or F.ndim != 3:
+        raise ValueError(f"F and R must be (C, H, W) of one shape, got {F.shape} and {R.shape}")
+    f = toolbox_cut(np.asarray(F, np.float64), cut)
+    r = toolbox_cut(np.asarray(R, np.float64), cut)
+    if min(f.shape[-2:]) < block:
+        raise ValueError(f"{R.shape[2]}x{R.shape[1]} px leave {max(0, f.shape[2])}x"
+                         f"{max(0, f.shape[1])} after the toolbox's {cut}-px border cut: "
+                         f"less than one {block}x{block} block")
+    m = None if mask is None else toolbox_cut(as_mask(mask, F.shape[1:]), cut)
+    peak = data_range if data_range is not None else float(r[:, m].max() if m is not None else r.max())
+    q = reference.q_index(f, r, block, stride=1, mask=m)
+    psnr_b = reference.psnr(f, r, peak, m)
+    return {
+        "SAM": reference.sam(f, r, m),
+        "ERGAS": reference.ergas(f, r, ratio, m),
+        "Q2n": toolbox_q2n(f, r, block, m),
+        "SCC": reference.scc_toolbox(f, r, m),
+        "SCC_ssdiff": reference.scc(f, r, m),
+        "Q": [float(v) for v in q],
+        "Q_mean": float(np.mean(q)),
+        "PSNR": [float(v) for v in psnr_b],
+        "PSNR_mean": float(np.mean(psnr_b)),
+    }

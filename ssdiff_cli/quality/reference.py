@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import filters
 from .blocks import block_valid, q_q2n_sums, uiqi_moments
-from .gradients import SccAccumulator
+from .gradients import SccAccumulator, sobel_zero_padded
 from .masks import as_mask, full_res_masks
 from .pixels import spectral_angles
 
@@ -126,13 +126,31 @@ def q_index(
 
 
 def scc(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Spatial Correlation Coefficient as the pansharpening toolbox's ``SCC.m`` computes it (the
-    value published tables report): the Sobel gradient magnitudes ``sqrt(Gx^2 + Gy^2)`` of ``F``
-    and ``R`` compared by their uncentred normalised inner product
-    ``sum(gF gR) / sqrt(sum(gF^2) sum(gR^2))``, pooled over all bands, over the interior pixels
-    (``[2:end-1]``: not the image's first and last rows and columns, where the toolbox's zero
-    padding would count) whose 3x3 neighbourhood is valid. Ideal 1."""
+    """Spatial Correlation Coefficient with the toolbox's formula (``SCC.m``): the Sobel gradient
+    magnitudes ``sqrt(Gx^2 + Gy^2)`` of ``F`` and ``R`` compared by their uncentred normalised
+    inner product ``sum(gF gR) / sqrt(sum(gF^2) sum(gR^2))``, pooled over all bands, over the
+    interior pixels (``[2:end-1]``) whose 3x3 neighbourhood is valid, gradients taken with
+    reflected edges. The toolbox instead crops to the interior first and filters the crop with
+    zero padding, so the crop's own border (gradients of the image's level against zero) counts
+    there: :func:`scc_toolbox`. Ideal 1."""
     return _scc_of(F, R, mask).scc()
+
+
+def scc_toolbox(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """SCC exactly as the toolbox's ``SCC.m`` computes it (reference §9): both images cropped to
+    ``[2:end-1]`` first, the crop filtered with ``fspecial('sobel')`` and its transpose with zero
+    padding (:func:`ssdiff_cli.quality.gradients.sobel_zero_padded`), then
+    ``sum(gF gR) / sqrt(sum(gF^2) sum(gR^2))`` over all bands and pixels, no mean removed. With
+    a ``mask`` (the toolbox has none) only crop pixels whose 3x3 neighbourhood is valid count
+    (neighbours in the zero padding count as valid). Ideal 1."""
+    f = sobel_zero_padded(np.asarray(F)[:, 1:-1, 1:-1])
+    r = sobel_zero_padded(np.asarray(R)[:, 1:-1, 1:-1])
+    mask = as_mask(mask, F.shape[1:])
+    if mask is not None:
+        keep = filters.erode(mask[1:-1, 1:-1], 1)
+        f, r = f[:, keep], r[:, keep]
+    den = math.sqrt(float(np.vdot(f, f)) * float(np.vdot(r, r)))
+    return float(np.vdot(f, r)) / den if den > 0 else math.nan
 
 
 def scc_pearson(F: np.ndarray, R: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import filters
+from .. import filters, toolbox_filters
 
 
 @dataclass(frozen=True)
@@ -159,24 +159,23 @@ def degrade_pair(
     pan, ms = crop_pair(pan, ms, ratio)
     pan_lr = degrade_phased(pan, pan_gnyq, ratio, pan_phase)
     ms_lr = degrade_phased(ms, ms_gnyq, ratio, ms_phase)
+    return _reduced(pan_lr, ms_lr, ms, ratio, pan.shape, pan_valid, ms_valid)
+
+
+def _reduced(pan_lr, ms_lr, reference, ratio: int, pan_shape, pan_valid, ms_valid) -> ReducedPair:
+    """A :class:`ReducedPair` of degraded arrays and the cropped ``reference``, with the masks
+    (given on the original grids) degraded by :func:`degrade_mask`."""
     pv = mv = rv = None
     if pan_valid is not None:
-        pv = degrade_mask(np.asarray(pan_valid)[: pan.shape[0], : pan.shape[1]], ratio)
+        pv = degrade_mask(np.asarray(pan_valid)[: pan_shape[0], : pan_shape[1]], ratio)
     if ms_valid is not None:
         m = np.asarray(ms_valid, dtype=bool)
         if m.ndim == 3:
             m = m.all(axis=0)
-        rv = m[: ms.shape[-2], : ms.shape[-1]]
+        rv = m[: reference.shape[-2], : reference.shape[-1]]
         mv = degrade_mask(rv, ratio)
-    return ReducedPair(
-        pan=pan_lr,
-        ms=ms_lr,
-        reference=ms,
-        ratio=ratio,
-        pan_valid=pv,
-        ms_valid=mv,
-        reference_valid=rv,
-    )
+    return ReducedPair(pan=pan_lr, ms=ms_lr, reference=reference, ratio=ratio, pan_valid=pv,
+                       ms_valid=mv, reference_valid=rv)
 
 
 def upsample_ms(ms: np.ndarray, ratio: int) -> np.ndarray:
@@ -187,3 +186,34 @@ def upsample_ms(ms: np.ndarray, ratio: int) -> np.ndarray:
     substitute, so absolute index values differ slightly from the toolbox's.
     """
     return filters.upsample_cubic(ms, ratio)
+
+
+def degrade_pair_toolbox(
+    pan: np.ndarray,
+    ms: np.ndarray,
+    ratio: int,
+    ms_gnyq,
+    pan_gnyq: float,
+    pan_valid: np.ndarray | None = None,
+    ms_valid: np.ndarray | None = None,
+) -> ReducedPair:
+    """The reduced-resolution pair as the pansharpening toolbox makes it (reference §9): each
+    MS band and the PAN filtered with the toolbox's MTF-matched FIR of its own gain
+    (:func:`ssdiff_cli.toolbox_filters.toolbox_lowpass`: ``genMTF`` / ``MTF_PAN``, edges replicated),
+    then decimated by nearest neighbour (:func:`ssdiff_cli.toolbox_filters.decimate_nearest`: samples
+    ``ratio // 2 + ratio * k``). Sizes are cropped first as by :func:`degrade_pair`, and masks
+    degraded as there; arrays come back float32.
+
+    The PAN follows §9 (``MTF_PAN`` then nearest decimation: ``resize_images`` with
+    ``flag_PAN_MTF = 1``). The toolbox's ``resize_images`` defaults to ``flag_PAN_MTF = 0``,
+    which decimates the PAN with ``imresize(.., 1/ratio)`` (antialiased bicubic, block-centred)
+    instead; that variant is not reproduced here.
+    """
+    pan = np.asarray(pan)
+    ms = np.asarray(ms)
+    if pan.ndim != 2 or ms.ndim != 3:
+        raise ValueError(f"expected PAN (H, W) and MS (C, h, w), got {pan.shape} and {ms.shape}")
+    pan, ms = crop_pair(pan, ms, ratio)
+    pan_lr = toolbox_filters.toolbox_degrade(pan, pan_gnyq, ratio).astype(np.float32)
+    ms_lr = toolbox_filters.toolbox_degrade(ms, ms_gnyq, ratio).astype(np.float32)
+    return _reduced(pan_lr, ms_lr, ms, ratio, pan.shape, pan_valid, ms_valid)

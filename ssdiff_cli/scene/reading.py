@@ -303,10 +303,6 @@ def read_arrays(spec: SceneSpec, row: int = 0, col: int = 0, height: int | None 
     return pan, pan_valid, ms, ms_valid
 
 
-#: Coarse pixels read around a tile for the cubic interpolator's support (offsets -1..+2).
-_CUBIC_MARGIN = 2
-
-
 def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
               fill_values: tuple[np.ndarray, float], want_ms: bool = False,
               lms_out: np.ndarray | None = None) -> TileData:
@@ -327,7 +323,7 @@ def read_tile(spec: SceneSpec, row: int, col: int, height: int, width: int,
     pan, pan_valid = reader.read_pan(row, col, height, width)
     # Read enough coarse margin that the hole fill near the window's edge sees what a larger
     # window would see (tile invariance), then keep only the interpolator's margin.
-    m, extra = _CUBIC_MARGIN, FILL_ITERATIONS
+    m, extra = filters.kernel_reach(spec.resampling), FILL_ITERATIONS  # the kernel's support
     big = m + extra
     ms_means, pan_mean = fill_values
     inner = (slice(m, -m), slice(m, -m))
