@@ -11,7 +11,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +75,9 @@ class SharpenOptions:
     bands: list[int] | None = None
     #: ``--nodata``: the inputs' nodata value (a number, ``nan`` or ``none``).
     nodata: float | str | None = None
-    #: ``-r``: the MS upsampling kernel (classical methods and upsample).
-    resampling: str = "cubic"
+    #: ``-r``: the MS upsampling kernel (classical methods and upsample); None: the method's own
+    #: (``default_resampling``: interp23tap for MTF-GLP and MTF-GLP-FS, cubic otherwise).
+    resampling: str | None = None
     #: ``--coregister``: measure where the MS lies on the PAN grid (always) and move it there:
     #: ``auto`` when the measurement is confident, ``on`` whenever measured, ``off`` never.
     coregister: str = "auto"
@@ -273,9 +274,9 @@ def sharpen(
         get_method(opts.method)  # an unknown name fails before any file is opened
     scene, detection, sample = prepare_scene(
         pan, ms, opts.sensor, opts.extent, bands=opts.bands, nodata=opts.nodata,
-        resampling=opts.resampling, bit_depth=opts.bit_depth)
+        resampling=opts.resampling or "cubic", bit_depth=opts.bit_depth)
     name = resolve_method(opts.method, scene, detection)
-    if name == "ssdiff" and opts.resampling != "cubic":
+    if name == "ssdiff" and opts.resampling not in (None, "cubic"):
         raise UsageError(f"-r {opts.resampling}: the SSDiff model was trained on cubic upsampling; "
                          "-r applies to the classical methods (choose one with -m)")
     method_options = opts.method_options if name == "ssdiff" else {
@@ -289,7 +290,7 @@ def sharpen(
     if registration.applied:
         scene, detection, sample = prepare_scene(
             pan, ms, opts.sensor, opts.extent, bands=opts.bands, nodata=opts.nodata,
-            resampling=opts.resampling, bit_depth=opts.bit_depth,
+            resampling=opts.resampling or "cubic", bit_depth=opts.bit_depth,
             ms_shift=(registration.dy, registration.dx))
         registration.residual = measure_registration(scene.spec, detection.preset.ms_gnyq)
         coreg_note = (f"registration: measured {registration.summary()}; MS moved by "
@@ -297,6 +298,9 @@ def sharpen(
                       f"({registration.reason}); now {registration.residual.summary()}")
     elif opts.coregister != "off":
         coreg_note = f"registration: MS left where the grids put it ({registration.reason})"
+    kernel = opts.resampling or getattr(method, "default_resampling", "cubic")
+    if scene.spec.resampling != kernel:  # -r not given: the method's own kernel
+        scene.spec = replace(scene.spec, resampling=kernel)
     report = Report(
         pan=str(pan),
         ms=[str(p) for p in scene.ms_paths],

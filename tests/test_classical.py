@@ -100,3 +100,18 @@ def test_matched_low_pass_samples_the_pan_where_the_ms_has_its_samples():
     assert base.kernel == "cubic" and base.phase == (0.0, 0.0)
     np.testing.assert_array_equal(base.pan_lowpass(tile.pan)[0],
                                   filters.upsample_cubic(filters.degrade(tile.pan, g, r), r))
+
+
+def test_mtf_glp_methods_default_to_the_23_tap_interpolator(tmp_path):
+    """Without ``-r`` the MTF-GLPs bring the MS onto the PAN grid with interp23tap (and their
+    low-pass with it); ``-r`` still chooses; the other classical methods keep cubic."""
+    for method in ("mtf-glp-fs", "mtf-glp"):
+        default = _run("landsat8_satellite", tmp_path / f"{method}.tif", method=method)
+        assert default.method["kernel"] == "interp23tap", default.method
+        chosen = _run("landsat8_satellite", tmp_path / f"{method}_c.tif", method=method,
+                      resampling="cubic")
+        assert chosen.method["kernel"] == "cubic"
+        with rasterio.open(tmp_path / f"{method}.tif") as a, rasterio.open(tmp_path / f"{method}_c.tif") as b:
+            assert not np.array_equal(a.read(), b.read())
+    assert get_method("gsa").__dict__.get("default_resampling", "cubic") == "cubic"
+    assert MTFGLP("fs").default_resampling == "cubic"  # the generalist's base

@@ -90,8 +90,9 @@ def sharpen(
     nodata: Annotated[str | None, typer.Option(
         "--nodata", help="Nodata value of the inputs (a number, nan, or none to ignore theirs).")
     ] = None,
-    resampling: Annotated[Resampling, typer.Option(
-        "--resampling", "-r", help="MS upsampling of the classical methods.")] = Resampling.cubic,
+    resampling: Annotated[Resampling | None, typer.Option(
+        "--resampling", "-r", help="MS upsampling of the classical methods (default: interp23tap "
+        "for mtf-glp and mtf-glp-fs, cubic otherwise).", show_default=False)] = None,
     weights: Annotated[list[float] | None, typer.Option(
         "--weight", "-w", help="Brovey pseudo-PAN weight, once per band (as gdal_pansharpen -w).")] = None,
     force: Annotated[bool, typer.Option(help="Fuse even when misregistration is refused.")] = False,
@@ -149,7 +150,7 @@ def sharpen(
             quicklook=str(quicklook) if quicklook else None,
             adapt_objective=adapt_objective.value,
             bit_depth=bit_depth, scale=scale, bands=bands, nodata=_nodata_value(nodata),
-            resampling=resampling.value, coregister=coregister.value,
+            resampling=resampling.value if resampling else None, coregister=coregister.value,
             output_format=output_format.value if output_format else None,
             creation_options=parse_creation_options(creation_options),
         )
