@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ssdiff_cli.errors import ModelError
+from ssdiff_cli.errors import DegenerateOutputError, ModelError, SsdiffWarning
 from ssdiff_cli.files import umask_mode
+from ssdiff_cli.json_files import read_json_object
 
 CARD_VERSION = 1
 
@@ -83,6 +85,8 @@ class ModelCard:
     @classmethod
     def from_dict(cls, data: dict, source: str = "card") -> ModelCard:
         """Rebuild from JSON, with a clear error for missing keys."""
+        if not isinstance(data, dict):
+            raise ModelError(f"{source}: model card is a JSON {type(data).__name__}, not an object")
         required = ("name", "sensor", "band_names", "bands", "ratio", "normalisation", "model")
         missing = [k for k in required if k not in data]
         if missing:
@@ -113,13 +117,58 @@ def _finite_numbers(value, where: str, source: str) -> None:
             _finite_numbers(item, where, source)
 
 
+#: The JSON type each card field must have.
+_FIELD_TYPES = {"name": str, "sensor": str, "description": str, "band_names": list,
+                "model": dict, "normalisation": dict, "diffusion": dict, "sampling": dict,
+                "training": dict, "metrics": dict}
+
+
+def _check_field_types(card: ModelCard, source: str) -> None:
+    """Every field of a card has its JSON type (a string, a list of strings, an object)."""
+    for name, kind in _FIELD_TYPES.items():
+        if not isinstance(getattr(card, name), kind):
+            word = {str: "a string", list: "a list", dict: "an object"}[kind]
+            raise ModelError(f"{source}: '{name}' is {getattr(card, name)!r:.40}; it must be "
+                             f"{word}")
+    for name, values in (("band_names", card.band_names),
+                         ("training.terms", card.training.get("terms", []))):
+        if (not isinstance(values, list) or len(values) > SIZE_LIMITS["bands"][1]
+                or not all(isinstance(v, str) for v in values)):
+            raise ModelError(f"{source}: '{name}' must be a list of at most "
+                             f"{SIZE_LIMITS['bands'][1]} strings")
+    if not _is_int(card.card_version):
+        raise ModelError(f"{source}: card_version is {card.card_version!r}; a whole number")
+
+
+def _check_schedule(card: ModelCard, source: str) -> None:
+    """The card's diffusion schedule builds, and its sampling starts at a timestep it has
+    (``sampling.t_start``: from ``steps - 1`` to ``T - 1``, as DDIM needs)."""
+    import numpy as np
+
+    from ssdiff_cli.diffusion import DiffusionConfig, cosine_betas
+
+    try:
+        config = DiffusionConfig.from_dict(card.diffusion)
+        betas = cosine_betas(config.num_train_timesteps, config.cosine_s, config.max_beta)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{source}: bad diffusion section ({exc})") from None
+    if not (np.isfinite(betas).all() and ((betas >= 0) & (betas < 1)).all()):
+        raise ModelError(f"{source}: its diffusion section gives no valid noise schedule")
+    steps, t_start = card.sampling.get("steps", 1), card.sampling.get("t_start")
+    big_t = config.num_train_timesteps
+    if t_start is not None and (not _is_int(t_start) or not steps - 1 <= t_start <= big_t - 1):
+        raise ModelError(f"{source}: sampling.t_start is {t_start!r}; it must be a whole number "
+                         f"from {steps - 1} to {big_t - 1}")
+
+
 def validate_card(card: ModelCard, source: str = "card") -> None:
-    """Check a card before anything is built from it (exit 6 on failure): size fields are whole
-    numbers within :data:`SIZE_LIMITS`, numbers are finite, the normalisation scale is positive,
-    sampling steps are within ``1..MAX_STEPS``. A generalist card (:func:`is_generalist`) has
-    ``bands`` and ``ratio`` 0, meaning "any", and its own normalisation, ``band-standardised``."""
-    if not isinstance(card.model, dict) or not isinstance(card.normalisation, dict):
-        raise ModelError(f"{source}: 'model' and 'normalisation' must be JSON objects")
+    """Check a card before anything is built from it (exit 6 on failure): every field has its
+    JSON type, size fields are whole numbers within :data:`SIZE_LIMITS`, numbers are finite, the
+    normalisation scale is positive, sampling steps are within ``1..MAX_STEPS``, the diffusion
+    schedule builds and sampling starts at one of its timesteps. A generalist card
+    (:func:`is_generalist`) has ``bands`` and ``ratio`` 0, meaning "any", and its own
+    normalisation, ``band-standardised``."""
+    _check_field_types(card, source)
     generalist = is_generalist(card)
     top = {} if generalist else {"bands": card.bands, "ratio": card.ratio}
     for where, section in (("", top), ("model.", card.model)):
@@ -145,13 +194,14 @@ def validate_card(card: ModelCard, source: str = "card") -> None:
     elif not (generalist and kind == "band-standardised"):
         kinds = "band-standardised" if generalist else "fixed or scene"
         raise ModelError(f"{source}: unknown normalisation kind {kind!r} ({kinds})")
-    steps = card.sampling.get("steps", 1) if isinstance(card.sampling, dict) else None
+    steps = card.sampling.get("steps", 1)
     if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
         raise ModelError(f"{source}: sampling.steps is {steps!r}; it must be from 1 to {MAX_STEPS}")
-    big_t = card.diffusion.get("num_train_timesteps", 1000) if isinstance(card.diffusion, dict) else None
+    big_t = card.diffusion.get("num_train_timesteps", 1000)
     if not _is_int(big_t) or not 1 <= big_t <= MAX_TIMESTEPS:
         raise ModelError(f"{source}: diffusion.num_train_timesteps is {big_t!r}; it must be from 1 "
                          f"to {MAX_TIMESTEPS}")
+    _check_schedule(card, source)
 
 
 def _paths(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
@@ -180,16 +230,13 @@ def read_card(name_or_path: str | os.PathLike) -> ModelCard:
     if not card_path.exists():
         available = ", ".join(c.name for c in list_models()) or "none"
         raise ModelError(f"{card_path}: no such model card (models available: {available})")
-    try:
-        data = json.loads(card_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{card_path}: unreadable model card ({exc})") from None
-    return ModelCard.from_dict(data, str(card_path))
+    return ModelCard.from_dict(read_json_object(card_path, "model card", ModelError), str(card_path))
 
 
 def list_models(folder: Path | None = None) -> list[ModelCard]:
     """Cards of every checkpoint in ``folder`` (default: all of ``model_dirs()``, the first folder
-    winning a name clash), sorted by name."""
+    winning a name clash), sorted by name. A card that cannot be read or fails
+    :func:`validate_card` is skipped with a warning naming it."""
     by_name: dict[str, ModelCard] = {}
     for where in [folder] if folder else model_dirs():
         for card_path in sorted(where.glob("*.json")):
@@ -197,8 +244,8 @@ def list_models(folder: Path | None = None) -> list[ModelCard]:
                 continue
             try:
                 by_name[card_path.stem] = read_card(card_path)
-            except ModelError:
-                continue
+            except ModelError as exc:
+                warnings.warn(f"{exc}; model skipped", SsdiffWarning, stacklevel=2)
     return [by_name[k] for k in sorted(by_name)]
 
 
@@ -266,13 +313,26 @@ def check_fits(card: ModelCard, bands: int, ratio: int, what: str) -> None:
         )
 
 
+def refuse_nonfinite(state: dict, path) -> None:
+    """Never write weights holding NaN or infinite values (a diverged training run): a
+    :class:`~ssdiff_cli.errors.DegenerateOutputError` naming ``path`` and the first such tensor."""
+    import torch
+
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise DegenerateOutputError(f"{path}: tensor {key} holds NaN or infinite values (a "
+                                        "diverged run?); not written")
+
+
 def save_checkpoint(model, card: ModelCard, path: str | os.PathLike) -> Path:
-    """Write ``path.safetensors`` and ``path.json`` (atomically, each via a temp file)."""
+    """Write ``path.safetensors`` and ``path.json`` (atomically, each via a temp file); weights
+    that are not all finite are refused (:func:`refuse_nonfinite`)."""
     from safetensors.torch import save_file
 
     weights, card_path = _paths(path)
-    weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    refuse_nonfinite(state, weights)
+    weights.parent.mkdir(parents=True, exist_ok=True)
     tmp_w = weights.with_suffix(".safetensors.tmp")
     save_file(state, str(tmp_w), metadata={"name": card.name})
     tmp_c = card_path.with_suffix(".json.tmp")
@@ -334,6 +394,17 @@ def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         raise ModelError(f"{path}: unreadable weights ({exc})") from None
 
 
+def check_dtypes(expected: dict, state: dict, path) -> None:
+    """Refuse a tensor stored as integers where the network holds floating-point values (it
+    would be cast and used, a corrupt or foreign file)."""
+    for key, tensor in state.items():
+        want = expected.get(key)
+        if want is not None and want.is_floating_point and not tensor.is_floating_point():
+            raise ModelError(f"{path}: tensor {key} holds {str(tensor.dtype).removeprefix('torch.')}"
+                             " values where the network has floating-point weights; corrupt "
+                             "weights")
+
+
 def check_finite(state: dict, path) -> None:
     """Refuse weights holding NaN or infinite values (they would publish garbage)."""
     import torch
@@ -366,7 +437,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str = "cpu"):
     if not weights.exists():
         raise ModelError(f"{weights}: weights file missing for model {card.name}")
     # The card is checked against the weights' shapes before the network is built for real.
-    expected = {k: tuple(v.shape) for k, v in build_model(card, device="meta").state_dict().items()}
+    meta = build_model(card, device="meta").state_dict()
+    expected = {k: tuple(v.shape) for k, v in meta.items()}
     detail = shape_mismatch(expected, weight_shapes(weights))
     if detail:
         raise ModelError(f"{weights}: weights do not fit the card's architecture ({detail})")
@@ -375,6 +447,7 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str = "cpu"):
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"{weights}: unreadable weights ({exc})") from None
+    check_dtypes({k: v.dtype for k, v in meta.items()}, state, weights)
     check_finite(state, weights)
     model.load_state_dict(state)
     model.eval()
@@ -424,8 +497,9 @@ def save_adapter(net, card: ModelCard, path, config, extra: dict | None = None) 
     from ssdiff_cli.nn import lora_state_dict
 
     weights, meta = adapter_paths(path)
-    weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous().cpu() for k, v in lora_state_dict(net).items()}
+    refuse_nonfinite(state, weights)
+    weights.parent.mkdir(parents=True, exist_ok=True)
     info = {
         "kind": ADAPTER_KIND, "name": weights.stem, "base_model": card.name, "base_architecture": card.model,
         "bands": card.bands, "ratio": card.ratio, "rank": config.rank, "alpha": config.alpha,
@@ -451,11 +525,8 @@ def read_adapter(path) -> tuple[dict, dict]:
     for p in (weights, meta):
         if not p.exists():
             raise ModelError(f"{p}: adapter file missing (an adapter is NAME.safetensors + NAME.json)")
-    try:
-        info = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{meta}: unreadable adapter description ({exc})") from None
-    if not isinstance(info, dict) or info.get("kind") != ADAPTER_KIND:
+    info = read_json_object(meta, "adapter description", ModelError)
+    if info.get("kind") != ADAPTER_KIND:
         raise ModelError(f"{meta}: not an SSDiff L-BAF adapter")
     rank, alpha = info.get("rank"), info.get("alpha")
     if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_RANK:
@@ -490,6 +561,7 @@ def apply_adapter(net, adapter_path, card: ModelCard):
                             {k: tuple(v.shape) for k, v in state.items()})
     if detail:
         raise ModelError(f"{adapter_path}: adapter weights do not fit model {card.name} ({detail})")
+    check_dtypes({k: v.dtype for k, v in own.items()}, state, adapter_path)
     net.load_state_dict(state, strict=False)
     merge_lora(net)
     net.requires_grad_(False)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ssdiff_cli.cli.options import Device, DeviceOpt, Precision, PrecisionOpt, json_option
-from ssdiff_cli.cli.reporting import print_json, reporting, stderr
+from ssdiff_cli.cli.reporting import print_json, reporting, require_stdout, stderr
 
 #: The ``models`` group: ``models list``, ``models show``, ``models compile``.
 app = typer.Typer(help="Shipped and trained models.", no_args_is_help=True)
@@ -20,6 +20,7 @@ def models_list(json_out: Annotated[bool, json_option(None)] = False) -> None:
     with reporting(False):
         from ssdiff_cli import zoo
 
+        require_stdout("the model list")
         rows = [_model_row(c) for c in zoo.list_models()]
         if json_out:
             print_json({"model_dirs": [str(d) for d in zoo.model_dirs()], "models": rows})
@@ -71,6 +72,7 @@ def models_compile(
     with reporting(False):
         from ssdiff_cli.methods.ssdiff import precompile
 
+        require_stdout("the compile report")
         done = []
         for b in bands or [4, 8]:
             for r in ratios or [4]:
@@ -99,6 +101,7 @@ def _model_row(card) -> dict:
     hold = (card.metrics.get("unseen_scenes") or card.metrics.get("holdout", {})
             or card.metrics.get("holdout_training_eval", {}))
     mean = hold.get("mean", {}) if isinstance(hold, dict) else {}
+    mean = mean if isinstance(mean, dict) else {}
     general = zoo.is_generalist(card)
     return {"name": card.name, "sensor": card.sensor,
             "bands": "-".join(map(str, zoo.GENERALIST_BANDS)) if general else card.bands,
