@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ssdiff_cli.cli.options import OverwriteOpt, QuietOpt, json_option, sensor_option
+from ssdiff_cli.cli.options import OverwriteOpt, QuietOpt, json_option, seed_option, sensor_option
 from ssdiff_cli.cli.reporting import print_json, reporting, stderr
 from ssdiff_cli.cli.train import scene_files
 
@@ -28,7 +28,7 @@ def finetune(
     sensor: Annotated[str | None, sensor_option(None)] = None,
     holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.9)] = 0.2,
     merge: Annotated[bool, typer.Option("--merge", help="Write a merged full checkpoint.")] = False,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, seed_option()] = 0,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     json_out: Annotated[bool, json_option(None)] = False,

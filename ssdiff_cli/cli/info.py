@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ssdiff_cli.cli.options import JsonOpt, SensorOpt
-from ssdiff_cli.cli.reporting import print_json, reporting
+from ssdiff_cli.cli.reporting import print_json, reporting, require_stdout
 from ssdiff_cli.errors import UsageError
 
 
@@ -26,6 +26,7 @@ def info(
 ) -> None:
     """Show the detected sensor (and why), the grids, and the measured PAN/MS shift."""
     with reporting():
+        require_stdout("the report")
         if sensors:
             _print_sensors(json_out)
             return

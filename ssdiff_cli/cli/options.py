@@ -111,6 +111,21 @@ def json_option(help: str | None = "Print a JSON summary to stdout."):
     return typer.Option("--json", help=help)
 
 
+#: Seeds go to NumPy's and PyTorch's generators and the position-keyed noise: 63 bits at most.
+MAX_SEED = 2**63 - 1
+
+
+def _seed_in_range(value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise typer.BadParameter(f"{value} is not a whole number from 0 to 2^63 - 1")
+    return value
+
+
+def seed_option(help: str | None = None):
+    """The ``--seed`` option: a whole number from 0 to :data:`MAX_SEED` (a usage error else)."""
+    return typer.Option("--seed", callback=_seed_in_range, help=help)
+
+
 def sensor_option(help: str | None = "Sensor preset; overrides detection."):
     """The ``--sensor`` option: a preset name or alias (``ssdiff info --sensors``)."""
     return typer.Option("--sensor", help=help)
@@ -137,9 +152,34 @@ TrainDeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 TrainPrecisionOpt = Annotated[TrainPrecision, typer.Option("--precision")]
 
 
+#: Longest choice list shown inline in ``--help`` (``<auto|cpu|cuda>``); a longer one would be
+#: cut mid-word in a narrow help (80 columns: a CI log), so it is listed in the option's help.
+INLINE_CHOICES = 16
+
+
+def list_long_choices(param) -> None:
+    """Give a choice option whose choices do not fit :data:`INLINE_CHOICES` a short metavar
+    (``<method>``) and end its help with the choices, comma-separated (they wrap between
+    words)."""
+    desc = getattr(param, "type_descriptor", None)
+    if param.metavar is not None or desc is None or not desc.is_choice or not param.opts:
+        return
+    choices = [str(getattr(c, "value", c)) for c in desc.choices or ()]
+    if len("|".join(choices)) + 2 <= INLINE_CHOICES:
+        return
+    param.metavar = f"<{max(param.opts, key=len).lstrip('-')}>"
+    param.help = f"{param.help or ''} One of: {', '.join(choices)}.".strip()
+
+
 class PairCommand(typer.core.TyperCommand):
     """A command whose usage line shows ``PAN MS...`` as required: they are, except where an
-    option (``--batch``, ``--sensors``) replaces them, which click cannot express."""
+    option (``--batch``, ``--sensors``) replaces them, which click cannot express; long choice
+    lists go into the options' help (:func:`list_long_choices`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            list_long_choices(param)
 
     def collect_usage_pieces(self, ctx):
         names = {"[PAN]": "PAN", "[MS...]...": "MS..."}

@@ -5,8 +5,10 @@ and JSON on stdout.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -26,6 +28,7 @@ from ssdiff_cli.errors import (
     EXIT_OUTPUT,
     EXIT_RUNTIME,
     EXIT_SIGNAL_BASE,
+    OutputError,
     SsdiffError,
     Terminated,
 )
@@ -41,7 +44,8 @@ EXIT_CODES_HELP = (
     f"{EXIT_INTERRUPTED} interrupted; 129 / 143 hung up / terminated."
 )
 
-stderr = Console(stderr=True)
+# soft_wrap: a line is one line whatever the width (not a terminal: rich assumes 80 columns)
+stderr = Console(stderr=True, soft_wrap=True)
 # -v (set by the app's callback), -q of the running command, and the signal that ended it.
 _state: dict = {"verbose": False, "quiet": False, "signal": None}
 
@@ -55,6 +59,22 @@ def warn(message: str) -> None:
     """One yellow warning line on stderr, unless the command runs with ``-q``."""
     if not _state["quiet"]:
         stderr.print(f"[yellow]ssdiff: warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def require_stdout(what: str) -> None:
+    """Refuse (exit 5) before any work when standard output is closed (``>&-``) and ``what``
+    (``--json``, ``-o -``, the report) would be written there."""
+    stream = sys.stdout
+    try:
+        if stream is not None:
+            os.fstat(stream.fileno())
+    except io.UnsupportedOperation:  # a stream with no descriptor (a test's capture) is open
+        pass
+    except (OSError, ValueError):  # a closed descriptor
+        stream = None
+    if stream is None:
+        raise OutputError(f"standard output is closed, so {what} cannot be written; give it "
+                          "somewhere to go (> FILE, | COMMAND)")
 
 
 def interrupt_exit_code() -> int:
@@ -111,6 +131,10 @@ def reporting(quiet: bool = False):
             warnings.filterwarnings("ignore", module="rasterio")
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*matmul.*")
+            # A nodata value beyond float32 (1e40, -DBL_MAX of float64 files) compared with data
+            # read as float32: both are infinity there, which is what the readers rely on.
+            warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning,
+                                    r"ssdiff_cli\.scene\.")
             yield
     except SsdiffError as exc:
         stderr.print(f"[red]ssdiff: error:[/] {exc}", highlight=False, soft_wrap=True)
@@ -194,5 +218,6 @@ def _step_update(bar, task):
 def print_json(data: dict) -> None:
     """``--json``: ``data`` as indented JSON, one document on stdout (paths and other objects as
     their ``str``)."""
+    require_stdout("the JSON summary")
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()

@@ -29,8 +29,9 @@ from ssdiff_cli.cli.options import (
     SensorOpt,
     TileOpt,
     WorkersOpt,
+    seed_option,
 )
-from ssdiff_cli.cli.reporting import print_json, progress_bar, reporting, stderr
+from ssdiff_cli.cli.reporting import print_json, progress_bar, reporting, require_stdout, stderr
 from ssdiff_cli.errors import EXIT_MISREGISTERED, EXIT_RUNTIME, UsageError
 
 
@@ -50,14 +51,16 @@ def sharpen(
         "--output", "-o", help="Output .tif, or - for stdout (a streamable GeoTIFF that "
         "gdalinfo /vsistdin/ reads); with --batch: output folder.")] = None,
     method: Annotated[Method, typer.Option(
-        "--method", "-m", help="auto: ssdiff where a model fits the sensor, else mtf-glp.")
+        "--method", "-m", help="auto: the generalist SSDiff model, checked on the scene "
+        "against MTF-GLP-FS, which it falls back to where it would be worse (MTF-GLP where no "
+        "model fits).")
     ] = Method.auto,
     model: Annotated[str | None, typer.Option(
         help="SSDiff model: zoo name or checkpoint path (default: by sensor).")] = None,
     adapter: Annotated[Path | None, typer.Option(help="L-BAF adapter applied on the model.")] = None,
     steps: Annotated[int | None, typer.Option(
         min=1, max=1000, help="DDIM sampling steps (ssdiff), at most T = 1000.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the diffusion noise (ssdiff).")] = 0,
+    seed: Annotated[int, seed_option("Seed of the diffusion noise (ssdiff).")] = 0,
     adapt: Annotated[int, typer.Option(
         min=0, help="Fine-tune the model N steps on this scene before fusing it (ssdiff).")] = 0,
     adapt_objective: Annotated[AdaptObjective, typer.Option(
@@ -156,6 +159,8 @@ def sharpen(
         )
         if json_out and output == "-" and not check_only:
             raise UsageError("--json and -o - both want stdout; choose one")
+        if json_out or check_only or output == "-":
+            require_stdout("the JSON summary" if json_out else "-o -" if output == "-" else "the report")
         from ssdiff_cli.executors import open_executor
 
         with open_executor(scheduler=scheduler, cluster=cluster) as (executor, where):

@@ -69,7 +69,16 @@ def check_destination(path: str | os.PathLike, *, overwrite: bool, inputs: Itera
     for label, other in others:
         if other is not None and not _is_virtual(os.fspath(other)) and same_file(text, other):
             raise UsageError(f"{text}: the {role} is also the {label}; give them different paths")
+    if text != "-" and _is_virtual(text):
+        raise OutputError(f"{text}: GDAL virtual file systems (/vsi..., URLs) are not supported "
+                          f"as the {role}; write a local file (and copy it there)")
     real = Path(os.path.realpath(text))
+    try:  # a name too long for the file system is an output problem, not a crash
+        os.lstat(real)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        raise OutputError(f"{text}: cannot be written ({exc.strerror or exc})") from None
     if real.is_dir():
         raise OutputError(f"{text}: is a folder; give a file name for the {role}")
     if real.exists():

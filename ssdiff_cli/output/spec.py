@@ -158,8 +158,10 @@ def to_output_dtype(data: np.ndarray, valid: np.ndarray, spec: OutputSpec) -> np
         gain, offset = spec.scale
         out *= np.float32(gain)
         out += np.float32(offset)
-    np.maximum(out, np.float32(max(spec.value_min, np.finfo(np.float32).min)), out=out)
-    np.minimum(out, np.float32(min(spec.value_max, np.finfo(np.float32).max)), out=out)
+    # Python floats: comparing a float64 type's bounds with a float32 would overflow (a warning)
+    f32 = np.finfo(np.float32)
+    np.maximum(out, np.float32(max(spec.value_min, float(f32.min))), out=out)
+    np.minimum(out, np.float32(min(spec.value_max, float(f32.max))), out=out)
     if dt.kind in "ui":
         np.rint(out, out=out)
     out = out.astype(dt)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import uuid
 import warnings
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.shutil
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import ColorInterp
 
 from ssdiff_cli.errors import DegenerateOutputError, OutputError, UsageError
@@ -30,6 +31,7 @@ from ssdiff_cli.gdal_formats import translate_options
 from ssdiff_cli.output.destination import OutputTarget, publish_file
 from ssdiff_cli.output.spec import OutputSpec, to_output_dtype
 from ssdiff_cli.output.stream import stream_to_stdout, write_streamable
+from ssdiff_cli.output.translate import translate
 from ssdiff_cli.output.workfiles import (
     _HOST,
     c_stderr_held,
@@ -67,6 +69,9 @@ class TileWriter:
         self._nonfinite = np.zeros(spec.bands, np.int64)
         self._lo = np.full(spec.bands, np.inf)
         self._hi = np.full(spec.bands, -np.inf)
+        #: ... and the range of the results before the output type's range clipped them.
+        self._raw_lo = np.full(spec.bands, np.inf)
+        self._raw_hi = np.full(spec.bands, -np.inf)
 
     def __enter__(self) -> TileWriter:
         s = self.spec
@@ -154,6 +159,9 @@ class TileWriter:
         # fmin/fmax skip NaN (a float output's NaN results are counted above).
         self._lo = np.fmin(self._lo, np.fmin.reduce(w, axis=1).astype(np.float64))
         self._hi = np.fmax(self._hi, np.fmax.reduce(w, axis=1).astype(np.float64))
+        if w.dtype.kind in "iu":  # only integer types clip
+            self._raw_lo = np.fmin(self._raw_lo, np.fmin.reduce(d, axis=1).astype(np.float64))
+            self._raw_hi = np.fmax(self._raw_hi, np.fmax.reduce(d, axis=1).astype(np.float64))
 
     def check_result(self, input_varies: np.ndarray | None = None) -> None:
         """Refuse to publish an output that is all nodata, has a band that is all NaN, or a band
@@ -168,6 +176,13 @@ class TileWriter:
                     "producing no number?); not written")
         varies = np.ones(self.spec.bands, bool) if input_varies is None else np.asarray(input_varies)
         flat = [b + 1 for b in range(self.spec.bands) if varies[b] and self._lo[b] >= self._hi[b]]
+        clipped = [b for b in flat if self._raw_lo[b - 1] < self._raw_hi[b - 1]]
+        if clipped:  # the results varied; the output type's range made them constant
+            raise DegenerateOutputError(
+                f"{where}: band(s) {', '.join(map(str, clipped))} of the result are constant "
+                f"({self._lo[clipped[0] - 1]:g}): every value lies outside the range of the output "
+                f"type {self.spec.dtype} and was clipped to it (pass --scale, or a wider "
+                "--dtype); not written")
         if flat:
             raise DegenerateOutputError(
                 f"{where}: band(s) {', '.join(map(str, flat))} of the result are constant "
@@ -175,7 +190,20 @@ class TileWriter:
                 "not written")
 
     def _write_error(self, exc: BaseException) -> OutputError | None:
-        return disk_error(self.target.path, exc, self.folder)
+        """A full disk, recognised by the error or by less room left than the rest of the work
+        file needs (a block write that failed leaves the last few MB free)."""
+        try:
+            done = os.stat(self.work_path).st_blocks * 512
+        except OSError:
+            done = 0
+        full = self.spec.width * self.spec.height * self.spec.bands * np.dtype(self.spec.dtype).itemsize
+        return disk_error(self.target.path, exc, self.folder, max(2**20, full - done))
+
+    def _gdal_message(self, exc: BaseException) -> str:
+        """GDAL's message, first line, with this run's hidden file names taken out."""
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        hidden = re.escape(str(self.folder / f".{self.stem}.{self.tag}.")) + r"[\w.]*:?\s*"
+        return re.sub(hidden, "", text)
 
     def publish(self) -> None:
         """Translate the working file to a COG and move it into place (or stream it)."""
@@ -190,20 +218,24 @@ class TileWriter:
         driver, options = translate_options(fmt, self.compress, self.spec.dtype,
                                             self.creation_options)
         try:
-            with c_stderr_held(), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+            with c_stderr_held():
                 if driver == "stream":
-                    write_streamable(self.work_path, self.cog_path, options)
-                else:
-                    rasterio.shutil.copy(self.work_path, self.cog_path, driver=driver, **options)
+                    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                        write_streamable(self.work_path, self.cog_path, options)
+                else:  # stoppable by a signal: a large scene's translation takes minutes
+                    translate(self.work_path, self.cog_path, driver, options,
+                              config={"GDAL_TIFF_INTERNAL_MASK": True})
         except Exception as exc:  # GDAL's CPLE_* errors are not RasterioError subclasses
             # The COG (with overviews) is at most about 4/3 of the uncompressed work file.
             needed = self.work_path.stat().st_size * 4 // 3 if self.work_path.exists() else 2**20
             full = disk_error(self.target.path, exc, self.folder, needed)
             if full is not None:
                 raise full from None
-            if self.creation_options and isinstance(exc, rasterio.errors.RasterioIOError):
-                raise UsageError(f"{self.target.path}: GDAL's {driver} driver failed with --co "
-                                 f"{self.creation_options} ({exc})") from None
+            if self.creation_options and isinstance(exc, (rasterio.errors.RasterioError,
+                                                          CPLE_BaseError)):
+                given = " ".join(f"--co {k}={v}" for k, v in self.creation_options.items())
+                raise UsageError(f"{self.target.path}: GDAL's {driver} driver refused {given} "
+                                 f"({self._gdal_message(exc)})") from None
             raise
         self.work_path.unlink()
         if self.target.to_stdout:

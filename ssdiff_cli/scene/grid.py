@@ -133,6 +133,10 @@ def whole_ratio(rx: float, ry: float, ms_path: DatasetName) -> int:
             f"{ms_path}: MS/PAN pixel-size ratio is {rx:.3f} x {ry:.3f}, not a whole number; "
             "resample one of them first"
         )
+    if ratio == 1:
+        raise GridMismatchError(
+            f"{ms_path}: MS pixels are the PAN's size (ratio 1): nothing to sharpen (is the PAN "
+            "given as the MS?)")
     return ratio
 
 

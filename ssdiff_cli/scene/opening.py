@@ -56,6 +56,17 @@ def _is_georeferenced(ds) -> bool:
     return ds.crs is not None or ds.transform != Affine.identity() or bool(ds.gcps[0])
 
 
+def _why_no_crs(path: DatasetName) -> str:
+    """What a file that counts as georeferenced but has no CRS holds instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(str(path)) as ds:
+            if ds.gcps[0] and ds.transform == Affine.identity():
+                return ("is georeferenced by ground control points only, with no geotransform; "
+                        "warp it onto a grid first (gdalwarp)")
+    return "has a geotransform but no CRS"
+
+
 def _crs_string(ds) -> str | None:
     if ds.crs is None:
         return None
@@ -195,7 +206,7 @@ def open_pair(
     if pan_geo:
         if ms_crs is None or pan_crs is None:
             missing = ms_list[0] if ms_crs is None else pan_path
-            raise GridMismatchError(f"{missing}: has a geotransform but no CRS")
+            raise GridMismatchError(f"{missing}: {_why_no_crs(missing)}")
         if not rasterio.crs.CRS.from_user_input(pan_crs) == rasterio.crs.CRS.from_user_input(ms_crs):
             raise GridMismatchError(
                 f"{ms_list[0]}: CRS {ms_crs} differs from the PAN's {pan_crs}; "

@@ -59,10 +59,24 @@ def prepare_scene(pan: str | Path, ms: list, sensor: str | None = None,
         return scene, detection, None
     sample = scene_sample(scene.spec)
     if not sample.valid.any():
-        raise BadInputError(f"{pan}: no pixel is valid in both the PAN and the MS")
+        raise BadInputError(_no_valid_pixel(pan, ms, scene, sample))
     if bit_depth is None:
         check_bit_depth(scene, detection, sample)
     return scene, detection, sample
+
+
+def _no_valid_pixel(pan, ms: list, scene: Scene, sample: SceneSample) -> str:
+    """Why no pixel is valid: an MS band that is nodata (or NaN) everywhere, named with its
+    file, else the PAN and the MS that never overlap validly."""
+    nodata = scene.spec.ms_nodata
+    for b, band in enumerate(sample.ms, start=1):
+        ok = np.isfinite(band)
+        if nodata is not None and not np.isnan(nodata):
+            ok &= band != nodata
+        if not ok.any():
+            where = ms[b - 1] if len(ms) == len(sample.ms) > 1 else ms[0]
+            return f"{where}: MS band {b} is nodata everywhere; no pixel is valid in every band"
+    return f"{pan}, {ms[0]}: no pixel is valid in both the PAN and the MS"
 
 
 def _select_bands(detection: Detection, selection: list[int], sensor: str | None, pan, ms
