@@ -3,6 +3,7 @@ generalist model (``--generalist``), by :mod:`ssdiff_cli.training`."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,9 +18,17 @@ from ssdiff_cli.cli.options import (
     TrainPrecisionOpt,
     Variant,
     json_option,
+    seed_option,
     sensor_option,
 )
-from ssdiff_cli.cli.reporting import interrupt_exit_code, print_json, progress_bar, reporting, stderr
+from ssdiff_cli.cli.reporting import (
+    interrupt_exit_code,
+    print_json,
+    progress_bar,
+    reporting,
+    require_stdout,
+    stderr,
+)
 from ssdiff_cli.errors import BadInputError
 
 
@@ -52,7 +61,7 @@ def train(
     lr: Annotated[float, typer.Option("--lr")] = 1e-3,
     ema: Annotated[float, typer.Option("--ema", min=0.0, max=1.0)] = 0.999,
     variant: Annotated[Variant, typer.Option("--variant")] = Variant.fast,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, seed_option()] = 0,
     precision: TrainPrecisionOpt = TrainPrecision.auto,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads.")] = None,
     device: TrainDeviceOpt = "cpu",
@@ -70,6 +79,9 @@ def train(
 ) -> None:
     """Train an SSDiff model on real scenes (Wald protocol) or PanCollection; Ctrl-C or
     SIGTERM saves."""
+    if json_out:
+        with reporting(quiet):
+            require_stdout("the JSON summary")
     if generalist:
         _train_generalist(scenes or [], output, init, max_steps, max_minutes, lr, seed,
                           threads, resume, overwrite, quiet, json_out)
@@ -154,14 +166,13 @@ def _train_generalist(scenes: list[str], output: Path, init: str | None, max_ste
             raise BadInputError("no scene given (SCENE is PAN,MS or a folder)")
         pairs = [parse_scene_arg(s) for s in scenes]
         prefix = output.with_suffix("") if output.suffix in (".json", ".safetensors") else output
-        Path(prefix).parent.mkdir(parents=True, exist_ok=True)
         inputs = [str(p) for pair in pairs for p in pair]
         if init is not None and not resume:  # the model fine-tuned is read: never replaced
             from ssdiff_cli.zoo import model_files
 
             inputs += [str(p) for p in model_files(init)]
         for path in (prefix.with_suffix(".safetensors"), prefix.with_suffix(".json"),
-                     state_path(prefix)):
+                     state_path(prefix)) if _folder_exists(prefix) else ():
             check_destination(path, overwrite=overwrite or resume, inputs=inputs,
                               role="training output")
         cfg = GeneralistTrainConfig(output=str(prefix), name=prefix.name, max_steps=max_steps,
@@ -186,7 +197,31 @@ def _check_run_files(output: Path, scenes: list[str], pancollection: Path | None
     from ssdiff_cli.training.loop import run_files
 
     prefix = output.with_suffix("") if output.suffix in (".json", ".safetensors") else output
-    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
     inputs = scene_files(scenes) + ([str(pancollection)] if pancollection else [])
-    for path in run_files(Path(prefix)):
+    for path in run_files(Path(prefix)) if _folder_exists(prefix) else ():
         check_destination(path, overwrite=overwrite or resume, inputs=inputs, role="training output")
+
+
+def _folder_exists(prefix: Path) -> bool:
+    """Whether the folder of ``-o PREFIX`` exists. A missing one is made at the run's first
+    write, once its inputs are read (a failed run leaves no empty folders), so its nearest
+    existing parent must be a writable folder now: :class:`OutputError` (exit 5) otherwise."""
+    import tempfile
+
+    from ssdiff_cli.errors import OutputError
+
+    folder = Path(os.path.abspath(prefix)).parent
+    if folder.is_dir():
+        return True
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        if not parent.is_dir():
+            raise OSError(f"{parent} is not a folder")
+        with tempfile.TemporaryDirectory(dir=parent, prefix=".ssdiff-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{prefix}: folder {folder} does not exist and cannot be made "
+                          f"({exc.strerror or exc})") from None
+    return False

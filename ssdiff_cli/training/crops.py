@@ -269,7 +269,11 @@ class CropSampler:
         counts = np.array([len(o) for o in self.origins], float)
         for s, n in zip(scenes, counts):
             if n == 0:
-                raise BadInputError(f"{s.name}: no valid {crop}x{crop} crop left of the hold-out")
+                where = ", ".join(s.paths.values()) if s.paths else s.name
+                raise BadInputError(
+                    f"{where}: no valid {crop}x{crop} crop left of the hold-out (the reduced "
+                    f"scene is {s.valid.shape[1]}x{s.valid.shape[0]} px, {s.train_end} columns "
+                    "for training); give a larger scene, or a smaller --crop or --holdout")
         w = np.sqrt(counts)
         self.weights = w / w.sum()
         self.rng = np.random.default_rng(seed)

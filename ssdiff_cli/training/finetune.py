@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ssdiff_cli.diffusion import DDIMScheduler
-from ssdiff_cli.errors import ModelError
+from ssdiff_cli.errors import DegenerateOutputError, ModelError
 from ssdiff_cli.methods.network import Sampling, card_scheduler
 from ssdiff_cli.nn import merge_lora, set_trainable_branch
 
@@ -116,6 +116,10 @@ def run_lbaf(net, sampler, config: FinetuneConfig, callback=None, progress=None,
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if not math.isfinite(losses[-1]):
+            raise DegenerateOutputError(
+                f"fine-tuning diverged at step {step + 1} (loss {losses[-1]}); nothing written "
+                f"from it (lower the learning rate, now {cfg.lr:g})")
         if progress is not None:
             progress(step + 1, cfg.steps, losses[-1], branch)
         if callback is not None:

@@ -25,6 +25,7 @@ import csv
 import json
 import math
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -139,7 +140,6 @@ class Trainer:
         self.prefix = Path(cfg.output)
         if self.prefix.suffix in (".safetensors", ".json"):
             self.prefix = self.prefix.with_suffix("")
-        self.prefix.parent.mkdir(parents=True, exist_ok=True)
         self.state_path = state_path(self.prefix)
         self.log_path = self.prefix.with_name(self.prefix.name + ".log.csv")
         self.png_path = self.prefix.with_name(self.prefix.name + ".curves.png")
@@ -159,6 +159,7 @@ class Trainer:
         self.rows: list[dict] = []
         self.best: dict = {}
         self.classical: dict = {}
+        self._saved_step: int | None = None  # the step of the state file on disk
         if resume:
             self._load_state()
         if self.device == "cpu" and self.dtype is not None:
@@ -179,15 +180,35 @@ class Trainer:
         return tensors, info
 
     def save_state(self) -> None:
+        self._check_finite()
         save_state_file(self.state_path, *self._state())
+        self._saved_step = self.step
+
+    def _check_finite(self) -> None:
+        """Nothing is saved from a diverged run: NaN or infinite weights stop it, naming the step."""
+        for net in (self.net, self.ema.model):
+            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                self._diverged("its weights are NaN or infinite")
+
+    def _diverged(self, what: str) -> None:
+        from ssdiff_cli.errors import DegenerateOutputError
+
+        kept = (f"; {self.state_path.name} keeps step {self._saved_step}"
+                if self._saved_step is not None else "")
+        raise DegenerateOutputError(
+            f"{self.prefix}: training diverged at step {self.step} ({what}); nothing written from "
+            f"it{kept} (lower --lr, now {self.opt.param_groups[0]['lr']:g})")
 
     def _load_state(self) -> None:
         from ssdiff_cli.errors import BadInputError
+        from ssdiff_cli.training.state import check_state
 
         tensors, st = load_state_file(self.state_path, self.device)
         if st.get("model_config") != self.model_config.to_dict():
             raise BadInputError(f"{self.state_path}: saved run has another architecture; "
                                 "resume with the same --variant and band layout")
+        check_state(self.state_path, tensors, st,
+                    {"model.": self.net.state_dict(), "ema.": self.ema.model.state_dict()})
         try:
             self.net.load_state_dict(_prefixed(tensors, "model."))
             self.ema.model.load_state_dict(_prefixed(tensors, "ema."))
@@ -199,6 +220,7 @@ class Trainer:
             self.rows, self.best = list(st["rows"]), dict(st["best"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise BadInputError(f"{self.state_path}: damaged training state ({exc})") from None
+        self._saved_step = self.step
 
     # ------------------------------------------------------------------ steps
     def _batch(self) -> dict[str, torch.Tensor]:
@@ -268,6 +290,8 @@ class Trainer:
         try:
             while self.step < cfg.max_steps and self.elapsed < limit_s:
                 last_loss = self.train_step()
+                if not math.isfinite(last_loss):
+                    self._diverged(f"loss {last_loss}")
                 losses.append(last_loss)
                 self.elapsed = base_elapsed + time.perf_counter() - t_run
                 rate = (self.step - base_step) / max(self.elapsed - base_elapsed, 1e-9)
@@ -322,11 +346,14 @@ class Trainer:
         for r in self.rows:
             keys += [k for k in r if k not in keys]
         tmp = self.log_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.rows)
-        os.replace(tmp, self.log_path)
+        try:
+            with open(tmp, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=keys)
+                w.writeheader()
+                w.writerows(self.rows)
+            os.replace(tmp, self.log_path)
+        finally:
+            tmp.unlink(missing_ok=True)
         try:
             from ssdiff_cli.training.plot import plot_log
 
@@ -363,6 +390,7 @@ class Trainer:
     def _save_checkpoint(self, model, best: dict) -> None:
         from ssdiff_cli.zoo import save_checkpoint
 
+        self._check_finite()
         model = copy.deepcopy(model).to("cpu").to(memory_format=torch.contiguous_format)
         save_checkpoint(model, self.card_for(best), self.prefix)
 
@@ -420,6 +448,7 @@ def save_state_file(path: Path, tensors: dict, info: dict) -> None:
     from ssdiff_cli.files import umask_mode
 
     tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)  # -o's folder is made at the first write
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     save_file(flat, str(tmp), metadata={"format": "ssdiff-train-state",
                                         "info": json.dumps(info)})
@@ -433,6 +462,7 @@ def load_state_file(path: Path, device: str = "cpu") -> tuple[dict, dict]:
     from safetensors import SafetensorError, safe_open
 
     from ssdiff_cli.errors import BadInputError
+    from ssdiff_cli.json_files import parse_json_object
 
     if not path.exists():
         old = path.with_name(path.name.replace(".state.safetensors", ".state.pt"))
@@ -440,6 +470,8 @@ def load_state_file(path: Path, device: str = "cpu") -> tuple[dict, dict]:
                 if old.exists() else "")
         raise BadInputError(f"{path}: no training state to resume from{hint}; "
                             "run without --resume (and with --overwrite) to start over")
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise BadInputError(f"{path}: not a regular file (a FIFO or a device?); not a training state")
     if path.stat().st_size > MAX_STATE_BYTES:
         raise BadInputError(f"{path}: {path.stat().st_size / 2**30:.1f} GiB; not a training state")
     try:
@@ -447,9 +479,11 @@ def load_state_file(path: Path, device: str = "cpu") -> tuple[dict, dict]:
             meta = fh.metadata() or {}
             if meta.get("format") != "ssdiff-train-state":
                 raise ValueError("not an ssdiff training state")
-            info = json.loads(meta["info"])
+            info = parse_json_object(meta["info"], str(path), "training state", BadInputError)
             tensors = {k: fh.get_tensor(k).to(device) if not k.startswith("rng.")
                        else fh.get_tensor(k) for k in fh.keys()}
+    except BadInputError:
+        raise
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise BadInputError(f"{path}: not a readable training state ({exc})") from None
     return tensors, info
