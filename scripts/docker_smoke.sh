@@ -69,18 +69,28 @@ trap cleanup EXIT
 
 # ---------------------------------------------------------------- the stand-in base image
 apt_mirror() {
-    # The Debian mirror for bookworm in this machine's apt sources (deb822 or one-line format).
-    local f
-    for f in /etc/apt/sources.list.d/*.sources; do
+    # The Debian mirrors for bookworm in this machine's apt sources (deb822 or one-line format,
+    # either or both, under $APT_ETC, default /etc/apt), one a line. Succeeds whichever files
+    # are missing: under pipefail, a failing cat of an absent sources.list ended the script.
+    local f etc=${APT_ETC:-/etc/apt}
+    local lists=()
+    for f in "$etc"/sources.list.d/*.sources; do
         [ -f "$f" ] || continue
         awk '/^[[:space:]]*$/{u=""} /^URIs:/{u=$2} /^Suites:/{for(i=2;i<=NF;i++) if($i=="bookworm" && u!=""){print u; exit}}' "$f"
     done
-    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-        | awk '$1=="deb" {for(i=2;i<=NF;i++) if($i ~ /^[a-z]+:\/\//){ if($(i+1)=="bookworm") print $i; break}}'
+    for f in "$etc"/sources.list "$etc"/sources.list.d/*.list; do
+        [ -f "$f" ] && lists+=("$f")
+    done
+    if [ ${#lists[@]} -gt 0 ]; then
+        awk '$1=="deb" {for(i=2;i<=NF;i++) if($i ~ /^[a-z]+:\/\//){ if($(i+1)=="bookworm") print $i; break}}' \
+            "${lists[@]}"
+    fi
+    return 0
 }
 
 if ! buildah inspect --type image "$BASE" >/dev/null 2>&1; then
-    MIRROR=$(apt_mirror | head -n 1)
+    MIRROR=$(apt_mirror)
+    MIRROR=${MIRROR%%$'\n'*}  # the first (no pipe into head: pipefail and SIGPIPE)
     [ -n "$MIRROR" ] || fail "no bookworm mirror in this machine's apt sources"
     if [ ! -x "$CACHE/rootfs/usr/bin/python3" ]; then
         say "debootstrap --variant=minbase bookworm from $MIRROR"
