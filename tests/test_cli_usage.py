@@ -24,14 +24,33 @@ def _help(*command: str) -> str:
     return re.sub(r"\s+", " ", result.output)
 
 
+def offered(choices, text: str) -> bool:
+    """Whether ``--help`` offers ``choices``: inline (``a|b|c``) or, for a long list, in the
+    option's help (``One of: a, b, c.``)."""
+    return "|".join(choices) in text or f"One of: {', '.join(choices)}." in text
+
+
 def test_help_lists_the_choices_of_every_enumerated_option():
     text = _help("sharpen")
-    for choices in ("|".join(METHODS), "auto|cpu|cuda", "fp32|bf16", "|".join(COMPRESSION),
-                    "uint8|uint16|int16|uint32|int32|float32|float64", "|".join(FORMATS),
-                    "|".join(UPSAMPLING_KERNELS), "intersection|union"):
-        assert choices in text, choices
+    for choices in (METHODS, ["auto", "cpu", "cuda"], ["auto", "fp32", "bf16"], COMPRESSION,
+                    ["uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"], FORMATS,
+                    UPSAMPLING_KERNELS, ["intersection", "union"]):
+        assert offered(choices, text), choices
     assert "Usage: ssdiff sharpen [OPTIONS] PAN MS..." in text
     assert "Usage: ssdiff info [OPTIONS] PAN MS..." in _help("info")
+
+
+def test_help_at_80_columns_breaks_no_choice_mid_word():
+    """Issue 25, item 17: ``<auto|ssdiff|bro`` / ``vey|gsa|...`` in a CI log or narrow terminal."""
+    result = runner.invoke(app, ["sharpen", "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    words = set(re.findall(r"[\w-]+", result.output))
+    for name in (*METHODS, *COMPRESSION, *UPSAMPLING_KERNELS, "intersection", "float64"):
+        assert name in words, name
+    text = re.sub(r"[\s│]+", " ", result.output)
+    assert f"One of: {', '.join(METHODS)}." in text
+    # auto falls back to MTF-GLP-FS, as README says (not "else mtf-glp")
+    assert "else mtf-glp" not in text and "MTF-GLP-FS" in text
 
 
 def test_method_choices_are_the_registry():
