@@ -321,33 +321,45 @@ FIT_ITERATIONS = 12
 FIT_TOLERANCE = 1e-3
 
 
-def _gaussian_rows(centres: np.ndarray, n: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Weights ``(len(centres), n)``: row ``k`` is a unit-sum Gaussian of ``sigma`` centred at
-    ``centres[k]`` over sample indices ``0..n-1`` (pixel-index coordinates), cut at 4 sigma; and
-    their derivative with respect to the centre."""
-    d = np.arange(n)[None, :] - centres[:, None]
+def _gaussian_taps(centres: np.ndarray, n: int, sigma: float):
+    """The samples ``idx`` ``(len(centres), T)`` within 4 sigma of each centre (pixel-index
+    coordinates over ``0..n-1``; clipped indices carry zero weight), their unit-sum Gaussian
+    weights and the weights' derivative with respect to the centre."""
+    reach = int(math.ceil(4.0 * sigma))
+    base = np.floor(centres).astype(int)
+    idx = base[:, None] + np.arange(-reach, reach + 2)[None, :]
+    d = idx - centres[:, None]
     g = np.exp(-0.5 * (d / sigma) ** 2)
-    g[np.abs(d) > 4.0 * sigma] = 0.0
+    g[(np.abs(d) > 4.0 * sigma) | (idx < 0) | (idx >= n)] = 0.0
     dg = g * d / sigma**2  # d g / d centre
     total = g.sum(axis=1, keepdims=True)
     total = np.where(total > 0, total, 1.0)
     w = g / total
-    return w, dg / total - w * (dg.sum(axis=1, keepdims=True) / total)
+    return np.clip(idx, 0, n - 1), w, dg / total - w * (dg.sum(axis=1, keepdims=True) / total)
+
+
+def _apply_rows(img: np.ndarray, idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``out[k, :] = sum_t weights[k, t] * img[idx[k, t], :]``: a banded product along rows."""
+    return np.einsum("kt,ktw->kw", weights, img[idx])
 
 
 def sample_lowpass(pan: np.ndarray, ys: np.ndarray, xs: np.ndarray, sigma: float) -> np.ndarray:
     """The PAN blurred by a Gaussian of ``sigma`` PAN px, evaluated at rows ``ys`` x columns
     ``xs`` (pixel-index coordinates of ``pan``, any fraction): ``(len(ys), len(xs))``."""
-    return _gaussian_rows(ys, pan.shape[0], sigma)[0] @ pan @ _gaussian_rows(xs, pan.shape[1], sigma)[0].T
+    return _lowpass_and_gradient(pan, ys, xs, sigma)[0]
 
 
 def _lowpass_and_gradient(pan: np.ndarray, ys: np.ndarray, xs: np.ndarray, sigma: float):
     """:func:`sample_lowpass` and its derivatives with respect to a common shift of ``ys`` and
     of ``xs``: three ``(len(ys), len(xs))`` arrays."""
-    wy, dwy = _gaussian_rows(ys, pan.shape[0], sigma)
-    wx, dwx = _gaussian_rows(xs, pan.shape[1], sigma)
-    across = pan @ wx.T
-    return wy @ across, dwy @ across, wy @ (pan @ dwx.T)
+    iy, wy, dwy = _gaussian_taps(ys, pan.shape[0], sigma)
+    ix, wx, dwx = _gaussian_taps(xs, pan.shape[1], sigma)
+    down = pan[iy]  # (len(ys), T, W): the rows each output row reads
+    rows = np.einsum("kt,ktw->kw", wy, down)
+    drows = np.einsum("kt,ktw->kw", dwy, down)
+    # along columns: the same banded product on the transposed row results
+    low = _apply_rows(rows.T, ix, wx).T
+    return low, _apply_rows(drows.T, ix, wx).T, _apply_rows(rows.T, ix, dwx).T
 
 
 @dataclass
@@ -392,8 +404,10 @@ def fit_displacement(pan: np.ndarray, ms: np.ndarray, valid: np.ndarray, ys: np.
     if n < 8 * (bands + 3):
         res.reason = f"too few valid pixels ({n})"
         return res
-    design = np.concatenate([ms[:, valid].T.astype(np.float64), np.ones((n, 1))], axis=1)
-    basis, _ = np.linalg.qr(design)
+    bands_at = ms[:, valid].T.astype(np.float64)
+    bands_at = (bands_at - bands_at.mean(axis=0)) / np.maximum(bands_at.std(axis=0), 1e-12)
+    design = np.concatenate([bands_at, np.ones((n, 1))], axis=1)
+    gram_inv = np.linalg.pinv(design.T @ design)  # standardised columns: well conditioned
     pan = np.asarray(pan, dtype=np.float64)
 
     def blurred(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -402,7 +416,10 @@ def fit_displacement(pan: np.ndarray, ms: np.ndarray, valid: np.ndarray, ys: np.
         low, gy, gx = _lowpass_and_gradient(pan, ys + e[0], xs + e[1], sigma)
         jac = np.stack([gy[valid], gx[valid]], axis=1)
         low = low[valid]
-        return low, low - basis @ (basis.T @ low), jac - basis @ (basis.T @ jac)
+        return low, off_span(low), off_span(jac)
+
+    def off_span(v: np.ndarray) -> np.ndarray:
+        return v - design @ (gram_inv @ (design.T @ v))
 
     e = -np.array(start, dtype=np.float64)
     step = np.full(2, np.inf)

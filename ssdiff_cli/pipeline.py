@@ -37,7 +37,7 @@ from ssdiff_cli.output import (
     publish_file,
 )
 from ssdiff_cli.scene import Scene, SceneSample, fill_values, prepare_scene
-from ssdiff_cli.scene.registration import measure_registration
+from ssdiff_cli.scene.registration import measure_registration, measure_scene
 from ssdiff_cli.sensors import Detection
 from ssdiff_cli.tiling import Blender, plan_tiles
 
@@ -221,11 +221,6 @@ def _report_compile(method: FusionMethod, report: Report) -> None:
         report.method.get("fallback_from", report.method)["compile"] = info
 
 
-def check_registration(scene: Scene, sample: SceneSample, detection: Detection) -> coreg.ShiftReport:
-    """Measure the MS-to-PAN shift on the scene sample (PAN pixels)."""
-    weights = detection.preset.weights()
-    intensity = np.tensordot(weights.astype(np.float32), sample.ms, axes=1)
-    return coreg.measure_shift(sample.pan, intensity, valid=sample.valid, ratio=sample.factor)
 
 
 
@@ -282,9 +277,7 @@ def sharpen(
     method_options = opts.method_options if name == "ssdiff" else {
         k: v for k, v in opts.method_options.items() if k == "weights"}
     method = get_method(name, **method_options)
-    coarse = check_registration(scene, sample, detection)
-    registration = measure_registration(scene.spec, detection.preset.ms_gnyq,
-                                        start=(coarse.dy, coarse.dx) if coarse.measured else (0, 0))
+    registration, coarse = measure_scene(scene, sample, detection.preset)
     registration.reason = _registration_decision(registration, opts.coregister)
     coreg_note = None
     if registration.applied:

@@ -132,9 +132,11 @@ def test_output_folder_not_writable(tmp_path):
 def test_misregistration_is_refused_unless_forced(tmp_path):
     pan, ms = scene_paths("wv3_cristianics")  # about 1.2-1.4 PAN px of real shift in y
     out = tmp_path / "out.tif"
-    result = invoke("sharpen", pan, ms, "-o", out, "--refuse-px", "1.0")
+    # left where the geotransforms put it (the default registration would correct it)
+    result = invoke("sharpen", pan, ms, "-o", out, "--refuse-px", "1.0", "--coregister", "off")
     assert_clean_failure(result, EXIT_MISREGISTERED, "shifted", "--force", out=out)
-    result = invoke("sharpen", pan, ms, "-o", out, "--refuse-px", "1.0", "--force", "-q", "-m", "mtf-glp")
+    result = invoke("sharpen", pan, ms, "-o", out, "--refuse-px", "1.0", "--force", "-q", "-m",
+                    "mtf-glp", "--coregister", "off")
     assert result.exit_code == 0 and out.exists()
 
 
@@ -144,8 +146,12 @@ def test_check_only_reports_the_shift_and_writes_nothing(tmp_path):
     result = invoke("sharpen", pan, ms, "-o", out, "--check-only", "--json")
     assert result.exit_code == 0
     report = json.loads(result.stdout)
-    assert report["shift"]["verdict"] == "warn"
+    # measured, corrected by default, and judged on what is left
+    assert report["shift"]["applied"] and report["shift"]["verdict"] == "ok"
     assert 0.6 < abs(report["shift"]["dy"]) < 2.0
+    off = json.loads(invoke("sharpen", pan, ms, "-o", out, "--check-only", "--json",
+                            "--coregister", "off").stdout)
+    assert off["shift"]["verdict"] == "warn" and not off["shift"]["applied"]
     assert not out.exists()
 
 
@@ -210,7 +216,9 @@ def test_brovey_agrees_with_gdal_pansharpen(tmp_path):
         ["gdal_pansharpen.py", str(pan), str(ms), str(gdal_out), *weights, "-bitdepth", "11",
          "-q"], check=True,
     )
-    result = invoke("sharpen", pan, ms, "-o", ours, "-m", "brovey", *weights, "-q")
+    # GDAL puts the MS where the grids say: so does ssdiff with --coregister off
+    result = invoke("sharpen", pan, ms, "-o", ours, "-m", "brovey", *weights, "-q",
+                    "--coregister", "off")
     assert result.exit_code == 0, result.output
     with rasterio.open(gdal_out) as a, rasterio.open(ours) as b:
         diff = np.abs(a.read().astype(np.int64) - b.read().astype(np.int64))

@@ -12,10 +12,9 @@ import pytest
 import rasterio
 from scipy import ndimage
 
-from ssdiff_cli import coreg, filters
-from ssdiff_cli.pipeline import check_registration
-from ssdiff_cli.scene import prepare_scene
-from ssdiff_cli.scene.registration import measure_registration
+from ssdiff_cli import coreg
+from ssdiff_cli.quality.wald import degrade_phased
+from ssdiff_cli.scene.registration import measure_pair
 from tests.conftest import requires_data, scene_paths
 
 pytestmark = requires_data
@@ -35,10 +34,7 @@ def _write(path, arr) -> str:
 def _measure(pan, ms, sensor) -> coreg.Registration:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scene, detection, sample = prepare_scene(pan, [ms], sensor=sensor)
-        coarse = check_registration(scene, sample, detection)
-        start = (coarse.dy, coarse.dx) if coarse.measured else (0.0, 0.0)
-        return measure_registration(scene.spec, detection.preset.ms_gnyq, start=start)
+        return measure_pair(pan, [ms], sensor)
 
 
 def _arrays(name):
@@ -73,19 +69,6 @@ def test_known_displacements_are_measured_to_a_few_hundredths(tmp_path, name, se
     assert math.sqrt(np.mean(np.square(errors))) <= 0.05
 
 
-def _phased(img, gnyq, ratio, phase):
-    """MTF-matched Gaussian low-pass of ``img`` sampled every ``ratio`` pixels at
-    ``ratio * k + (ratio - 1) / 2 + phase`` (pixel-index coordinates): the Wald degradation with
-    its samples taken ``phase`` high-res pixels past each block's centre."""
-    sigma = filters.mtf_sigma(gnyq, ratio)
-    h, w = img.shape[-2:]
-    ys = ratio * np.arange(h // ratio) + (ratio - 1) / 2 + phase[0]
-    xs = ratio * np.arange(w // ratio) + (ratio - 1) / 2 + phase[1]
-    bands = img if img.ndim == 3 else img[None]
-    out = np.stack([coreg.sample_lowpass(b, ys, xs, sigma) for b in bands])
-    return out if img.ndim == 3 else out[0]
-
-
 @pytest.mark.parametrize("name,sensor,ratio", [("l7_fusebox/07", "landsat7", 2),
                                                ("wv3_cristianics", "wv3", 4)])
 def test_degraded_pairs_phase_is_measured(tmp_path, name, sensor, ratio):
@@ -102,8 +85,8 @@ def test_degraded_pairs_phase_is_measured(tmp_path, name, sensor, ratio):
     toolbox = (r // 2 - (r - 1) / 2,) * 2
     for i, (p_pan, p_ms) in enumerate([(toolbox, toolbox), ((0.0, 0.0), (0.3, -0.4)),
                                        ((-0.25, 0.5), (0.5, 0.1))]):
-        pan_r = _phased(pan, 0.15, r, p_pan)
-        ms_r = _phased(ms, 0.3, r, p_ms)
+        pan_r = degrade_phased(pan, 0.15, r, p_pan)
+        ms_r = degrade_phased(ms, 0.3, r, p_ms)
         reg = _measure(_write(tmp_path / f"p{i}.tif", pan_r), _write(tmp_path / f"m{i}.tif", ms_r),
                        sensor)
         # PAN' pixel j lies at original MS index j + p_pan / r; MS' pixel k holds original MS

@@ -47,6 +47,8 @@ def info(
             f"grid:    {report.grid['width']}x{report.grid['height']} PAN px, "
             f"CRS {report.grid['crs']}",
             f"shift:   {report.shift['summary']}  -> {report.shift['verdict']}",
+            f"         sharpen {'moves the MS there' if report.shift['applied'] else 'leaves the MS'}"
+            f" ({report.shift['reason']})",
         ]
         lines += [f"note:    {n}" for n in report.notes]
         typer.echo("\n".join(lines))

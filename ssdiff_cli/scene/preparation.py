@@ -109,6 +109,8 @@ def check_bit_depth(scene: Scene, detection: Detection, sample: SceneSample) -> 
     if not sample.valid.any() or float(np.nanmax(sample.ms[:, sample.valid])) <= 2**bits - 1:
         return
     top = ms_maximum(scene.spec)
+    if top <= 2**bits - 1:  # only the resampled sample overshot (cubic ringing), not the data
+        return
     needed = min(max(bits, math.ceil(math.log2(top + 1))), dtype.itemsize * 8)
     message = (f"{scene.ms_paths[0]}: values reach {top:g}, above the {bits}-bit range of the "
                f"{detection.preset.name} preset; using {needed} bits from the data "

@@ -1,6 +1,8 @@
-"""Measuring where the MS really lies on the PAN grid: windows of the scene read at full PAN
-resolution and the MS on its own grid, each fitted by :func:`ssdiff_cli.coreg.fit_displacement`
-(:func:`measure_registration`).
+"""Measuring where the MS really lies on the PAN grid: a first guess by phase correlation on the
+scene sample (:func:`coarse_shift`), then windows of the scene read at full PAN resolution and the
+MS on its own grid, each fitted by :func:`ssdiff_cli.coreg.fit_displacement`
+(:func:`measure_registration`); both for an opened scene (:func:`measure_scene`) or a pair of
+files (:func:`measure_pair`).
 
 The MS pixel centres are placed where the scene's grids put them (the geotransforms, or the
 upper-left-corner alignment of a pair without georeferencing, and any correction already applied),
@@ -16,8 +18,10 @@ import math
 import numpy as np
 
 from ssdiff_cli import coreg, filters
-from ssdiff_cli.scene.grid import SceneSpec
+from ssdiff_cli.scene.grid import Scene, SceneSpec
+from ssdiff_cli.scene.preparation import prepare_scene
 from ssdiff_cli.scene.reading import reader_for
+from ssdiff_cli.scene.sampling import SceneSample
 
 #: Window side in PAN px at most (the MS side is this over the ratio, at most WINDOW_MS_PX).
 WINDOW_PAN_PX = 512
@@ -93,3 +97,25 @@ def measure_registration(spec: SceneSpec, ms_gnyq, start: tuple[float, float] = 
         fits.append(coreg.fit_displacement(pan, np.nan_to_num(ms), valid, ys, xs, sigma,
                                            start=start, fit=fit))
     return coreg.combine(fits)
+
+
+def coarse_shift(sample: SceneSample, preset) -> coreg.ShiftReport:
+    """The MS-to-PAN shift by phase correlation on the scene sample (PAN px; good to 0.1-0.2
+    px), the MS bands weighted by the sensor ``preset``'s PAN weights."""
+    intensity = np.tensordot(preset.weights().astype(np.float32), sample.ms, axes=1)
+    return coreg.measure_shift(sample.pan, intensity, valid=sample.valid, ratio=sample.factor)
+
+
+def measure_scene(scene: Scene, sample: SceneSample, preset
+                  ) -> tuple[coreg.Registration, coreg.ShiftReport]:
+    """The scene's MS displacement at PAN resolution, started from the scene sample's phase
+    correlation; returns both (the coarse one judges a pair the refinement cannot measure)."""
+    coarse = coarse_shift(sample, preset)
+    start = (coarse.dy, coarse.dx) if coarse.measured else (0.0, 0.0)
+    return measure_registration(scene.spec, preset.ms_gnyq, start=start), coarse
+
+
+def measure_pair(pan, ms, sensor: str | None = None) -> coreg.Registration:
+    """:func:`measure_scene` on a pair of files (``ms``: a path or a list of per-band paths)."""
+    scene, detection, sample = prepare_scene(pan, ms, sensor)
+    return measure_scene(scene, sample, detection.preset)[0]
