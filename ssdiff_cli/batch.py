@@ -277,9 +277,10 @@ def sharpen_batch(
 
         start = time.perf_counter()
         caught: list = []
+        made: list[Path] = []
         try:
             if item.out != "-" and not _is_virtual(item.out):
-                Path(item.out).parent.mkdir(parents=True, exist_ok=True)
+                made = _make_parents(Path(item.out))
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 row_opts = opts if quicklooks is None else dataclasses.replace(
@@ -290,6 +291,7 @@ def sharpen_batch(
             state["done"] = state["total"] = report.tiles
         except Exception as exc:  # noqa: BLE001 - one pair's failure must not stop the batch
             res.update(error=_one_line(exc), exit_code=getattr(exc, "exit_code", EXIT_RUNTIME))
+            _remove_empty(made)
         res["seconds"] = round(time.perf_counter() - start, 3)
         res["warnings"] = list(dict.fromkeys(str(w.message) for w in caught
                                              if not _is_noise(w)))
@@ -298,6 +300,27 @@ def sharpen_batch(
         base_total += state["done"] if res["status"] != "done" else state["total"]
         base_pixels += state["pixels"]
     return results
+
+
+def _make_parents(out: Path) -> list[Path]:
+    """Make ``out``'s missing folders; returns those made, innermost first."""
+    missing = []
+    for folder in [out.parent, *out.parent.parents]:
+        if folder.exists():
+            break
+        missing.append(folder)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed row made (innermost first) while they are empty: a failed
+    run leaves nothing behind."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _is_noise(w: warnings.WarningMessage) -> bool:

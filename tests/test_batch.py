@@ -145,3 +145,17 @@ def test_sharpen_batch_without_a_cluster_and_with_a_bad_item(tmp_path, fixture_p
     assert calls and calls[-1][0] == calls[-1][1] == results[0]["tiles"]
     again = sharpen_batch(items[:1], SharpenOptions(method="mtf-glp", force=True))
     assert again[0]["status"] == "skipped"
+
+
+@requires_data
+def test_a_failed_row_leaves_no_folder_behind(tmp_path):
+    """Issue 25, item 16: a row whose inputs fail makes no output folder (or removes the ones it
+    made); a row that succeeds keeps its folder."""
+    pan, ms = scene_paths("landsat8_satellite")
+    items = [BatchItem(str(pan), [str(tmp_path / "missing_ms.tif")],
+                       str(tmp_path / "new" / "deep" / "out.tif")),
+             BatchItem(str(pan), [str(ms)], str(tmp_path / "kept" / "out.tif"))]
+    results = sharpen_batch(items, SharpenOptions(method="brovey", force=True))
+    assert [r["status"] for r in results] == ["failed", "done"]
+    assert not (tmp_path / "new").exists()
+    assert (tmp_path / "kept" / "out.tif").exists()
