@@ -25,7 +25,8 @@ scored with the toolbox's conventions (:func:`ssdiff_cli.quality.reduced.toolbox
 ``--placement none`` is the protocol itself (the pair handed without georeferencing: a method
 must find the MS/PAN phase itself; ``--coregister`` passes ssdiff's registration setting). The
 other placements georeference the degraded pair, which the toolbox never does, to measure a
-base apart from its phase finding (``evaluate.PLACEMENTS``): ``samples`` where the degradation
+base apart from its phase finding (``evaluate.PLACEMENTS``; ssdiff's registration is then off,
+or it would move the MS again): ``samples`` where the degradation
 took each sample (the MS then lies 0.375 PAN px from a block-centred reading at ratio 4, 0.25 at
 ratio 2), ``reference`` with the MS where the reference has it (0.5 PAN px: the toolbox's own
 interp23tap convention).
@@ -45,6 +46,7 @@ import math
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -208,7 +210,9 @@ def main(argv=None) -> None:
     for name in args.scenes or shared_scenes():
         for placement in args.placement:
             try:
-                res = run_scene(name, None if placement == "none" else placement, options)
+                # a placed pair is measured as placed: registration would move it again
+                opts = options if placement == "none" else replace(options, coregister="off")
+                res = run_scene(name, None if placement == "none" else placement, opts)
             except Exception as exc:  # a scene the protocol cannot score is a row, not a stop
                 res = {"scene": name, "placement": placement, "error": str(exc).splitlines()[0]}
             results.append(res)

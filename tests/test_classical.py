@@ -115,3 +115,23 @@ def test_mtf_glp_methods_default_to_the_23_tap_interpolator(tmp_path):
             assert not np.array_equal(a.read(), b.read())
     assert get_method("gsa").__dict__.get("default_resampling", "cubic") == "cubic"
     assert MTFGLP("fs").default_resampling == "cubic"  # the generalist's base
+
+
+def test_matched_hpm_equalises_the_pan_as_the_toolbox_does():
+    """``mtf-glp``'s PAN equalisation: ``(PAN - mean PAN) std(lms_i) / std(LP(PAN)) + mean(lms_i)``
+    over the scene at full scale, LP the toolbox's LPfilterGauss (gain 0.3), not the sample's."""
+    ctx = _context("wv3_cristianics", "interp23tap")
+    hpm = get_method("mtf-glp")
+    hpm.prepare(ctx)
+    spec, r = ctx.scene.spec, ctx.scene.ratio
+    h, w = spec.out.height // r * r, spec.out.width // r * r
+    tile = read_tile(spec, 0, 0, h, w, fill_values(ctx.sample))
+    lp = filters.lowpass(tile.pan, 0.3, r)[tile.valid].astype(np.float64)
+    assert hpm.pan_mean == pytest.approx(tile.pan[tile.valid].astype(np.float64).mean(), rel=1e-5)
+    for i in range(8):
+        lms = tile.lms[i][tile.valid].astype(np.float64)
+        assert hpm.scale[i] == pytest.approx(lms.std() / lp.std(), rel=2e-3)
+        assert hpm.ms_mean[i] == pytest.approx(lms.mean(), rel=1e-3)
+    base = MTFGLP("hpm")
+    base.prepare(ctx)
+    assert not np.allclose(base.scale, hpm.scale, rtol=1e-2)

@@ -140,8 +140,9 @@ class MTFGLP(FusionMethod):
     sample positions (the scene's sub-pixel phase, :func:`ssdiff_cli.quality.wald.degrade_phased`)
     and interpolated back with the kernel and phase that bring the MS onto the PAN grid
     (``-r``); the FS gain is the toolbox's full-scale one (Vivone 2018),
-    ``g_i = cov(lms_i, PAN) / cov(PAN_LP_i, PAN)`` on the PAN grid, measured once per scene on a
-    central window of up to :data:`FS_WINDOW` px.
+    ``g_i = cov(lms_i, PAN) / cov(PAN_LP_i, PAN)`` on the PAN grid, and the HPM equalisation the
+    toolbox's ``std(lms_i) / std(LP(PAN))`` with ``LP`` a Gaussian of gain 0.3, both measured once
+    per scene on a central window of up to :data:`FS_WINDOW` px. HPM keeps its bounds.
     """
 
     name = "mtf-glp"
@@ -171,8 +172,8 @@ class MTFGLP(FusionMethod):
             self.phase = (0.0, 0.0) if sub is None else (float(sub[2]), float(sub[3]))
         pan, ms = _valid_pixels(ctx)
         self.fit(pan, ms, ctx.scene.ratio, gnyq)
-        if self.matched and self.injection == "fs":
-            self.gains = self._full_scale_gains(ctx)
+        if self.matched:
+            self._full_scale_statistics(ctx)
 
     def fit(self, pan: np.ndarray, ms: np.ndarray, ratio: int, gnyq) -> None:
         """Learn the statistics from valid PAN values ``(n,)`` (averaged onto the MS grid) and
@@ -196,10 +197,13 @@ class MTFGLP(FusionMethod):
         self.align = self.ratio
         self.halo = filters.support(self.ratio) + (filters.kernel_reach(self.kernel) + 1) * self.ratio + 12
 
-    def _full_scale_gains(self, ctx: SceneContext) -> np.ndarray:
-        """The toolbox's full-scale FS gains ``cov(lms_i, PAN) / cov(PAN_LP_i, PAN)``, measured on
-        the valid pixels of a central window (read with a halo, so that the window's edges are
-        filtered as inside a tile)."""
+    def _full_scale_statistics(self, ctx: SceneContext) -> None:
+        """What the toolbox measures on the whole image at full scale, here on the valid pixels
+        of a central window (read with a halo, so that its edges are filtered as inside a tile):
+        FS, the gains ``cov(lms_i, PAN) / cov(PAN_LP_i, PAN)``; HPM, the equalisation
+        ``(PAN - mean(PAN)) std(lms_i) / std(LP(PAN)) + mean(lms_i)`` with ``LP`` the Gaussian
+        of gain 0.3 (the toolbox's ``LPfilterGauss`` has exactly :func:`filters.mtf_sigma`'s
+        width)."""
         spec, r = ctx.scene.spec, self.ratio
         h = min(FS_WINDOW, spec.out.height) // r * r
         w = min(FS_WINDOW, spec.out.width) // r * r
@@ -209,19 +213,25 @@ class MTFGLP(FusionMethod):
         tile = read_tile(spec, row - halo, col - halo, h + 2 * halo, w + 2 * halo,
                          fill_values(ctx.sample))
         inner = (slice(halo, halo + h), slice(halo, halo + w))
-        pan_lp = self.pan_lowpass(tile.pan)[:, inner[0], inner[1]]
         valid = tile.valid[inner]
         if not valid.any():
-            return self.gains
+            return
         pan = tile.pan[inner][valid].astype(np.float64)
+        lms = [band[inner][valid].astype(np.float64) for band in tile.lms]
+        if self.injection == "hpm":
+            lp = filters.lowpass(tile.pan, 0.3, r)[inner][valid].astype(np.float64)
+            self.pan_mean = np.float32(pan.mean())
+            self.scale = np.array([b.std() / max(lp.std(), _EPS) for b in lms], np.float32)
+            self.ms_mean = np.array([b.mean() for b in lms], np.float32)
+            return
+        pan_lp = self.pan_lowpass(tile.pan)[:, inner[0], inner[1]]
         pan = pan - pan.mean()
         gains = np.empty(len(self.gnyq), np.float32)
-        for i in range(len(self.gnyq)):
-            lms = tile.lms[i][inner][valid].astype(np.float64)
+        for i, band in enumerate(lms):
             lp = pan_lp[i][valid].astype(np.float64)
             den = float(np.dot(lp - lp.mean(), pan))
-            gains[i] = float(np.dot(lms - lms.mean(), pan)) / den if abs(den) > _EPS else 0.0
-        return gains
+            gains[i] = float(np.dot(band - band.mean(), pan)) / den if abs(den) > _EPS else 0.0
+        self.gains = gains
 
     def pan_lowpass(self, pan: np.ndarray) -> np.ndarray:
         """``PAN_LP_i`` (C, H, W): the PAN degraded with band i's MTF and interpolated back

@@ -162,6 +162,12 @@ def degrade_pair(
     return _reduced(pan_lr, ms_lr, ms, ratio, pan.shape, pan_valid, ms_valid)
 
 
+def _finite(a: np.ndarray) -> np.ndarray:
+    """``a`` as float64 with its non-finite values (NaN marks invalid pixels) set to 0."""
+    a = np.asarray(a, np.float64)
+    return a if np.isfinite(a).all() else np.where(np.isfinite(a), a, 0.0)
+
+
 def _reduced(pan_lr, ms_lr, reference, ratio: int, pan_shape, pan_valid, ms_valid) -> ReducedPair:
     """A :class:`ReducedPair` of degraded arrays and the cropped ``reference``, with the masks
     (given on the original grids) degraded by :func:`degrade_mask`."""
@@ -214,6 +220,8 @@ def degrade_pair_toolbox(
     if pan.ndim != 2 or ms.ndim != 3:
         raise ValueError(f"expected PAN (H, W) and MS (C, h, w), got {pan.shape} and {ms.shape}")
     pan, ms = crop_pair(pan, ms, ratio)
-    pan_lr = toolbox_filters.toolbox_degrade(pan, pan_gnyq, ratio).astype(np.float32)
-    ms_lr = toolbox_filters.toolbox_degrade(ms, ms_gnyq, ratio).astype(np.float32)
+    # the FIR runs by FFT, which would spread a NaN over the whole band: invalid pixels enter
+    # as zeros (the masks' erosion keeps them out of the valid degraded pixels)
+    pan_lr = toolbox_filters.toolbox_degrade(_finite(pan), pan_gnyq, ratio).astype(np.float32)
+    ms_lr = toolbox_filters.toolbox_degrade(_finite(ms), ms_gnyq, ratio).astype(np.float32)
     return _reduced(pan_lr, ms_lr, ms, ratio, pan.shape, pan_valid, ms_valid)
