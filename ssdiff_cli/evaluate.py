@@ -28,10 +28,17 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from ssdiff_cli.errors import BadInputError, UsageError
-from ssdiff_cli.pipeline import SharpenOptions, sharpen
+from ssdiff_cli.pipeline import SharpenOptions, register_scene, sharpen, validate_options
 from ssdiff_cli.quality import indices, wald
 from ssdiff_cli.quality.reduced import toolbox_reduced_resolution
-from ssdiff_cli.scene import Scene, fill_values, prepare_scene, read_arrays, read_tile, reader_for
+from ssdiff_cli.scene import (
+    Scene,
+    fill_values,
+    prepare_scene,
+    read_arrays,
+    read_tile,
+    reader_for,
+)
 from ssdiff_cli.scene.grid import LOCAL_CRS
 from ssdiff_cli.sensors import generic_preset, get_preset
 
@@ -69,7 +76,8 @@ PLACEMENTS = ("samples", "reference")
 class Evaluation:
     """Scores per method (or image), the protocol used, and what was compared; for fused
     methods ``details["ran"]`` holds what each one ran (``sharpen --json``'s ``method``: the
-    model, its calibration, whether ``auto``'s guard fell back)."""
+    model, its calibration, whether ``auto``'s guard fell back) and ``details["registration"]``
+    where each found the MS and whether it moved it (``sharpen --json``'s ``shift``)."""
 
     protocol: str
     columns: tuple[str, ...]
@@ -175,6 +183,20 @@ def _score_reduced(protocol: str, fused, ref, ratio: int, mask, data_range, name
         raise BadInputError(f"{name}: {exc}") from None
 
 
+def _registered(pan, ms, sensor: str | None, options: SharpenOptions | None):
+    """The pair (and its scene sample) opened with the MS where ``options.coregister`` puts it,
+    as ``sharpen`` would (:func:`ssdiff_cli.pipeline.register_scene`). The reference a Wald
+    protocol degrades, and the MS the full-resolution indices compare with, then lie on the PAN
+    grid as an MS placed by its geotransform does: a pair and its copy without georeferencing
+    score alike."""
+    opts = SharpenOptions(sensor=sensor, coregister=(options or SharpenOptions()).coregister)
+    validate_options(opts)
+    scene, detection, sample = prepare_scene(pan, ms, sensor)
+    scene, detection, sample, registration, _ = register_scene(pan, ms, opts, scene, detection,
+                                                               sample)
+    return scene, detection, sample, registration
+
+
 def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
                      options: SharpenOptions | None = None, progress: Callable | None = None,
                      keep: dict | None = None, protocol: str = "ssdiff",
@@ -198,7 +220,7 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
     """
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol {protocol}: choose one of {', '.join(PROTOCOLS)}")
-    scene, detection, _ = prepare_scene(pan, ms, sensor)
+    scene, detection, _, registration = _registered(pan, ms, sensor, options)
     preset, r = detection.preset, scene.ratio
     pan_a, pan_valid, ms_a, ms_valid = read_arrays(scene.spec)
     degrade = wald.degrade_pair_toolbox if protocol == "toolbox" else wald.degrade_pair
@@ -214,7 +236,8 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
                   "protocol": {"name": protocol, "conventions": PROTOCOLS[protocol],
                                **({"placement": placement} if placement else {})},
                   "mtf_gnyq": {"ms": [float(g) for g in preset.ms_gnyq],
-                               "pan": float(preset.pan_gnyq)}}
+                               "pan": float(preset.pan_gnyq)},
+                  "reference_registration": registration.to_dict()}
     with tempfile.TemporaryDirectory(prefix="ssdiff-eval-") as tmp:
         tmp = Path(tmp)
         lr_pan, lr_ms = tmp / "pan_lr.tif", tmp / "ms_lr.tif"
@@ -240,6 +263,7 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
                 name = "upsample (baseline)"
             ev.rows[name] = _plain(scores)
             ev.details.setdefault("ran", {})[name] = report.method
+            ev.details.setdefault("registration", {})[name] = report.shift
             if keep is not None:
                 keep.setdefault("fused", {})[name] = fused
                 keep["reference"] = ref[:, :h, :w]
@@ -252,11 +276,13 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
 def evaluate_full(pan, ms, methods: list[str], sensor: str | None = None,
                   options: SharpenOptions | None = None, progress: Callable | None = None,
                   keep: dict | None = None) -> Evaluation:
-    """Fuse at full resolution with each method via ``sharpen`` and score without a reference."""
-    scene, detection, sample = prepare_scene(pan, ms, sensor)
+    """Fuse at full resolution with each method via ``sharpen`` and score without a reference
+    (against the MS where registration put it, as the methods saw it)."""
+    scene, detection, sample, registration = _registered(pan, ms, sensor, options)
     ev = Evaluation("full", FULL_COLUMNS + ("seconds",))
     ev.details = {"sensor": detection.preset.name, "ratio": scene.ratio, "pan": str(pan),
-                  "ms": [str(p) for p in scene.ms_paths]}
+                  "ms": [str(p) for p in scene.ms_paths],
+                  "reference_registration": registration.to_dict()}
     base = options or SharpenOptions()
     fills = fill_values(sample)
     with tempfile.TemporaryDirectory(prefix="ssdiff-eval-") as tmp:
@@ -268,6 +294,7 @@ def evaluate_full(pan, ms, methods: list[str], sensor: str | None = None,
             scores["seconds"] = report.seconds
             ev.rows[method] = scores
             ev.details.setdefault("ran", {})[method] = report.method
+            ev.details.setdefault("registration", {})[method] = report.shift
         if keep is not None:
             _keep_small(keep, scene, detection, fused)
     return ev

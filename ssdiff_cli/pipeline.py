@@ -27,7 +27,7 @@ from ssdiff_cli.errors import (
 from ssdiff_cli.files import umask_mode
 from ssdiff_cli.gdal_formats import OUTPUT_DTYPES
 from ssdiff_cli.gdal_names import split_band_suffix
-from ssdiff_cli.methods import SceneContext, get_method
+from ssdiff_cli.methods import MODEL_METHODS, SceneContext, get_method
 from ssdiff_cli.methods.base import FusionMethod
 from ssdiff_cli.output import (
     OutputTarget,
@@ -225,6 +225,34 @@ def _report_compile(method: FusionMethod, report: Report) -> None:
 
 
 
+def register_scene(pan, ms, opts: SharpenOptions, scene: Scene, detection: Detection,
+                   sample: SceneSample):
+    """Measure where the MS lies on the PAN grid and, as ``opts.coregister`` says, reopen the
+    pair with the MS moved there (the output grid unchanged). Returns ``(scene, detection,
+    sample, registration, coarse)``: the scene to fuse, the refined measurement (its ``applied``,
+    ``reason`` and ``residual`` set) and the scene sample's phase correlation."""
+    registration, coarse = measure_scene(scene, sample, detection.preset)
+    registration.reason = _registration_decision(registration, opts.coregister)
+    if registration.applied:
+        scene, detection, sample = prepare_scene(
+            pan, ms, opts.sensor, opts.extent, bands=opts.bands, nodata=opts.nodata,
+            resampling=opts.resampling or "cubic", bit_depth=opts.bit_depth,
+            ms_shift=(registration.dy, registration.dx))
+        registration.residual = measure_registration(scene.spec, detection.preset.ms_gnyq)
+    return scene, detection, sample, registration, coarse
+
+
+def registration_note(registration: coreg.Registration, mode: str) -> str | None:
+    """The report's note on what registration did (None with ``--coregister off``)."""
+    if registration.applied:
+        return (f"registration: measured {registration.summary()}; MS moved by "
+                f"{-registration.dy:+.3f} rows, {-registration.dx:+.3f} columns "
+                f"({registration.reason}); now {registration.residual.summary()}")
+    if mode != "off":
+        return f"registration: MS left where the grids put it ({registration.reason})"
+    return None
+
+
 def sharpen(
     pan: str | Path,
     ms: str | Path | list,
@@ -271,26 +299,15 @@ def sharpen(
         pan, ms, opts.sensor, opts.extent, bands=opts.bands, nodata=opts.nodata,
         resampling=opts.resampling or "cubic", bit_depth=opts.bit_depth)
     name = resolve_method(opts.method, scene, detection)
-    if name == "ssdiff" and opts.resampling not in (None, "cubic"):
+    if name in MODEL_METHODS and opts.resampling not in (None, "cubic"):
         raise UsageError(f"-r {opts.resampling}: the SSDiff model was trained on cubic upsampling; "
                          "-r applies to the classical methods (choose one with -m)")
-    method_options = opts.method_options if name == "ssdiff" else {
+    method_options = opts.method_options if name in MODEL_METHODS else {
         k: v for k, v in opts.method_options.items() if k == "weights"}
     method = get_method(name, **method_options)
-    registration, coarse = measure_scene(scene, sample, detection.preset)
-    registration.reason = _registration_decision(registration, opts.coregister)
-    coreg_note = None
-    if registration.applied:
-        scene, detection, sample = prepare_scene(
-            pan, ms, opts.sensor, opts.extent, bands=opts.bands, nodata=opts.nodata,
-            resampling=opts.resampling or "cubic", bit_depth=opts.bit_depth,
-            ms_shift=(registration.dy, registration.dx))
-        registration.residual = measure_registration(scene.spec, detection.preset.ms_gnyq)
-        coreg_note = (f"registration: measured {registration.summary()}; MS moved by "
-                      f"{-registration.dy:+.3f} rows, {-registration.dx:+.3f} columns "
-                      f"({registration.reason}); now {registration.residual.summary()}")
-    elif opts.coregister != "off":
-        coreg_note = f"registration: MS left where the grids put it ({registration.reason})"
+    scene, detection, sample, registration, coarse = register_scene(
+        pan, ms, opts, scene, detection, sample)
+    coreg_note = registration_note(registration, opts.coregister)
     kernel = opts.resampling or getattr(method, "default_resampling", "cubic")
     if scene.spec.resampling != kernel:  # -r not given: the method's own kernel
         scene.spec = replace(scene.spec, resampling=kernel)

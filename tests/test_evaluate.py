@@ -292,3 +292,45 @@ def test_matched_mtf_glp_fs_is_the_toolbox_at_the_toolbox_phase():
     got = ev.rows["mtf-glp-fs"]["ERGAS"]
     assert got == pytest.approx(want, rel=2e-3)
     assert ev.details["ran"]["mtf-glp-fs"]["kernel"] == "interp23tap"
+
+
+def _without_georeferencing(src, dst):
+    """A copy of ``src`` with its pixels, nodata and tags but no CRS or geotransform."""
+    import warnings
+
+    with rasterio.open(src) as ds:
+        data, profile, tags = ds.read(), ds.profile, ds.tags()
+    for key in ("crs", "transform"):
+        profile.pop(key, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(dst, "w", **profile) as out:
+            out.write(data)
+            out.update_tags(**tags)
+    return dst
+
+
+@requires_data
+@pytest.mark.parametrize("protocol", ["ssdiff", "toolbox"])
+def test_a_pair_and_its_copy_without_georeferencing_score_alike(tmp_path, protocol):
+    """Issue 22: landsat_istanbul's geotransforms put the MS half a PAN pixel off the PAN's
+    corner; without them the grids are taken as corner-aligned, and registration finds the half
+    pixel (and brings the reference onto the PAN grid, as the geotransforms do): ERGAS within 1 %
+    of each other under both protocols, and the copy's reference was moved."""
+    pan, ms = scene_paths("landsat_istanbul")
+    bare = (_without_georeferencing(pan, tmp_path / "pan.tif"),
+            _without_georeferencing(ms, tmp_path / "ms.tif"))
+    scores = []
+    for pair in ((pan, ms), bare):
+        result = runner.invoke(app, ["evaluate", "--reduced", str(pair[0]), str(pair[1]),
+                                     "-m", "mtf-glp-fs", "-m", "gsa", "--protocol", protocol,
+                                     "--json", "-q"])
+        assert result.exit_code == 0, result.output
+        scores.append(json.loads(result.stdout))
+    geo, copy = scores
+    assert copy["details"]["reference_registration"]["applied"]
+    assert abs(copy["details"]["reference_registration"]["dy"] - 0.5) < 0.05
+    assert copy["details"]["registration"]["mtf-glp-fs"]["applied"]
+    for method in ("mtf-glp-fs", "gsa"):
+        a, b = geo["rows"][method]["ERGAS"], copy["rows"][method]["ERGAS"]
+        assert abs(a - b) <= 0.01 * a, (method, a, b)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from ssdiff_cli.cli.options import (
+    Coregister,
     EvalMethod,
     JsonOpt,
     OverwriteOpt,
@@ -58,6 +59,10 @@ def evaluate(
     workers: WorkersOpt = None,
     quicklook: Annotated[Path | None, typer.Option(
         help="PNG panel: composites with one stretch and per-method error maps.")] = None,
+    coregister: Annotated[Coregister, typer.Option(
+        "--coregister", help="Registration of every fused method (as sharpen's): auto moves "
+        "the MS where it was measured when confident, on whenever measured, off never.")
+    ] = Coregister.auto,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
@@ -77,7 +82,7 @@ def evaluate(
         model_options = {k: v for k, v in (("model", model), ("steps", steps), ("adapt", adapt))
                          if v is not None}
         options = SharpenOptions(tile_size=tile_size, workers=workers or default_workers(),
-                                 method_options=model_options)
+                                 method_options=model_options, coregister=coregister.value)
         if quicklook is not None:
             from ssdiff_cli.output import check_destination
 
