@@ -9,11 +9,16 @@ acquisition (``scripts/generalist_data.py``: families and folds):
 * the GRIP scenes (WorldView-2, GeoEye-1) and the WorldView-3 scene are in no training set of the
   commercial-use generalist, so the shipped model (``--model``) scores them.
 
-Per scene: ``ssdiff evaluate --reduced`` (Wald protocol: SAM, ERGAS, Q2n) and ``--full`` (HQNR)
+Per scene: ``ssdiff evaluate --reduced`` (Wald protocol: SAM, ERGAS, Q2n; ``--protocol ssdiff``,
+the project's degradation, or ``toolbox``, the toolbox's exactly: reference §9) and ``--full`` (HQNR)
 with the model, optionally the model with ``--adapt`` (``--adapt N``), brovey, gsa, mtf-glp,
 mtf-glp-fs and plain upsampling; a family's figure is the mean over its scenes (``--per-family``
 scenes at most). With ``--seen`` the shipped model is also scored on the families it was trained
-on (in distribution: not a generalisation figure, reported apart).
+on (in distribution: not a generalisation figure, reported apart). With ``--bare`` every pair is
+first copied without its georeferencing (CRS and geotransform dropped, pixels and tags kept), as
+research pairs come: registration must then find the grids' relation itself.
+Without ``--fold-a``/``--fold-b`` only the families no training set holds can be scored
+(``--families ge1_grip wv2_grip wv3_cristianics``).
 
     .venv/bin/python benchmarks/bench_generalization.py --model ssdiff-generalist \\
         --fold-a runs/fold-A --fold-b runs/fold-B --json out.json
@@ -23,9 +28,11 @@ on (in distribution: not a generalisation figure, reported apart).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -35,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from generalist_data import DATA, FOLDS, families  # noqa: E402
 
-CLASSICAL = ["brovey", "gsa", "mtf-glp", "mtf-glp-fs"]
+CLASSICAL = ["brovey", "gsa", "mtf-glp", "mtf-glp-fs", "mtf-glp-hpm"]
 COLUMNS = ("SAM", "ERGAS", "Q2n", "HQNR")
 #: The indices issue 10's target names (no worse than the best classical method on each).
 ISSUE_COLUMNS = ("SAM", "ERGAS", "HQNR")
@@ -51,26 +58,46 @@ def _fell_back(ev, method: str) -> bool:
     return "fallback_from" in ev.details.get("ran", {}).get(method, {})
 
 
+def strip_georeferencing(src: Path, dst: Path) -> Path:
+    """A copy of ``src`` with its pixels, nodata, masks' values and tags but no CRS or
+    geotransform."""
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(src) as ds:
+            profile = {k: v for k, v in ds.profile.items() if k not in ("crs", "transform")}
+            with rasterio.open(dst, "w", **profile) as out:
+                out.write(ds.read())
+                out.update_tags(**ds.tags())
+    return dst
+
+
 def score_scene(folder: str, model: str, adapt: int, objectives=("full",),
-                calibrate: bool = True) -> dict:
+                calibrate: bool = True, protocol: str = "ssdiff", bare: Path | None = None) -> dict:
     """Reduced- and full-resolution scores of every method on one shared scene.
 
     ``generalist`` is the model alone (``--method ssdiff``); ``auto`` is what ``sharpen`` runs by
     default: the model with its guard, which may fall back to MTF-GLP-FS (decided on each input
     on its own: the reduced-resolution pair and the full-resolution scene). Where the guard keeps
-    the model, the two rows are one run.
+    the model, the two rows are one run. ``protocol`` is ``evaluate --protocol``'s; ``bare``,
+    a folder, scores copies of the pair without georeferencing written there.
     """
     from ssdiff_cli.evaluate import evaluate_full, evaluate_reduced
     from ssdiff_cli.pipeline import SharpenOptions
 
     pan, ms = DATA / folder / "pan.tif", DATA / folder / "ms.tif"
+    if bare is not None:
+        pan = strip_georeferencing(pan, bare / "pan.tif")
+        ms = strip_georeferencing(ms, bare / "ms.tif")
+    reduced = functools.partial(evaluate_reduced, protocol=protocol)
     rows: dict[str, dict] = {}
     model_opts = {"model": model, "calibrate": calibrate}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         o = SharpenOptions(method_options=model_opts, **TILING)
         scores = {}
-        for name, evaluate in (("reduced", evaluate_reduced), ("full", evaluate_full)):
+        for name, evaluate in (("reduced", reduced), ("full", evaluate_full)):
             ev = evaluate(pan, ms, ["auto"], options=o)
             auto = ev.rows["auto"]
             alone = evaluate(pan, ms, ["ssdiff"], options=o).rows["ssdiff"] \
@@ -88,11 +115,11 @@ def score_scene(folder: str, model: str, adapt: int, objectives=("full",),
             label = f"generalist --adapt {adapt} ({objective})"
             o = SharpenOptions(method_options={**model_opts, "adapt": adapt},
                                adapt_objective=objective, **TILING)
-            red = evaluate_reduced(pan, ms, ["ssdiff"], options=o).rows["ssdiff"]
+            red = reduced(pan, ms, ["ssdiff"], options=o).rows["ssdiff"]
             full = evaluate_full(pan, ms, ["ssdiff"], options=o).rows["ssdiff"]
             rows[label] = {"SAM": red["SAM"], "ERGAS": red["ERGAS"], "Q2n": red["Q2n"],
                            "HQNR": full["HQNR"]}
-        red = evaluate_reduced(pan, ms, CLASSICAL, options=SharpenOptions(**TILING)).rows
+        red = reduced(pan, ms, CLASSICAL, options=SharpenOptions(**TILING)).rows
         full = evaluate_full(pan, ms, CLASSICAL, options=SharpenOptions(**TILING)).rows
     for m in CLASSICAL:
         rows[m] = {"SAM": red[m]["SAM"], "ERGAS": red[m]["ERGAS"], "Q2n": red[m]["Q2n"],
@@ -141,6 +168,10 @@ def main() -> None:
                     help="score the model without its per-scene calibration")
     ap.add_argument("--families", nargs="*", help="only these families")
     ap.add_argument("--seen", action="store_true", help="also score the shipped model in distribution")
+    ap.add_argument("--protocol", choices=["ssdiff", "toolbox"], default="ssdiff",
+                    help="evaluate --protocol of the reduced-resolution scores")
+    ap.add_argument("--bare", action="store_true",
+                    help="score copies of the pairs without georeferencing")
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--report", type=Path, nargs="+",
                     help="print the table of earlier --json runs (over disjoint families) and stop")
@@ -166,8 +197,11 @@ def main() -> None:
             tmp.write_text(json.dumps(card, indent=2) + "\n")
             os.replace(tmp, args.card)
         return
-    if not (args.fold_a and args.fold_b):
-        ap.error("--fold-a and --fold-b are required (unless --report)")
+    needs_folds = [f for k in FOLDS for f in FOLDS[k]
+                   if not args.families or f in args.families]
+    if needs_folds and not (args.fold_a and args.fold_b):
+        ap.error("--fold-a and --fold-b are required to score the training families (unless "
+                 "--report, or --families names only families no training set holds)")
     if not DATA.is_dir():
         sys.exit(f"shared scenes not found at {DATA}: nothing to benchmark")
 
@@ -181,13 +215,18 @@ def main() -> None:
         per_scene = {}
         for folder in folders[: args.per_family]:
             print(f"{fam}: {folder} with {model}", file=sys.stderr, flush=True)
-            per_scene[folder] = score_scene(folder, model, args.adapt, args.adapt_objective,
-                                            calibrate=not args.no_calibrate)
+            with tempfile.TemporaryDirectory(prefix="ssdiff-bare-") as tmp:
+                per_scene[folder] = score_scene(
+                    folder, model, args.adapt, args.adapt_objective,
+                    calibrate=not args.no_calibrate, protocol=args.protocol,
+                    bare=Path(tmp) if args.bare else None)
         mean = _mean(list(per_scene.values()))
-        results[fam] = {"model": model, "scenes": per_scene, "mean": mean, "verdict": verdict(mean),
+        results[fam] = {"model": model, "protocol": args.protocol, "bare": args.bare,
+                        "scenes": per_scene, "mean": mean, "verdict": verdict(mean),
                         "verdict_auto": verdict(mean, "auto")}
         if args.seen and fam in which:
-            seen = _mean([score_scene(f, args.model, 0, calibrate=not args.no_calibrate)
+            seen = _mean([score_scene(f, args.model, 0, calibrate=not args.no_calibrate,
+                                      protocol=args.protocol)
                           for f in folders[: args.per_family]])
             results[fam]["seen_by_shipped_model"] = seen["generalist"]
         if args.json:
