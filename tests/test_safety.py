@@ -624,7 +624,7 @@ def _can_mount_tmpfs() -> bool:
 
 
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare and a private tmpfs mount")
-@pytest.mark.parametrize("size", ["2m", "30m", "40m"])  # before work; work file; COG (wv2_grip)
+@pytest.mark.parametrize("size", ["2m", "8m", "15m", "22m", "30m", "40m"])  # before work; tiling; work file; COG (wv2_grip)
 def test_disk_full_is_one_line_naming_the_output(tmp_path, size):
     pan, ms = scene_paths("wv2_grip")
     small = tmp_path / "small"
