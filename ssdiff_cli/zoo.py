@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from ssdiff_cli.errors import DegenerateOutputError, ModelError, SsdiffWarning
+from ssdiff_cli.families import ANY_BANDS, ANY_RATIOS, Family, architecture, family_of
 from ssdiff_cli.files import umask_mode
 from ssdiff_cli.json_files import read_json_object
 
@@ -163,14 +164,14 @@ def _check_schedule(card: ModelCard, source: str) -> None:
 
 def validate_card(card: ModelCard, source: str = "card") -> None:
     """Check a card before anything is built from it (exit 6 on failure): every field has its
-    JSON type, size fields are whole numbers within :data:`SIZE_LIMITS`, numbers are finite, the
-    normalisation scale is positive, sampling steps are within ``1..MAX_STEPS``, the diffusion
-    schedule builds and sampling starts at one of its timesteps. A generalist card
-    (:func:`is_generalist`) has ``bands`` and ``ratio`` 0, meaning "any", and its own
-    normalisation, ``band-standardised``."""
+    JSON type, ``model.family`` names a known family (:mod:`ssdiff_cli.families`), size fields
+    are whole numbers within :data:`SIZE_LIMITS`, numbers are finite, the normalisation is one
+    its family takes (a fixed scale positive), sampling steps are within ``1..MAX_STEPS``, the
+    diffusion schedule builds and sampling starts at one of its timesteps. A card of a family
+    that takes any layout has ``bands`` and ``ratio`` 0, meaning "any"."""
     _check_field_types(card, source)
-    generalist = is_generalist(card)
-    top = {} if generalist else {"bands": card.bands, "ratio": card.ratio}
+    family = family_of(card.model, source)
+    top = {} if family.any_layout else {"bands": card.bands, "ratio": card.ratio}
     for where, section in (("", top), ("model.", card.model)):
         for key, (lo, hi) in SIZE_LIMITS.items():
             if key not in section:
@@ -183,6 +184,9 @@ def validate_card(card: ModelCard, source: str = "card") -> None:
         _finite_numbers(getattr(card, name), name, source)
     norm = card.normalisation
     kind = norm.get("kind", "fixed")
+    if kind not in family.normalisations:
+        raise ModelError(f"{source}: unknown normalisation kind {kind!r} "
+                         f"({' or '.join(family.normalisations)})")
     if kind == "fixed":
         scale = norm.get("scale")
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
@@ -191,9 +195,6 @@ def validate_card(card: ModelCard, source: str = "card") -> None:
         pct = norm.get("percentile", 99.0)
         if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 < pct <= 100:
             raise ModelError(f"{source}: normalisation.percentile is {pct!r}; it must be in (0, 100]")
-    elif not (generalist and kind == "band-standardised"):
-        kinds = "band-standardised" if generalist else "fixed or scene"
-        raise ModelError(f"{source}: unknown normalisation kind {kind!r} ({kinds})")
     steps = card.sampling.get("steps", 1)
     if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
         raise ModelError(f"{source}: sampling.steps is {steps!r}; it must be from 1 to {MAX_STEPS}")
@@ -250,23 +251,20 @@ def list_models(folder: Path | None = None) -> list[ModelCard]:
 
 
 #: Band counts and PAN/MS ratios a generalist model accepts.
-GENERALIST_BANDS = (1, 16)
-GENERALIST_RATIOS = (2, 8)
+GENERALIST_BANDS = ANY_BANDS
+GENERALIST_RATIOS = ANY_RATIOS
 #: The default model for any sensor (when no model was made for the sensor itself).
 DEFAULT_GENERALIST = "ssdiff-generalist"
 
 
-def is_generalist(card: ModelCard) -> bool:
-    """True for a band- and ratio-agnostic model (``model.family == "generalist"``)."""
-    return isinstance(card.model, dict) and card.model.get("family") == "generalist"
+def family(card: ModelCard) -> Family:
+    """The card's model family (:func:`ssdiff_cli.families.family_of`)."""
+    return family_of(card.model, f"model {card.name}")
 
 
 def accepts(card: ModelCard, bands: int, ratio: int) -> bool:
     """Whether a model can fuse ``bands`` MS bands at ``ratio``."""
-    if is_generalist(card):
-        return (GENERALIST_BANDS[0] <= bands <= GENERALIST_BANDS[1]
-                and GENERALIST_RATIOS[0] <= ratio <= GENERALIST_RATIOS[1])
-    return card.bands == bands and card.ratio == ratio
+    return family(card).accepts(card.bands, card.ratio, bands, ratio)
 
 
 def terms_summary(card: ModelCard) -> str:
@@ -282,12 +280,14 @@ def terms_summary(card: ModelCard) -> str:
     return "unknown"
 
 
-def find_model_for(bands: int, ratio: int, sensor_key: str | None = None) -> ModelCard | None:
-    """The model ``--method ssdiff`` uses when none is named: the default generalist (then any
-    generalist) that accepts the input, else a model made for the sensor with the same band
+def find_model_for(bands: int, ratio: int, sensor_key: str | None = None,
+                   method: str = "ssdiff") -> ModelCard | None:
+    """The model ``--method METHOD`` (default ``ssdiff``) uses when none is named, among the
+    models of families that ``method`` runs: the default generalist (then any model that takes
+    any layout) that accepts the input, else a model made for the sensor with the same band
     layout and ratio, else any model with that layout; None when nothing fits."""
-    cards = [c for c in list_models() if accepts(c, bands, ratio)]
-    general = sorted((c for c in cards if is_generalist(c)),
+    cards = [c for c in list_models() if family(c).method == method and accepts(c, bands, ratio)]
+    general = sorted((c for c in cards if family(c).any_layout),
                      key=lambda c: (c.name != DEFAULT_GENERALIST, c.name))
     same_sensor = [c for c in cards if sensor_key and c.sensor == sensor_key]
     return (general or same_sensor or cards or [None])[0]
@@ -295,12 +295,13 @@ def find_model_for(bands: int, ratio: int, sensor_key: str | None = None) -> Mod
 
 def check_fits(card: ModelCard, bands: int, ratio: int, what: str) -> None:
     """Refuse a model whose band count or ratio does not match the input."""
-    if is_generalist(card):
+    fam = family(card)
+    if fam.any_layout:
         if not accepts(card, bands, ratio):
+            b, r = fam.layout(card.bands, card.ratio)
             raise ModelError(
                 f"{what}: {bands} MS bands at ratio {ratio} is outside what model {card.name} "
-                f"takes ({GENERALIST_BANDS[0]}-{GENERALIST_BANDS[1]} bands, ratio "
-                f"{GENERALIST_RATIOS[0]}-{GENERALIST_RATIOS[1]})")
+                f"takes ({b} bands, ratio {r})")
         return
     if card.bands != bands:
         raise ModelError(
@@ -345,27 +346,22 @@ def save_checkpoint(model, card: ModelCard, path: str | os.PathLike) -> Path:
 
 
 def build_model(card: ModelCard, device: str | None = None):
-    """A network with the card's architecture (weights not loaded): the band- and ratio-agnostic
-    :class:`~ssdiff_cli.nn.generalist.GeneralistDenoiser` for a generalist card, else an
-    :class:`~ssdiff_cli.nn.SSDiffDenoiser`. It is first built on the ``meta`` device (no memory)
-    to refuse one above :data:`MAX_PARAMETERS`; ``device="meta"`` returns that shape-only network."""
+    """A network with the card's architecture (weights not loaded), of the class its family
+    names (:mod:`ssdiff_cli.families`: the per-sensor SSDiffDenoiser, the generalist's, KSDiff's).
+    It is first built on the ``meta`` device (no memory) to refuse one above
+    :data:`MAX_PARAMETERS`; ``device="meta"`` returns that shape-only network."""
     import torch
 
     validate_card(card, f"model {card.name}")
-    generalist = is_generalist(card)
-    if generalist:
-        from ssdiff_cli.nn.generalist import GeneralistConfig as Config
-        from ssdiff_cli.nn.generalist import GeneralistDenoiser as Network
-    else:
-        from ssdiff_cli.nn import ModelConfig as Config
-        from ssdiff_cli.nn import SSDiffDenoiser as Network
+    fam = family(card)
+    Config, Network = fam.classes()
     try:
-        config = Config.from_dict(card.model)
+        config = Config.from_dict(architecture(card.model))
         with torch.device("meta"):
             shapes_only = Network(config)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelError(f"model {card.name}: bad architecture in its card ({exc})") from None
-    if not generalist and (config.bands != card.bands or config.ratio != card.ratio):
+    if not fam.any_layout and (config.bands != card.bands or config.ratio != card.ratio):
         raise ModelError(f"model {card.name}: card and architecture disagree on bands or ratio")
     params = sum(p.numel() for p in shapes_only.parameters())
     if params > MAX_PARAMETERS:

@@ -224,7 +224,7 @@ def test_zero_initialised_model_reproduces_the_classical_base(tmp_path, scene):
 def test_bands_and_ratios_the_per_sensor_models_cannot_take_run_end_to_end(tmp_path, scene):
     """3 bands (Landsat-8/9 visible) at ratio 2, with the default method: no per-sensor model
     takes them, the shipped generalist does."""
-    if zoo.find_model_for(3, 2) is None or not zoo.is_generalist(zoo.find_model_for(3, 2)):
+    if zoo.find_model_for(3, 2) is None or zoo.family(zoo.find_model_for(3, 2)).name != "generalist":
         pytest.skip("no generalist model shipped")
     pan, ms = DATA / scene / "pan.tif", DATA / scene / "ms.tif"
     out = tmp_path / "out.tif"
@@ -476,7 +476,7 @@ def test_training_state_round_trips_without_pickle(tmp_path):
     for a, b in zip(resumed.net.parameters(), trainer.net.parameters()):
         assert torch.equal(a, b)
     net, card = zoo.load_checkpoint(tmp_path / "g")
-    assert zoo.is_generalist(card) and isinstance(net, GeneralistDenoiser)
+    assert zoo.family(card).name == "generalist" and isinstance(net, GeneralistDenoiser)
 
 
 @requires_data
@@ -485,7 +485,7 @@ def test_train_generalist_cli_fine_tunes_the_shipped_model_and_obeys_overwrite(t
 
     from ssdiff_cli.cli import app
 
-    if zoo.find_model_for(4, 2) is None or not zoo.is_generalist(zoo.find_model_for(4, 2)):
+    if zoo.find_model_for(4, 2) is None or zoo.family(zoo.find_model_for(4, 2)).name != "generalist":
         pytest.skip("no generalist model shipped")
     pan, ms = scene_paths("landsat8_satellite")
     out = tmp_path / "mine"
@@ -493,7 +493,7 @@ def test_train_generalist_cli_fine_tunes_the_shipped_model_and_obeys_overwrite(t
             "--max-steps", "2", "-q"]
     assert CliRunner().invoke(app, args).exit_code == 0
     net, card = zoo.load_checkpoint(out)
-    assert zoo.is_generalist(card) and card.training["steps"] == 2
+    assert zoo.family(card).name == "generalist" and card.training["steps"] == 2
     assert card.training["initialised_from"] == zoo.DEFAULT_GENERALIST
     assert card.training["scenes"][0]["name"] == "landsat8_satellite"
     assert CliRunner().invoke(app, args).exit_code == 5  # exists: --overwrite or --resume

@@ -207,7 +207,7 @@ def test_shipped_default_model_beats_classical_fusion_on_a_scene_it_never_saw(tm
     # Wald protocol on the GeoEye-1 scene: the default (generalist) model never trained on it,
     # nor on any GeoEye-1 data (models/README.md lists its training scenes).
     card = zoo.find_model_for(4, 4, "ge1")
-    if card is None or not zoo.is_generalist(card):
+    if card is None or zoo.family(card).name != "generalist":
         pytest.skip("no shipped generalist model")
     assert "ge1_grip" not in json.dumps(card.training.get("scenes", []))
     from ssdiff_cli.evaluate import evaluate_reduced

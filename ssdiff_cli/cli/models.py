@@ -102,10 +102,12 @@ def _model_row(card) -> dict:
             or card.metrics.get("holdout_training_eval", {}))
     mean = hold.get("mean", {}) if isinstance(hold, dict) else {}
     mean = mean if isinstance(mean, dict) else {}
-    general = zoo.is_generalist(card)
+    family = zoo.family(card)
+    bands, ratio = family.layout(card.bands, card.ratio)
     return {"name": card.name, "sensor": card.sensor,
-            "bands": "-".join(map(str, zoo.GENERALIST_BANDS)) if general else card.bands,
-            "ratio": "-".join(map(str, zoo.GENERALIST_RATIOS)) if general else card.ratio,
+            "bands": bands if family.any_layout else card.bands,
+            "ratio": ratio if family.any_layout else card.ratio,
+            "family": family.name, "method": family.method,
             "variant": card.model.get("variant") or card.model.get("family"), "params": params,
             "SAM": mean.get("SAM"), "ERGAS": mean.get("ERGAS"), "Q2n": mean.get("Q2n"),
             "use": zoo.terms_summary(card), "terms": card.training.get("terms", [])}

@@ -16,7 +16,7 @@ import typer.core
 
 from ssdiff_cli.filters import UPSAMPLING_KERNELS
 from ssdiff_cli.gdal_formats import COMPRESSION, FORMATS, OUTPUT_DTYPES
-from ssdiff_cli.methods import CLASSICAL
+from ssdiff_cli.methods import CLASSICAL, MODEL_METHODS
 
 
 def _choices(name: str, values, doc: str) -> type[Enum]:
@@ -95,8 +95,8 @@ class TrainPrecision(str, Enum):
     fp32 = "fp32"
 
 
-#: ``--method`` names: ``auto`` (pick by sensor), the model, then the classical methods.
-METHODS = ("auto", "ssdiff", *CLASSICAL)
+#: ``--method`` names: ``auto`` (pick by sensor), the models, then the classical methods.
+METHODS = ("auto", *MODEL_METHODS, *CLASSICAL)
 Method = _choices("Method", METHODS, "``sharpen --method`` choices.")
 #: ``evaluate -m`` names: the methods themselves (``auto`` picks one, nothing to compare).
 EvalMethod = _choices("EvalMethod", [m for m in METHODS if m != "auto"], "``evaluate -m`` choices.")

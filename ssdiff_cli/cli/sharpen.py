@@ -33,6 +33,7 @@ from ssdiff_cli.cli.options import (
 )
 from ssdiff_cli.cli.reporting import print_json, progress_bar, reporting, require_stdout, stderr
 from ssdiff_cli.errors import EXIT_MISREGISTERED, EXIT_RUNTIME, UsageError
+from ssdiff_cli.methods import MODEL_METHODS
 
 
 def sharpen(
@@ -213,13 +214,13 @@ def _method_options(method, weights, model, adapter, steps, seed, device, precis
                     adapt=0, compile="auto", calibrate=True) -> dict:
     """Options for the method's constructor; model options only when they can apply."""
     options = {"weights": weights} if weights else {}
-    if method in ("ssdiff", "auto"):
+    if method in (*MODEL_METHODS, "auto"):
         options.update(model=model, adapter=str(adapter) if adapter else None, steps=steps,
                        seed=seed, device=device, precision=precision, adapt=adapt,
                        compile=compile, calibrate=calibrate)
     elif model or adapter or steps or adapt or not calibrate:
         raise UsageError(f"--model, --adapter, --steps, --adapt and --no-calibrate apply to "
-                         f"--method ssdiff, not {method}")
+                         f"--method {' or '.join(MODEL_METHODS)}, not {method}")
     return options
 
 

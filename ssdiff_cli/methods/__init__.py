@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+
 from ssdiff_cli.errors import BadInputError
 from ssdiff_cli.methods.base import FusionMethod, SceneContext
 from ssdiff_cli.methods.classical import GSA, MTFGLP, Brovey, Upsample
 
 CLASSICAL = ("brovey", "gsa", "mtf-glp", "mtf-glp-fs", "upsample")
+#: The methods that run a trained model (the ``method`` of a model family,
+#: :mod:`ssdiff_cli.families`), by ``--method`` name: their module and class. They take the
+#: model options (``--model``, ``--seed``...).
+_MODEL_CLASSES = {"ssdiff": ("ssdiff_cli.methods.ssdiff", "SSDiffMethod"),
+                  "ksdiff": ("ssdiff_cli.methods.ksdiff", "KSDiffMethod")}
+MODEL_METHODS = tuple(_MODEL_CLASSES)
 
 
 def get_method(name: str, **options) -> FusionMethod:
@@ -26,14 +34,13 @@ def get_method(name: str, **options) -> FusionMethod:
         return MTFGLP("fs", matched=True)
     if key == "upsample":
         return Upsample()
-    if key == "ssdiff":
-        from ssdiff_cli.methods.ssdiff import SSDiffMethod
-
-        return SSDiffMethod(**{k: v for k, v in options.items()
-                                if k != "weights" and v is not None})
+    if key in _MODEL_CLASSES:  # imported only when asked for (PyTorch)
+        module, cls = _MODEL_CLASSES[key]
+        method = getattr(importlib.import_module(module), cls)
+        return method(**{k: v for k, v in options.items() if k != "weights" and v is not None})
     raise BadInputError(
-        f"unknown method {name!r}; choose one of: ssdiff, " + ", ".join(CLASSICAL)
+        f"unknown method {name!r}; choose one of: " + ", ".join((*MODEL_METHODS, *CLASSICAL))
     )
 
 
-__all__ = ["CLASSICAL", "FusionMethod", "SceneContext", "get_method"]
+__all__ = ["CLASSICAL", "MODEL_METHODS", "FusionMethod", "SceneContext", "get_method"]

@@ -168,7 +168,7 @@ def precompile(model: str | None, bands: int, ratio: int, device: str = "auto",
 
     if model is None:
         card = zoo.find_model_for(bands, ratio)
-        if card is None or not zoo.is_generalist(card):
+        if card is None or not zoo.family(card).compiles:
             raise ModelError(f"no shipped generalist model takes {bands} bands at ratio {ratio}")
         model = card.name
     dev = resolve_device(device)
@@ -176,8 +176,9 @@ def precompile(model: str | None, bands: int, ratio: int, device: str = "auto",
     if missing:
         raise ModelError(f"cannot compile here: {missing}")
     net, card = zoo.load_checkpoint(model, device="cpu")
-    if not zoo.is_generalist(card):
-        raise ModelError(f"{model}: only generalist models run compiled")
+    if not zoo.family(card).compiles:
+        raise ModelError(f"{model}: only generalist models run compiled (its family, "
+                         f"{zoo.family(card).name}, does not)")
     zoo.check_fits(card, bands, ratio, model)
     net = inference_network(net, dev)
     sampling = Sampling.from_card(card, None, dev, resolve_precision(precision, dev))
@@ -191,11 +192,25 @@ def precompile(model: str | None, bands: int, ratio: int, device: str = "auto",
             "seconds": round(time.perf_counter() - start, 1), "cache": str(cache_dir())}
 
 
-def default_model(scene, sensor) -> zoo.ModelCard | None:
-    """The model ``--method ssdiff`` (and ``auto``) uses on ``scene`` when none is named
-    (:func:`ssdiff_cli.zoo.find_model_for`); None when no model accepts it. ``sensor`` is the
-    detected :class:`~ssdiff_cli.sensors.SensorPreset`."""
-    return zoo.find_model_for(scene.bands, scene.ratio, getattr(sensor, "key", None))
+def check_family(card: zoo.ModelCard, method: str) -> None:
+    """Refuse a model that ``--method method`` does not run (its family names another)."""
+    family = zoo.family(card)
+    if family.method != method:
+        raise ModelError(f"model {card.name} is a {family.name} model; run it with --method "
+                         f"{family.method}, not {method}")
+
+
+def family_precision(family, precision: str) -> str:
+    """``--precision``, with ``auto`` meaning what the family's policy says (``fp32`` for a
+    family measured slower in bf16 on the CPU, else ``auto``: bf16 where native)."""
+    return family.precision if precision == "auto" else precision
+
+
+def default_model(scene, sensor, method: str = "ssdiff") -> zoo.ModelCard | None:
+    """The model ``--method METHOD`` (``ssdiff`` also for ``auto``) uses on ``scene`` when none
+    is named (:func:`ssdiff_cli.zoo.find_model_for`); None when no model accepts it. ``sensor``
+    is the detected :class:`~ssdiff_cli.sensors.SensorPreset`."""
+    return zoo.find_model_for(scene.bands, scene.ratio, getattr(sensor, "key", None), method)
 
 
 class SSDiffMethod(FusionMethod):
@@ -216,8 +231,9 @@ class SSDiffMethod(FusionMethod):
         ``auto``: bf16 where it is native (see :func:`ssdiff_cli.nn.precision.resolve_precision`).
     batch : int
         Patches per forward for the faithful network.
-    chunk : int
-        Largest window side (PAN px, halo included) a local network is run on at once.
+    chunk : int, optional
+        Largest window side (PAN px, halo included) a local network is run on at once; default:
+        the model family's (:mod:`ssdiff_cli.families`).
     adapt : int
         Scene adaptation steps before fusing (run by the pipeline after :meth:`prepare`:
         :func:`ssdiff_cli.pipeline.adapt_scene`).
@@ -232,7 +248,7 @@ class SSDiffMethod(FusionMethod):
 
     def __init__(self, model: str | None = None, adapter: str | None = None,
                  steps: int | None = None, seed: int = 0, device: str = "auto",
-                 precision: str = "auto", batch: int = 16, adapt: int = 0, chunk: int = CHUNK,
+                 precision: str = "auto", batch: int = 16, adapt: int = 0, chunk: int | None = None,
                  compile: str = "auto", calibrate: bool = True):
         from ssdiff_cli.nn.compiled import COMPILE_CHOICES
         from ssdiff_cli.nn.precision import PRECISIONS
@@ -253,7 +269,8 @@ class SSDiffMethod(FusionMethod):
         self.batch = batch
         self.adapt = int(adapt)
         self.calibrate = bool(calibrate)
-        self.chunk = int(chunk)
+        self.chunk_given = chunk is not None  # else the family's chunk (prepare)
+        self.chunk = int(chunk) if chunk is not None else CHUNK
         self.tile_size = TILE_SIZE
         self.net = None
         self.card = None
@@ -265,7 +282,7 @@ class SSDiffMethod(FusionMethod):
         scene = ctx.scene
         name = self.model_name
         if name is None:
-            card = default_model(scene, ctx.sensor)
+            card = default_model(scene, ctx.sensor, self.name)
             if card is None:
                 raise ModelError(
                     f"{scene.ms_paths[0]}: no shipped model for {scene.bands} bands at ratio "
@@ -274,7 +291,7 @@ class SSDiffMethod(FusionMethod):
                 )
             name = card.name
             sensor_key = getattr(ctx.sensor, "key", None)
-            if card.sensor != sensor_key and not zoo.is_generalist(card):
+            if card.sensor != sensor_key and not zoo.family(card).any_layout:
                 warnings.warn(
                     f"{scene.ms_paths[0]}: using model {card.name}, made for {card.sensor} data, on "
                     f"{getattr(ctx.sensor, 'name', 'this sensor')}; it may not transfer (consider "
@@ -283,20 +300,24 @@ class SSDiffMethod(FusionMethod):
                 )
         self.device = resolve_device(self.device_request)
         net, card = zoo.load_checkpoint(name, device="cpu")
+        family = zoo.family(card)
+        check_family(card, self.name)
+        if not self.chunk_given:
+            self.chunk = family.chunk
         zoo.check_fits(card, scene.bands, scene.ratio, str(scene.ms_paths[0]))
         if self.adapter:
             net = zoo.apply_adapter(net, self.adapter, card)
         from ssdiff_cli.nn.precision import resolve_precision
 
-        self.dtype = resolve_precision(self.precision, self.device)
+        self.dtype = resolve_precision(family_precision(family, self.precision), self.device)
         self.use_network(net)
         self.card = card
         # The card's scheduler, steps and t_start (:class:`Sampling`); --steps overrides steps.
         self.sampling = Sampling.from_card(card, self.steps, self.device, self.dtype)
         self.steps, self.t_start = self.sampling.steps, self.sampling.t_start
         self.scheduler = self.sampling.scheduler
-        if zoo.is_generalist(card):
-            self._prepare_generalist(ctx)
+        if family.base is not None:  # a correction of a classical base
+            self._prepare_generalist(ctx, family)
             return
         self.scale = self._scale(card.normalisation, ctx)
         granularity = self.net.granularity
@@ -325,14 +346,13 @@ class SSDiffMethod(FusionMethod):
         """The process-wide lock that lets one network evaluation run at a time."""
         return NETWORK_LOCK
 
-    def _prepare_generalist(self, ctx: SceneContext) -> None:
-        """A generalist model corrects MTF-GLP-FS: fit the base, take its tile geometry."""
-        from ssdiff_cli.methods.generalist import GeneralistFusion
-
-        self.generalist = GeneralistFusion(self.net, self.scheduler, self.steps, self.t_start,
-                                           self.seed, self.device, self.dtype)
+    def _prepare_generalist(self, ctx: SceneContext, family) -> None:
+        """A generalist model corrects MTF-GLP-FS: fit the base, take its tile geometry; the
+        family's chunk and compile policy."""
+        self.generalist = self.make_fusion()
         self.generalist.prepare(ctx)
-        self.chunk = generalist_chunk(ctx.scene.bands, self.net.granularity, self.chunk)
+        if family.scale_chunk_by_bands:
+            self.chunk = generalist_chunk(ctx.scene.bands, self.net.granularity, self.chunk)
         self.needs_ms = False
         self.align, self.halo, self.overlap = (self.generalist.align, self.generalist.halo,
                                                self.generalist.overlap)
@@ -341,12 +361,19 @@ class SSDiffMethod(FusionMethod):
             raise ModelError(f"chunk {self.chunk} PAN px leaves no room inside the network's "
                              f"halo of {self.generalist.net_halo} px; use at least {least}")
         self._tile_per_chunk()
-        self.compile_decision = self._decide_compile(ctx)
+        self.compile_decision = self._decide_compile(ctx, family)
         if self.compile_decision["compiled"]:
             self.chunk = min(self.chunk, COMPILED_CHUNK)
             self._tile_per_chunk()
             self.compile_decision["side"] = self.generalist.compile_side = self.chunk
             self.tile_workers = 1
+
+    def make_fusion(self):
+        """The per-scene fusion of a model that corrects a classical base (unprepared)."""
+        from ssdiff_cli.methods.generalist import GeneralistFusion
+
+        return GeneralistFusion(self.net, self.scheduler, self.steps, self.t_start, self.seed,
+                                self.device, self.dtype)
 
     def _tile_per_chunk(self) -> None:
         """A tile's blend extent (its core widened by the blend margin on both sides) is one
@@ -356,7 +383,7 @@ class SSDiffMethod(FusionMethod):
         core = self.chunk - 2 * self.generalist.net_halo - 2 * margin
         self.tile_size = max(self.align, core // self.align * self.align)
 
-    def _decide_compile(self, ctx: SceneContext) -> dict:
+    def _decide_compile(self, ctx: SceneContext, family) -> dict:
         """Whether the generalist runs compiled on this scene, and why (``--compile``)."""
         from ssdiff_cli.nn.compiled import cache_dir, compiler_missing
 
@@ -364,6 +391,11 @@ class SSDiffMethod(FusionMethod):
         chunks = math.ceil(grid.height / self.tile_size) * math.ceil(grid.width / self.tile_size)
         if self.compile == "off":
             return {"compiled": False, "why": "--compile off"}
+        if not family.compiles:
+            if self.compile == "on":
+                raise ModelError(f"--compile on: models of the {family.name} family do not run "
+                                 "compiled")
+            return {"compiled": False, "why": f"the {family.name} family does not run compiled"}
         missing = compiler_missing(self.device)
         if missing:
             if self.compile == "on":
