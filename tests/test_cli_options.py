@@ -14,7 +14,7 @@ from ssdiff_cli.cli import app
 from ssdiff_cli.cli import options as opts
 from ssdiff_cli.filters import UPSAMPLING_KERNELS
 from ssdiff_cli.gdal_formats import COMPRESSION, FORMATS, OUTPUT_DTYPES, translate_options
-from ssdiff_cli.methods import CLASSICAL, get_method
+from ssdiff_cli.methods import CLASSICAL, MODEL_METHODS, get_method
 
 CLI = Path(opts.__file__).parent
 runner = CliRunner()
@@ -31,8 +31,8 @@ def _help(*command: str) -> str:
 
 
 def test_method_choices_are_the_method_registry_in_order():
-    assert _values(opts.Method) == ["auto", "ssdiff", *CLASSICAL]
-    assert _values(opts.EvalMethod) == ["ssdiff", *CLASSICAL]
+    assert _values(opts.Method) == ["auto", "ssdiff", "ksdiff", *CLASSICAL]
+    assert _values(opts.EvalMethod) == [*MODEL_METHODS, *CLASSICAL]
     for name in CLASSICAL:  # every offered classical name builds its method
         assert get_method(opts.Method(name).value) is not None
 

@@ -54,7 +54,7 @@ def test_help_at_80_columns_breaks_no_choice_mid_word():
 
 
 def test_method_choices_are_the_registry():
-    assert set(METHODS) == {"auto", "ssdiff", *CLASSICAL}
+    assert set(METHODS) == {"auto", "ssdiff", "ksdiff", *CLASSICAL}
 
 
 def test_version():
