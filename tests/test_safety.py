@@ -624,7 +624,8 @@ def _can_mount_tmpfs() -> bool:
 
 
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare and a private tmpfs mount")
-@pytest.mark.parametrize("size", ["2m", "8m", "15m", "22m", "30m", "40m"])  # before work; tiling; work file; COG (wv2_grip)
+# wv2_grip: full before any work; while tiles go into the work file; at the COG
+@pytest.mark.parametrize("size", ["2m", "8m", "15m", "22m", "30m", "40m"])
 def test_disk_full_is_one_line_naming_the_output(tmp_path, size):
     pan, ms = scene_paths("wv2_grip")
     small = tmp_path / "small"
