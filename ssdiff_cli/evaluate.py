@@ -35,11 +35,11 @@ from ssdiff_cli.scene import (
     Scene,
     fill_values,
     prepare_scene,
-    read_arrays,
     read_tile,
     reader_for,
 )
 from ssdiff_cli.scene.grid import LOCAL_CRS
+from ssdiff_cli.scene.registration import reference_arrays
 from ssdiff_cli.sensors import generic_preset, get_preset
 
 #: Which way each index improves, for marking the best value of a column.
@@ -222,7 +222,10 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
         raise UsageError(f"--protocol {protocol}: choose one of {', '.join(PROTOCOLS)}")
     scene, detection, _, registration = _registered(pan, ms, sensor, options)
     preset, r = detection.preset, scene.ratio
-    pan_a, pan_valid, ms_a, ms_valid = read_arrays(scene.spec)
+    try:  # the MS file's own pixels are the reference; the PAN is brought onto them
+        pan_a, pan_valid, ms_a, ms_valid = reference_arrays(scene.spec)
+    except ValueError as exc:
+        raise BadInputError(f"{scene.ms_paths[0]}: {exc}") from None
     degrade = wald.degrade_pair_toolbox if protocol == "toolbox" else wald.degrade_pair
     pair = degrade(pan_a, ms_a, r, preset.ms_gnyq, preset.pan_gnyq,
                    pan_valid=pan_valid, ms_valid=ms_valid)

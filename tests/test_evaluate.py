@@ -312,12 +312,19 @@ def _without_georeferencing(src, dst):
 
 @requires_data
 @pytest.mark.parametrize("protocol", ["ssdiff", "toolbox"])
-def test_a_pair_and_its_copy_without_georeferencing_score_alike(tmp_path, protocol):
+@pytest.mark.parametrize("name,offset,tolerance", [("landsat_istanbul", 0.5, 0.01),
+                                                   ("wv3_cristianics", -2.47, 0.02)])
+def test_a_pair_and_its_copy_without_georeferencing_score_alike(tmp_path, protocol, name,
+                                                                 offset, tolerance):
     """Issue 22: landsat_istanbul's geotransforms put the MS half a PAN pixel off the PAN's
-    corner; without them the grids are taken as corner-aligned, and registration finds the half
-    pixel (and brings the reference onto the PAN grid, as the geotransforms do): ERGAS within 1 %
-    of each other under both protocols, and the copy's reference was moved."""
-    pan, ms = scene_paths("landsat_istanbul")
+    corner, wv3_cristianics' MS corner falls on PAN row 1, column 2 and the MS lies 1.5 PAN px
+    lower still; without georeferencing the grids are taken as corner-aligned and registration
+    finds all of it. The reference stays the MS file's own pixels either way (the PAN is brought
+    onto it): ERGAS within 1 % of each other under both protocols on landsat_istanbul (measured
+    0.02 %); within 2 % on wv3_cristianics (measured 0.7-1.5 %: the corner-aligned copy's
+    footprint keeps other edge rows of the MS as the reference, and its displacement is measured
+    0.013 px apart)."""
+    pan, ms = scene_paths(name)
     bare = (_without_georeferencing(pan, tmp_path / "pan.tif"),
             _without_georeferencing(ms, tmp_path / "ms.tif"))
     scores = []
@@ -329,8 +336,11 @@ def test_a_pair_and_its_copy_without_georeferencing_score_alike(tmp_path, protoc
         scores.append(json.loads(result.stdout))
     geo, copy = scores
     assert copy["details"]["reference_registration"]["applied"]
-    assert abs(copy["details"]["reference_registration"]["dy"] - 0.5) < 0.05
-    assert copy["details"]["registration"]["mtf-glp-fs"]["applied"]
+    assert abs(copy["details"]["reference_registration"]["dy"] - offset) < 0.05
+    # the degraded pair: only the protocol's own phase is left to find
+    phase = 0.5 / 4 - 0.5 if name.startswith("wv3") else 0.5 / 2 - 0.5
+    expected = phase if protocol == "toolbox" else 0.0
+    assert abs(copy["details"]["registration"]["mtf-glp-fs"]["dy"] - expected) < 0.05
     for method in ("mtf-glp-fs", "gsa"):
         a, b = geo["rows"][method]["ERGAS"], copy["rows"][method]["ERGAS"]
-        assert abs(a - b) <= 0.01 * a, (method, a, b)
+        assert abs(a - b) <= tolerance * a, (method, a, b)

@@ -119,3 +119,36 @@ def measure_pair(pan, ms, sensor: str | None = None) -> coreg.Registration:
     """:func:`measure_scene` on a pair of files (``ms``: a path or a list of per-band paths)."""
     scene, detection, sample = prepare_scene(pan, ms, sensor)
     return measure_scene(scene, sample, detection.preset)[0]
+
+
+def reference_arrays(spec: SceneSpec):
+    """The MS on its own grid as the files hold it (never resampled: the reference of a Wald
+    protocol) and the PAN brought onto it: resampled by a cubic spline onto the fine grid of
+    those MS pixels, placed where ``spec``'s MS grid puts them (its geotransform and any
+    registration correction). Only MS pixels whose whole fine block lies inside the output grid
+    are kept. Returns ``(pan, pan_valid, ms, ms_valid)`` as :func:`read_arrays` does (float32,
+    NaN where the MS is invalid); the PAN being smooth at the scale the protocol degrades it to,
+    the resampling loses nothing there, while resampling the MS would smooth the reference."""
+    from scipy import ndimage
+
+    r, out, grid = spec.ratio, spec.out, spec.ms_grid
+    ys, xs = _ms_centres(spec, np.arange(grid.height), np.arange(grid.width))
+    offsets = np.arange(r) - (r - 1) / 2.0
+
+    def kept(centres: np.ndarray, n: int) -> tuple[int, int]:
+        inside = np.flatnonzero((centres + offsets[0] >= 0) & (centres + offsets[-1] <= n - 1))
+        if inside.size == 0:
+            raise ValueError("no MS pixel lies inside the PAN")
+        return int(inside[0]), int(inside[-1]) + 1
+
+    (r0, r1), (c0, c1) = kept(ys, out.height), kept(xs, out.width)
+    reader = reader_for(spec)
+    pan, pan_valid = reader.read_pan(0, 0, out.height, out.width)
+    pan = np.where(pan_valid, pan, np.float32(pan[pan_valid].mean()) if pan_valid.any() else 0)
+    fy = (ys[r0:r1, None] + offsets[None, :]).ravel()
+    fx = (xs[c0:c1, None] + offsets[None, :]).ravel()
+    coords = np.meshgrid(fy, fx, indexing="ij")
+    pan_on_ms = ndimage.map_coordinates(pan.astype(np.float64), coords, order=3, mode="nearest")
+    valid = ndimage.map_coordinates(pan_valid.astype(np.float32), coords, order=1) > 0.999
+    ms = reader.read_ms(r0, c0, r1 - r0, c1 - c0)
+    return pan_on_ms.astype(np.float32), valid, ms, np.all(np.isfinite(ms), axis=0)
