@@ -59,10 +59,13 @@ def main(pan: str, upsampled: str, fused: str, report_path: str, png: str) -> No
 
         card = zoo.read_card(method["model"])
         label += f" (model {card.name})"
-        if zoo.is_generalist(card):
+        from ssdiff_cli.families import family_of
+
+        family = family_of(card.model)
+        if family.bands is not None:  # a family for any sensor (the generalist)
             lines.append(f"model: {card.name}, a generalist for any sensor "
-                         f"({zoo.GENERALIST_BANDS[0]}-{zoo.GENERALIST_BANDS[1]} bands, ratio "
-                         f"{zoo.GENERALIST_RATIOS[0]}-{zoo.GENERALIST_RATIOS[1]}); use: "
+                         f"({family.bands[0]}-{family.bands[1]} bands, ratio "
+                         f"{family.ratios[0]}-{family.ratios[1]}); use: "
                          f"{zoo.terms_summary(card)}")
         else:
             lines.append(f"model: {card.name}, made for {card.sensor} data "

@@ -16,6 +16,7 @@ import torch
 from conftest import requires_data, scene_paths
 
 from ssdiff_cli.errors import ModelError
+from ssdiff_cli.families import family_named
 from ssdiff_cli.methods import ssdiff as ssdiff_method
 from ssdiff_cli.nn import compiled
 from ssdiff_cli.nn.generalist import GeneralistConfig, GeneralistDenoiser
@@ -90,7 +91,7 @@ def _method(choice: str) -> ssdiff_method.SSDiffMethod:
 def test_compile_decision_follows_the_choice_and_the_scene_size(monkeypatch, choice, side,
                                                                  expect):
     monkeypatch.setenv("CXX", "/bin/sh")
-    decision = _method(choice)._decide_compile(_context(side, side))
+    decision = _method(choice)._decide_compile(_context(side, side), family_named("generalist"))
     assert decision["compiled"] is expect, decision
     assert decision["why"]
 
@@ -98,11 +99,11 @@ def test_compile_decision_follows_the_choice_and_the_scene_size(monkeypatch, cho
 def test_compile_auto_without_a_compiler_runs_eagerly_and_on_is_an_error(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("CXX", raising=False)
-    decision = _method("auto")._decide_compile(_context(8192, 8192))
+    decision = _method("auto")._decide_compile(_context(8192, 8192), family_named("generalist"))
     assert decision == {"compiled": False, "why": decision["why"]}
     assert "C++ compiler" in decision["why"]
     with pytest.raises(ModelError, match="--compile on: no C\\+\\+ compiler"):
-        _method("on")._decide_compile(_context(64, 64))
+        _method("on")._decide_compile(_context(64, 64), family_named("generalist"))
 
 
 def test_models_compile_without_a_compiler_exits_6_with_one_line(monkeypatch):

@@ -209,10 +209,18 @@ def test_strided_degradation_equals_the_wald_filter():
 # ------------------------------------------------------------------ real scenes
 @requires_data
 @pytest.mark.parametrize("scene", ["landsat8_satellite", "wv3_cristianics"])
-def test_zero_initialised_model_reproduces_the_classical_base(tmp_path, scene):
+def test_zero_initialised_model_reproduces_the_classical_base(tmp_path, scene, monkeypatch):
+    """The generalist's base is the MTF-GLP-FS it was trained on (cubic lms, the project's own
+    low-pass), not the toolbox-matched `--method mtf-glp-fs`: run that base as a method."""
+    from ssdiff_cli import pipeline
+    from ssdiff_cli.methods.classical import MTFGLP
+
     model = _save(_zero_net(), tmp_path / "zero")
     pan, ms = scene_paths(scene)
     _fuse(pan, ms, tmp_path / "model.tif", "ssdiff", method_options={"model": str(model)})
+    real = pipeline.get_method
+    monkeypatch.setattr(pipeline, "get_method", lambda name, **kw: MTFGLP("fs", matched=False)
+                        if name == "mtf-glp-fs" else real(name, **kw))
     _fuse(pan, ms, tmp_path / "base.tif", "mtf-glp-fs")
     # equal up to float32 rounding: the two methods cut the scene into different tiles
     model, base = _read(tmp_path / "model.tif"), _read(tmp_path / "base.tif")

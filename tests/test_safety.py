@@ -498,8 +498,9 @@ def test_mtf_glp_has_no_spikes_on_wv3_cristianics(tmp_path):
     from ssdiff_cli.methods.classical import HPM_MAX_GAIN
 
     pan, ms = scene_paths("wv3_cristianics")
-    for method in ("mtf-glp", "upsample"):
-        result = invoke("sharpen", pan, ms, "-o", tmp_path / f"{method}.tif", "-m", method, "-q")
+    for method in ("mtf-glp", "upsample"):  # upsampled as MTF-GLP's own lms is (interp23tap)
+        result = invoke("sharpen", pan, ms, "-o", tmp_path / f"{method}.tif", "-m", method, "-q",
+                        "-r", "interp23tap")
         assert result.exit_code == 0, result.output
     with rasterio.open(tmp_path / "mtf-glp.tif") as ds:
         fused = ds.read().astype(np.float64)
