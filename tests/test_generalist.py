@@ -13,6 +13,7 @@ import torch
 from conftest import DATA, requires_data, scene_paths
 
 from ssdiff_cli import filters, zoo
+from ssdiff_cli.errors import DegenerateOutputError
 from ssdiff_cli.nn.apfm import APFM
 from ssdiff_cli.nn.generalist import BandAPFM, GeneralistConfig, GeneralistDenoiser
 from ssdiff_cli.pipeline import SharpenOptions, sharpen
@@ -185,7 +186,11 @@ def test_generalist_cards_pass_the_zoo_checks_that_refuse_bad_ones(tmp_path):
     net = _zero_net()
     with torch.no_grad():
         next(net.parameters()).fill_(float("nan"))
-    _save(net, tmp_path / "g")
+    with pytest.raises(DegenerateOutputError, match="NaN"):  # never saved by ssdiff...
+        _save(net, tmp_path / "g")
+    from safetensors.torch import save_file
+
+    save_file(net.state_dict(), str(weights))  # ...but a file from elsewhere may hold them
     with pytest.raises(zoo.ModelError, match="NaN"):
         zoo.load_checkpoint(weights)
 
@@ -207,20 +212,26 @@ def test_strided_degradation_equals_the_wald_filter():
 
 
 # ------------------------------------------------------------------ real scenes
+def _use_generalist_base(monkeypatch):
+    """Make ``-m mtf-glp-fs`` the generalist's own base for the test (cubic lms, the project's
+    low-pass: what the shipped model was trained on), not the toolbox-matched method."""
+    from ssdiff_cli import pipeline
+    from ssdiff_cli.methods.classical import MTFGLP
+
+    real = pipeline.get_method
+    monkeypatch.setattr(pipeline, "get_method", lambda name, **kw: MTFGLP("fs", matched=False)
+                        if name == "mtf-glp-fs" else real(name, **kw))
+
+
 @requires_data
 @pytest.mark.parametrize("scene", ["landsat8_satellite", "wv3_cristianics"])
 def test_zero_initialised_model_reproduces_the_classical_base(tmp_path, scene, monkeypatch):
     """The generalist's base is the MTF-GLP-FS it was trained on (cubic lms, the project's own
     low-pass), not the toolbox-matched `--method mtf-glp-fs`: run that base as a method."""
-    from ssdiff_cli import pipeline
-    from ssdiff_cli.methods.classical import MTFGLP
-
     model = _save(_zero_net(), tmp_path / "zero")
     pan, ms = scene_paths(scene)
     _fuse(pan, ms, tmp_path / "model.tif", "ssdiff", method_options={"model": str(model)})
-    real = pipeline.get_method
-    monkeypatch.setattr(pipeline, "get_method", lambda name, **kw: MTFGLP("fs", matched=False)
-                        if name == "mtf-glp-fs" else real(name, **kw))
+    _use_generalist_base(monkeypatch)
     _fuse(pan, ms, tmp_path / "base.tif", "mtf-glp-fs")
     # equal up to float32 rounding: the two methods cut the scene into different tiles
     model, base = _read(tmp_path / "model.tif"), _read(tmp_path / "base.tif")
@@ -261,6 +272,7 @@ def test_guard_falls_back_when_the_model_is_worse_on_purpose(tmp_path, monkeypat
     assert guard["fallback"] is True and guard["model"]["HQNR"] < guard["base"]["HQNR"]
     assert report.method["name"] == "mtf-glp-fs"
     assert json.dumps(report.to_dict())  # --json can carry it
+    _use_generalist_base(monkeypatch)  # the guard falls back to the model's own base
     _fuse(pan, ms, tmp_path / "base.tif", "mtf-glp-fs")
     np.testing.assert_array_equal(_read(tmp_path / "auto.tif"), _read(tmp_path / "base.tif"))
 
@@ -343,7 +355,7 @@ def test_calibration_scales_back_a_model_that_over_corrects_the_scene(tmp_path):
 
 
 @requires_data
-def test_calibration_is_reported_and_leaves_a_zero_model_on_its_base(tmp_path):
+def test_calibration_is_reported_and_leaves_a_zero_model_on_its_base(tmp_path, monkeypatch):
     model = _save(_zero_net(), tmp_path / "zero")
     pan, ms = scene_paths("landsat8_satellite")
     report = _fuse(pan, ms, tmp_path / "model.tif", "ssdiff", method_options={"model": str(model)})
@@ -351,6 +363,7 @@ def test_calibration_is_reported_and_leaves_a_zero_model_on_its_base(tmp_path):
     with rasterio.open(ms) as ds:
         assert calibration["gains"] == [1.0] * ds.count  # nothing to scale: no correction
     assert len(calibration["window"]) == 4 and json.dumps(report.to_dict())
+    _use_generalist_base(monkeypatch)
     _fuse(pan, ms, tmp_path / "base.tif", "mtf-glp-fs")
     base = _read(tmp_path / "base.tif")
     np.testing.assert_allclose(_read(tmp_path / "model.tif"), base, rtol=1e-6,
