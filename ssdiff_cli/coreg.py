@@ -346,7 +346,9 @@ def _apply_rows(img: np.ndarray, idx: np.ndarray, weights: np.ndarray) -> np.nda
 def sample_lowpass(pan: np.ndarray, ys: np.ndarray, xs: np.ndarray, sigma: float) -> np.ndarray:
     """The PAN blurred by a Gaussian of ``sigma`` PAN px, evaluated at rows ``ys`` x columns
     ``xs`` (pixel-index coordinates of ``pan``, any fraction): ``(len(ys), len(xs))``."""
-    return _lowpass_and_gradient(pan, ys, xs, sigma)[0]
+    iy, wy, _ = _gaussian_taps(ys, pan.shape[0], sigma)
+    ix, wx, _ = _gaussian_taps(xs, pan.shape[1], sigma)
+    return _apply_rows(_apply_rows(pan, iy, wy).T, ix, wx).T
 
 
 def _lowpass_and_gradient(pan: np.ndarray, ys: np.ndarray, xs: np.ndarray, sigma: float):

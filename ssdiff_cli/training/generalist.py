@@ -367,29 +367,49 @@ class GeneralistTrainer:
 
     def run(self, log=print) -> None:
         """Train until ``max_steps`` or ``max_minutes``; SIGINT/SIGTERM save and stop."""
-        cfg = self.cfg
-        stop = {"flag": False}
+        def record(losses: list[float]) -> None:
+            self.log.append([self.step, round(float(np.mean(losses)), 5), round(self.elapsed, 1)])
+            log(f"step {self.step} loss {np.mean(losses):.4f} {self.elapsed:.0f}s")
 
-        def _stop(signum, frame):
-            stop["flag"] = True
+        run_interruptibly(self, self.train_step, record, save_on_error=True)
 
-        old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        limit = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-        t0, base_elapsed, losses = time.perf_counter(), self.elapsed, []
-        try:
-            while self.step < cfg.max_steps and self.elapsed < limit and not stop["flag"]:
-                losses.append(self.train_step())
-                self.elapsed = base_elapsed + time.perf_counter() - t0
-                if self.step % 25 == 0:
-                    self.log.append([self.step, round(float(np.mean(losses)), 5), round(self.elapsed, 1)])
-                    log(f"step {self.step} loss {np.mean(losses):.4f} {self.elapsed:.0f}s")
-                    losses = []
-                if self.step % cfg.save_every == 0:
-                    self.save()
-        finally:
-            self.save()
-            for s, h in old.items():
-                signal.signal(s, h)
+
+#: Steps between two lines of a training log.
+LOG_EVERY = 25
+
+
+def run_interruptibly(trainer, train_step, record, save_on_error: bool) -> None:
+    """The training loop of a checkpointing trainer (``step``, ``elapsed``, ``cfg`` with
+    ``max_steps``, ``max_minutes`` and ``save_every``, ``save()``): ``train_step()`` until the
+    step or time limit, ``record(results)`` with the last :data:`LOG_EVERY` steps' results, a
+    save every ``save_every`` steps and at the end. SIGINT/SIGTERM stop it after the current
+    step; ``save_on_error`` saves also when a step raises (the saved weights are checked finite
+    either way)."""
+    cfg = trainer.cfg
+    stop = {"flag": False}
+
+    def _stop(signum, frame):
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    limit = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    t0, base_elapsed, window = time.perf_counter(), trainer.elapsed, []
+    finished = False
+    try:
+        while trainer.step < cfg.max_steps and trainer.elapsed < limit and not stop["flag"]:
+            window.append(train_step())
+            trainer.elapsed = base_elapsed + time.perf_counter() - t0
+            if trainer.step % LOG_EVERY == 0:
+                record(window)
+                window = []
+            if trainer.step % cfg.save_every == 0:
+                trainer.save()
+        finished = True
+    finally:
+        if finished or save_on_error:
+            trainer.save()
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def train_generalist(scenes: list[tuple], config: GeneralistTrainConfig, init: str | None = None,

@@ -25,8 +25,6 @@ nothing is written from it.
 from __future__ import annotations
 
 import math
-import signal
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,6 +40,7 @@ from ssdiff_cli.training.generalist import (
     GeneralistTrainConfig,
     VersionSampler,
     build_versions,
+    run_interruptibly,
     toolbox_phase,
 )
 from ssdiff_cli.training.loop import (
@@ -227,35 +226,19 @@ class KSDiffTrainer:
         return self.stage
 
     def run(self, log=print) -> None:
-        """Train until ``max_steps`` or ``max_minutes``; SIGINT/SIGTERM save and stop."""
-        cfg = self.cfg
-        stop = {"flag": False}
+        """Train until ``max_steps`` or ``max_minutes`` (stage 2 from ``stage1`` of either);
+        SIGINT/SIGTERM save and stop."""
+        limit = self.cfg.max_minutes * 60 if self.cfg.max_minutes else math.inf
 
-        def _stop(signum, frame):
-            stop["flag"] = True
+        def record(window: list[dict]) -> None:
+            mean = {k: round(float(np.mean([w[k] for w in window if k in w])), 5)
+                    for k in window[-1]}
+            self.log.append([self.step, self.stage, mean, round(self.elapsed, 1)])
+            log(f"step {self.step} stage {self.stage} "
+                + " ".join(f"{k} {v:.4f}" for k, v in mean.items()) + f" {self.elapsed:.0f}s")
 
-        old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        limit = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-        t0, base_elapsed, window = time.perf_counter(), self.elapsed, []
-        try:
-            while self.step < cfg.max_steps and self.elapsed < limit and not stop["flag"]:
-                stage = self._stage_now(limit)
-                window.append(self.train_step(stage))
-                self.elapsed = base_elapsed + time.perf_counter() - t0
-                if self.step % 25 == 0:
-                    mean = {k: round(float(np.mean([w[k] for w in window if k in w])), 5)
-                            for k in window[-1]}
-                    self.log.append([self.step, stage, mean, round(self.elapsed, 1)])
-                    log(f"step {self.step} stage {stage} "
-                        + " ".join(f"{k} {v:.4f}" for k, v in mean.items())
-                        + f" {self.elapsed:.0f}s")
-                    window = []
-                if self.step % cfg.save_every == 0:
-                    self.save()
-            self.save()
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
+        run_interruptibly(self, lambda: self.train_step(self._stage_now(limit)), record,
+                          save_on_error=False)
 
 
 def json_rng(state: dict) -> dict:
