@@ -73,3 +73,61 @@ FOLDS = {
     "B": ["landsat8_satellite", "landsat_istanbul", "l7_P092R086_19991128", "l7_P093R085_20001004",
           "l7_P093R086_20001005"],
 }
+
+
+# --- What the training scripts share --------------------------------------------------------
+
+#: The earlier recipe (``--single-phase``): block-centred samples only, no misregistration.
+SINGLE_PHASE = {"phases": ("block",), "misregistration": 0.0}
+
+
+def run_arguments(description: str, name: str):
+    """The options every training script takes: output, fold, terms, limits, resume, seed,
+    learning rate and the phase recipe (the script adds its own)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--exclude-fold", choices=sorted(FOLDS))
+    ap.add_argument("--non-profit", action="store_true", help="also train on non-profit-only scenes")
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--steps", type=int, default=100000)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--overwrite", action="store_true", help="replace an earlier run at -o")
+    ap.add_argument("--name", default=name)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--single-phase", action="store_true",
+                    help="the earlier recipe: block-centred samples only, no misregistration")
+    return ap
+
+
+def training_scenes(args) -> tuple[list[tuple], dict]:
+    """The scenes ``args`` (:func:`run_arguments`) train on, as ``(pan, ms, family, terms)``
+    named relative to the data folder (the card records where each came from, never this
+    machine's paths: the process moves into :data:`DATA`, ``args.output`` made absolute first),
+    and the card's facts about them (commercial use, excluded fold, families never seen)."""
+    fams = families()
+    chosen = {f: s for f, s in fams.items()
+              if f != "wv3_cristianics" and (commercial(f) or args.non_profit)
+              and not (args.exclude_fold and f in FOLDS[args.exclude_fold])}
+    args.output = str(Path(args.output).resolve())
+    os.chdir(DATA)
+    scenes = [(Path(folder) / "pan.tif", Path(folder) / "ms.tif", fam, terms(fam))
+              for fam, folders in sorted(chosen.items()) for folder in folders]
+    return scenes, {"commercial_use": all(commercial(f) for f in chosen),
+                    "excluded_fold": args.exclude_fold,
+                    "never_seen": sorted(set(fams) - set(chosen))}
+
+
+def check_run_outputs(args, inputs: list[str]) -> None:
+    """Refuse, before any work, run files at ``args.output`` that exist (unless ``--overwrite``
+    or ``--resume``) or that are one of ``inputs``; make the output's folder."""
+    from ssdiff_cli.output import check_destination
+    from ssdiff_cli.training.loop import run_files
+
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    for path in run_files(Path(args.output)):
+        check_destination(path, overwrite=args.overwrite or args.resume, inputs=inputs,
+                          role="training output")
