@@ -197,6 +197,51 @@ def _registered(pan, ms, sensor: str | None, options: SharpenOptions | None):
     return scene, detection, sample, registration
 
 
+@dataclass
+class ReducedPairFiles:
+    """A pair degraded by its ratio and written for ``sharpen`` (:func:`reduced_pair_files`)."""
+
+    pan: Path
+    ms: Path
+    pair: wald.ReducedPair
+    scene: Scene
+    preset: object
+    registration: object
+    #: ``2**bit_depth - 1`` where the bit depth is known (the indices' data range), else None.
+    data_range: float | None
+    #: The name ``--sensor`` should give ``sharpen`` on the degraded pair (None: detect it).
+    sensor: str | None
+
+
+def reduced_pair_files(pan, ms, folder: Path, sensor: str | None = None,
+                       options: SharpenOptions | None = None, protocol: str = "ssdiff",
+                       placement: str | None = None) -> ReducedPairFiles:
+    """Degrade the pair as ``protocol`` says (:func:`evaluate_reduced`) and write it into
+    ``folder`` as ``pan_lr.tif`` and ``ms_lr.tif`` (float32, nodata -1e30, the SENSOR tag): what
+    a method fuses at reduced resolution; the reference is ``pair.reference``."""
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol {protocol}: choose one of {', '.join(PROTOCOLS)}")
+    scene, detection, _, registration = _registered(pan, ms, sensor, options)
+    preset, r = detection.preset, scene.ratio
+    try:  # the MS file's own pixels are the reference; the PAN is brought onto them
+        pan_a, pan_valid, ms_a, ms_valid = reference_arrays(scene.spec)
+    except ValueError as exc:
+        raise BadInputError(f"{scene.ms_paths[0]}: {exc}") from None
+    degrade = wald.degrade_pair_toolbox if protocol == "toolbox" else wald.degrade_pair
+    pair = degrade(pan_a, ms_a, r, preset.ms_gnyq, preset.pan_gnyq,
+                   pan_valid=pan_valid, ms_valid=ms_valid)
+    pan_t, ms_t, crs = _degraded_grids(scene, protocol, placement)
+    lr_pan, lr_ms = folder / "pan_lr.tif", folder / "ms_lr.tif"
+    tags = {"SENSOR": preset.name}
+    nodata = -1e30
+    _write(lr_pan, np.where(pair.pan_valid, pair.pan, nodata), pan_t, crs, nodata, tags=tags)
+    _write(lr_ms, np.where(pair.ms_valid, pair.ms, nodata), ms_t, crs, nodata,
+           names=scene.band_names, tags=tags)
+    data_range = float(2**detection.bit_depth - 1) if detection.bit_depth else None
+    return ReducedPairFiles(lr_pan, lr_ms, pair, scene, preset, registration, data_range,
+                            _preset_name(preset))
+
+
 def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
                      options: SharpenOptions | None = None, progress: Callable | None = None,
                      keep: dict | None = None, protocol: str = "ssdiff",
@@ -218,47 +263,29 @@ def evaluate_reduced(pan, ms, methods: list[str], sensor: str | None = None,
     ``keep``, when given, receives the arrays used (reference, lms and each fused image) for
     quicklooks, and the degraded pair (``"degraded"``, a :class:`ssdiff_cli.quality.wald.ReducedPair`).
     """
-    if protocol not in PROTOCOLS:
-        raise UsageError(f"--protocol {protocol}: choose one of {', '.join(PROTOCOLS)}")
-    scene, detection, _, registration = _registered(pan, ms, sensor, options)
-    preset, r = detection.preset, scene.ratio
-    try:  # the MS file's own pixels are the reference; the PAN is brought onto them
-        pan_a, pan_valid, ms_a, ms_valid = reference_arrays(scene.spec)
-    except ValueError as exc:
-        raise BadInputError(f"{scene.ms_paths[0]}: {exc}") from None
-    degrade = wald.degrade_pair_toolbox if protocol == "toolbox" else wald.degrade_pair
-    pair = degrade(pan_a, ms_a, r, preset.ms_gnyq, preset.pan_gnyq,
-                   pan_valid=pan_valid, ms_valid=ms_valid)
-    ref = pair.reference
-    ref_valid = pair.reference_valid
-    pan_t, ms_t, crs = _degraded_grids(scene, protocol, placement)
-    data_range = float(2**detection.bit_depth - 1) if detection.bit_depth else None
-    ev = Evaluation("reduced", REDUCED_COLUMNS + ("seconds",))
-    ev.details = {"sensor": preset.name, "ratio": r, "reference_shape": list(ref.shape),
-                  "pan": str(pan), "ms": [str(p) for p in scene.ms_paths],
-                  "protocol": {"name": protocol, "conventions": PROTOCOLS[protocol],
-                               **({"placement": placement} if placement else {})},
-                  "mtf_gnyq": {"ms": [float(g) for g in preset.ms_gnyq],
-                               "pan": float(preset.pan_gnyq)},
-                  "reference_registration": registration.to_dict()}
-    with tempfile.TemporaryDirectory(prefix="ssdiff-eval-") as tmp:
-        tmp = Path(tmp)
-        lr_pan, lr_ms = tmp / "pan_lr.tif", tmp / "ms_lr.tif"
-        tags = {"SENSOR": preset.name}
-        nodata = -1e30
-        _write(lr_pan, np.where(pair.pan_valid, pair.pan, nodata), pan_t, crs, nodata, tags=tags)
-        _write(lr_ms, np.where(pair.ms_valid, pair.ms, nodata), ms_t, crs, nodata,
-               names=scene.band_names, tags=tags)
+    with tempfile.TemporaryDirectory(prefix="ssdiff-eval-") as folder:
+        tmp = Path(folder)
+        rp = reduced_pair_files(pan, ms, tmp, sensor, options, protocol, placement)
+        scene, pair, preset = rp.scene, rp.pair, rp.preset
+        ref, ref_valid, r = pair.reference, pair.reference_valid, pair.ratio
+        ev = Evaluation("reduced", REDUCED_COLUMNS + ("seconds",))
+        ev.details = {"sensor": preset.name, "ratio": r, "reference_shape": list(ref.shape),
+                      "pan": str(pan), "ms": [str(p) for p in scene.ms_paths],
+                      "protocol": {"name": protocol, "conventions": PROTOCOLS[protocol],
+                                   **({"placement": placement} if placement else {})},
+                      "mtf_gnyq": {"ms": [float(g) for g in preset.ms_gnyq],
+                                   "pan": float(preset.pan_gnyq)},
+                      "reference_registration": rp.registration.to_dict()}
         base = options or SharpenOptions()
         for method in _with_baseline(methods):
             out = tmp / f"{method}.tif"
-            report = _fuse(lr_pan, lr_ms, out, method, _preset_name(preset), base, progress)
+            report = _fuse(rp.pan, rp.ms, out, method, rp.sensor, base, progress)
             fused, fused_valid = _read(out)
             h, w = min(fused.shape[1], ref.shape[1]), min(fused.shape[2], ref.shape[2])
             fused, mask = fused[:, :h, :w], fused_valid[:h, :w]
             if ref_valid is not None:
                 mask = mask & ref_valid[:h, :w]
-            scores = _score_reduced(protocol, fused, ref[:, :h, :w], r, mask, data_range,
+            scores = _score_reduced(protocol, fused, ref[:, :h, :w], r, mask, rp.data_range,
                                     str(scene.ms_paths[0]))
             scores["seconds"] = report.seconds
             name = "upsample (no fusion)" if method == "upsample" else method

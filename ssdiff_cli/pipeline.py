@@ -6,6 +6,7 @@ run (read, fuse, blend) -> write COG. The CLI is a thin layer over :func:`sharpe
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -36,6 +37,8 @@ from ssdiff_cli.output import (
     output_spec,
     publish_file,
 )
+from ssdiff_cli.output.spec import error_spec
+from ssdiff_cli.quality.error_summary import ErrorSummary
 from ssdiff_cli.scene import Scene, SceneSample, fill_values, prepare_scene
 from ssdiff_cli.scene.registration import measure_registration, measure_scene
 from ssdiff_cli.sensors import Detection
@@ -84,6 +87,9 @@ class SharpenOptions:
     #: ``-of`` and ``--co``: output format and GDAL creation options.
     output_format: str | None = None
     creation_options: dict = field(default_factory=dict)
+    #: ``--uncertainty``: also write the expected absolute error of every output pixel here (a
+    #: model method only; :mod:`ssdiff_cli.methods.uncertainty`).
+    uncertainty: str | None = None
 
 
 @dataclass
@@ -104,6 +110,8 @@ class Report:
     seconds: float = 0.0
     megapixels_per_second: float = 0.0
     output: str | None = None
+    #: ``--uncertainty``: the file, the predictor, and per band the mean and 99th percentile.
+    uncertainty: dict | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -293,6 +301,10 @@ def sharpen(
                 raise UsageError("--quicklook needs -o to be a file (the PNG is made from it)")
             check_destination(opts.quicklook, overwrite=opts.overwrite, inputs=inputs,
                               others=[("output (-o)", out)], role="quicklook")
+        if opts.uncertainty:
+            check_destination(opts.uncertainty, overwrite=opts.overwrite, inputs=inputs,
+                              others=[("output (-o)", out), ("quicklook", opts.quicklook)],
+                              role="uncertainty")
     if opts.method != "auto":
         get_method(opts.method)  # an unknown name fails before any file is opened
     scene, detection, sample = prepare_scene(
@@ -302,6 +314,11 @@ def sharpen(
     if name in MODEL_METHODS and opts.resampling not in (None, "cubic"):
         raise UsageError(f"-r {opts.resampling}: the SSDiff model was trained on cubic upsampling; "
                          "-r applies to the classical methods (choose one with -m)")
+    if opts.uncertainty and name not in MODEL_METHODS:
+        why = ("no shipped model takes this scene" if opts.method == "auto"
+               else f"{name} is a classical method")
+        raise UsageError(f"--uncertainty predicts a model's error and {why}; choose "
+                         f"-m {' or -m '.join(MODEL_METHODS)}")
     method_options = opts.method_options if name in MODEL_METHODS else {
         k: v for k, v in opts.method_options.items() if k == "weights"}
     method = get_method(name, **method_options)
@@ -350,6 +367,8 @@ def sharpen(
     prepared = method
     if opts.method == "auto":
         method = apply_guard(method, scene, sample, detection, report)
+    if opts.uncertainty:
+        method = with_uncertainty(prepared, method, scene, sample, detection, report)
     overlap = method.overlap if opts.overlap is None else opts.overlap
     grid = scene.spec.out
     tile_size = opts.tile_size or method.tile_size
@@ -365,16 +384,30 @@ def sharpen(
     def task(tile):
         return fuse_tile(spec, method, fills, tile)
 
-    with TileWriter(target, ospec, compress=opts.compress,
-                    creation_options=opts.creation_options) as writer:
-        blender = Blender(plan, spec.bands, writer.write)
+    with contextlib.ExitStack() as files:
+        writer = files.enter_context(TileWriter(target, ospec, compress=opts.compress,
+                                                creation_options=opts.creation_options))
+        write, errors = writer.write, None
+        if opts.uncertainty:
+            errors = files.enter_context(TileWriter(
+                OutputTarget(opts.uncertainty, overwrite=opts.overwrite, format="COG",
+                             inputs=inputs), error_spec(ospec), compress=opts.compress))
+            summary = ErrorSummary(method.band_std)
+            write = _split_writes(spec.bands, writer.write, errors.write, summary)
+        blender = Blender(plan, spec.bands * (2 if errors else 1), write)
         stats = run_plan(plan, task, blender.add, workers=_tile_workers(method, opts, executor),
                          executor=executor,
                          progress=progress)
         if not blender.finished():
             raise RuntimeError("internal error: some tile seams were never completed")
         writer.check_result(input_varies=bands_vary)
+        if errors:
+            errors.check_result()
         writer.publish()
+        if errors:
+            errors.publish()
+            report.uncertainty = {"path": opts.uncertainty, **method.head.summary(),
+                                  "bands": summary.bands(ospec.band_names, ospec.scale)}
     _report_compile(prepared, report)
     if writer.reader_closed_early:
         report.notes.append("the reader closed the pipe before the end; the rest was not sent")
@@ -389,9 +422,34 @@ def sharpen(
         from ssdiff_cli.quality.quicklook import write_quicklook
 
         write_png(opts.quicklook, opts.overwrite,
-                  lambda tmp: write_quicklook(out, tmp, detection.preset.rgb))
+                  lambda tmp: write_quicklook(out, tmp, detection.preset.rgb,
+                                              uncertainty=opts.uncertainty))
         report.notes.append(f"quicklook written to {opts.quicklook}")
     return report
+
+
+def with_uncertainty(model: FusionMethod, output: FusionMethod, scene: Scene,
+                     sample: SceneSample, detection: Detection, report: Report) -> FusionMethod:
+    """``--uncertainty``: the prepared ``model`` wrapped so that each tile also carries its
+    expected error (:class:`ssdiff_cli.methods.uncertainty.WithUncertainty`); the image is
+    ``output``'s (the model's, or the base ``--method auto`` fell back to)."""
+    from ssdiff_cli.methods.uncertainty import WithUncertainty, load_head
+
+    wrapped = WithUncertainty(model, load_head(), output=None if output is model else output)
+    wrapped.prepare(SceneContext(scene=scene, sample=sample, sensor=detection.preset))
+    if output is not model:
+        report.notes.append("uncertainty: the features come from the model the guard set "
+                            "aside, the image is its base's")
+    return wrapped
+
+
+def _split_writes(bands: int, write_image, write_error, summary):
+    """A blender's writer for tiles that carry the image and then its expected error."""
+    def write(row, col, data, valid):
+        write_image(row, col, data[:bands], valid)
+        write_error(row, col, data[bands:], valid)
+        summary.add(data[bands:], valid)
+    return write
 
 
 def write_png(dest: str | Path, overwrite: bool, write: Callable[[str], object]) -> None:
@@ -424,6 +482,8 @@ def validate_options(opts: SharpenOptions) -> None:
         opts.coregister = "on" if opts.coregister else "off"
     if opts.coregister not in COREGISTER_MODES:
         raise UsageError(f"--coregister {opts.coregister}: choose one of {', '.join(COREGISTER_MODES)}")
+    if opts.uncertainty == "-":
+        raise UsageError("--uncertainty -: give a file path (stdout can carry only the image)")
     weights = opts.method_options.get("weights")
     if weights is not None and not all(math.isfinite(w) for w in weights):
         raise UsageError("-w/--weight: weights must be finite numbers")

@@ -118,7 +118,12 @@ def sharpen(
         "--co", help="GDAL creation option KEY=VALUE, repeatable (BLOCKSIZE, LEVEL, PREDICTOR, "
         "BIGTIFF...); applied after ssdiff's own.")] = None,
     quicklook: Annotated[Path | None, typer.Option(
-        help="Also write a true-colour PNG of the result.")] = None,
+        help="Also write a true-colour PNG of the result (with --uncertainty, its expected "
+        "error beside it).")] = None,
+    uncertainty: Annotated[Path | None, typer.Option(
+        "--uncertainty", help="Also write a COG of the expected absolute error of every "
+        "output pixel and band (output units, same grid and mask); model methods only.",
+        show_default=False)] = None,
     scheduler: Annotated[str | None, typer.Option(
         help="Run tiles on a dask.distributed cluster (tcp://HOST:8786).")] = None,
     cluster: Annotated[str | None, typer.Option(
@@ -136,6 +141,8 @@ def sharpen(
             raise UsageError(f"missing {missing}: give PAN MS... -o OUTPUT (or --batch PAIRS)")
         if batch is not None and (pan is not None or ms):
             raise UsageError("--batch replaces the PAN and MS arguments; give one or the other")
+        if batch is not None and uncertainty is not None:
+            raise UsageError("--uncertainty names one file; it applies to one pair, not --batch")
         from ssdiff_cli.gdal_formats import parse_creation_options
         from ssdiff_cli.pipeline import SharpenOptions, default_workers
         from ssdiff_cli.pipeline import sharpen as run_sharpen
@@ -157,6 +164,7 @@ def sharpen(
             resampling=resampling.value if resampling else None, coregister=coregister.value,
             output_format=output_format.value if output_format else None,
             creation_options=parse_creation_options(creation_options),
+            uncertainty=str(uncertainty) if uncertainty else None,
         )
         if json_out and output == "-" and not check_only:
             raise UsageError("--json and -o - both want stdout; choose one")
@@ -234,7 +242,8 @@ def _finish(report, json_out: bool, quiet: bool, check_only: bool) -> None:
         stderr.print(
             f"wrote {report.output}: {report.grid['width']}x{report.grid['height']} px, "
             f"{report.method['name']}, {report.tiles} tiles, {report.seconds:.1f} s "
-            f"({report.megapixels_per_second:.2f} MP/s)",
+            f"({report.megapixels_per_second:.2f} MP/s)"
+            + (f"; expected error in {report.uncertainty['path']}" if report.uncertainty else ""),
             highlight=False,
         )
     if check_only and report.shift["verdict"] == "refuse":

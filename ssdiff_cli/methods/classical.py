@@ -28,7 +28,7 @@ HPM_MAX_GAIN = 4.0
 FS_WINDOW = 1024
 
 
-def _valid_pixels(ctx: SceneContext) -> tuple[np.ndarray, np.ndarray]:
+def valid_pixels(ctx: SceneContext) -> tuple[np.ndarray, np.ndarray]:
     """PAN (n,) and MS (C, n) values of the valid sample pixels."""
     s = ctx.sample
     if not s.valid.any():
@@ -91,7 +91,7 @@ class GSA(FusionMethod):
 
     def prepare(self, ctx: SceneContext) -> None:
         """Fit the intensity regression and the injection gains on the scene sample."""
-        pan, ms = _valid_pixels(ctx)
+        pan, ms = valid_pixels(ctx)
         design = np.vstack([ms, np.ones_like(pan)]).T
         coef, *_ = np.linalg.lstsq(design, pan, rcond=None)
         self.alpha = coef[:-1].astype(np.float32)
@@ -170,7 +170,7 @@ class MTFGLP(FusionMethod):
             self.kernel = spec.resampling
             sub = spec.ms_subpixel
             self.phase = (0.0, 0.0) if sub is None else (float(sub[2]), float(sub[3]))
-        pan, ms = _valid_pixels(ctx)
+        pan, ms = valid_pixels(ctx)
         self.fit(pan, ms, ctx.scene.ratio, gnyq)
         if self.matched:
             self._full_scale_statistics(ctx)

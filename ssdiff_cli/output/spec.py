@@ -177,3 +177,18 @@ def to_output_dtype(data: np.ndarray, valid: np.ndarray, spec: OutputSpec) -> np
             out[:, ~valid] = nd
     return out
 
+
+
+def error_spec(spec: OutputSpec) -> OutputSpec:
+    """The grid of ``spec`` for an image of expected errors (``sharpen --uncertainty``): float32
+    in the output's units (``--scale``'s gain applies, not its offset), the output's pixels
+    masked (an internal mask), a band per output band."""
+    hi = float(np.finfo(np.float32).max)
+    return OutputSpec(
+        transform=spec.transform, width=spec.width, height=spec.height, crs=spec.crs,
+        dtype="float32", bands=spec.bands, nodata=None,
+        band_names=[f"{name} expected error" for name in spec.band_names],
+        value_min=0.0, value_max=hi,
+        tags={**spec.tags, "SSDIFF_UNCERTAINTY": "expected absolute error per pixel, in the "
+              "output's units"},
+        rgb=None, scale=None if spec.scale is None else (spec.scale[0], 0.0))

@@ -70,14 +70,24 @@ def read_rgb(path: str | Path, rgb: tuple[int, int, int], max_side: int = 1024):
 
 
 def write_quicklook(
-    raster: str | Path, png: str | Path, rgb: tuple[int, int, int], max_side: int = 1024
+    raster: str | Path, png: str | Path, rgb: tuple[int, int, int], max_side: int = 1024,
+    uncertainty: str | Path | None = None,
 ) -> Path:
-    """Write a true-colour PNG of ``raster`` (bands ``rgb``, 0-based), 2-98 % stretch."""
+    """Write a true-colour PNG of ``raster`` (bands ``rgb``, 0-based), 2-98 % stretch; with
+    ``uncertainty`` (its expected-error image), that image's mean over the three bands beside
+    it as a heat map (white: its 99th percentile or more)."""
     data, valid = read_rgb(raster, rgb, max_side)
     img = to_uint8(data, stretch_limits(data, valid), valid)
     png = Path(png)
-    Image.fromarray(img, mode="RGB").save(png)
-    return png
+    if uncertainty is None:
+        Image.fromarray(img, mode="RGB").save(png)
+        return png
+    err, err_valid = read_decimated(uncertainty, max_side, shape=data.shape[1:],
+                                    indexes=[i + 1 for i in rgb])
+    mean, ok = err.mean(axis=0), valid & err_valid
+    limit = float(np.percentile(mean[ok], 99)) if ok.any() else 1.0
+    return write_panel([("result", img), ("expected |error|", heat_map(mean, ok, limit))], png,
+                       columns=2)
 
 
 def write_panel(tiles: list[tuple[str, np.ndarray]], png: str | Path, columns: int = 4) -> Path:
@@ -101,15 +111,19 @@ def write_panel(tiles: list[tuple[str, np.ndarray]], png: str | Path, columns: i
     return png
 
 
-def error_map(fused: np.ndarray, reference: np.ndarray, valid: np.ndarray, limit: float) -> np.ndarray:
-    """Mean absolute error over bands as an (H, W, 3) uint8 heat map on a fixed ``limit``
-    (black: no error, white: ``limit`` or more), invalid pixels blue."""
-    err = np.mean(np.abs(fused - reference), axis=0) / max(limit, 1e-12)
-    t = np.clip(err, 0.0, 1.0)
+def heat_map(values: np.ndarray, valid: np.ndarray, limit: float) -> np.ndarray:
+    """(H, W) values as an (H, W, 3) uint8 heat map on a fixed ``limit`` (black: 0, white:
+    ``limit`` or more), invalid pixels blue."""
+    t = np.clip(np.nan_to_num(values / max(limit, 1e-12)), 0.0, 1.0)
     img = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], -1)
     img = (img * 255).round().astype(np.uint8)
     img[~valid] = (0, 0, 128)
     return img
+
+
+def error_map(fused: np.ndarray, reference: np.ndarray, valid: np.ndarray, limit: float) -> np.ndarray:
+    """Mean absolute error over bands as a :func:`heat_map` on a fixed ``limit``."""
+    return heat_map(np.mean(np.abs(fused - reference), axis=0), valid, limit)
 
 
 def comparison_panel(images: dict[str, np.ndarray], reference: np.ndarray, valid: np.ndarray,
