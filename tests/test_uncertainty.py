@@ -26,9 +26,9 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def _run(pan, ms, folder, tile_size=None, **extra):
+def _run(pan, ms, folder, tile_size=None, method="ssdiff", **extra):
     out, err = folder / "out.tif", folder / "error.tif"
-    opts = SharpenOptions(method="ssdiff", tile_size=tile_size, workers=1,
+    opts = SharpenOptions(method=method, tile_size=tile_size, workers=1,
                           uncertainty=str(err), **extra)
     return sharpen(pan, ms, str(out), opts), out, err
 
@@ -154,3 +154,30 @@ def test_reliability_indices_on_known_values():
     assert monotone(rows, "predicted") and len(rows) == 10
     assert rank_correlation(sigma, actual, valid) > 0.5
     assert abs(rank_correlation(rng.uniform(size=sigma.shape), actual, valid)) < 0.05
+
+
+@requires_data
+def test_ksdiff_carries_its_expected_error_across_tiles_exactly(tmp_path):
+    # the other model family: a random KSDiff (uncalibrated, so its correction stays), tiles
+    # of 128 and 512 px
+    import torch
+
+    from tests.test_ksdiff_method import _random_ksdiff, _save
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = str(_save(_random_ksdiff(), tmp_path))
+        pan, ms = scene_paths(SCENE)
+        runs = []
+        for tile in (128, 512):
+            folder = tmp_path / str(tile)
+            folder.mkdir()
+            report, _, err = _run(pan, ms, folder, tile_size=tile, method="ksdiff",
+                                  method_options={"model": model, "calibrate": False})
+            assert report.method["name"] == "ksdiff"
+            runs.append(_read(err))
+    finally:
+        torch.set_num_threads(threads)
+    (a, mask, _, _), (b, _, _, _) = runs
+    assert np.array_equal(a, b) and np.isfinite(a[:, mask]).all() and (a[:, mask] > 0).all()
