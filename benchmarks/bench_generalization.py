@@ -197,11 +197,13 @@ def main() -> None:
             tmp.write_text(json.dumps(card, indent=2) + "\n")
             os.replace(tmp, args.card)
         return
-    needs_folds = [f for k in FOLDS for f in FOLDS[k]
-                   if not args.families or f in args.families]
-    if needs_folds and not (args.fold_a and args.fold_b):
-        ap.error("--fold-a and --fold-b are required to score the training families (unless "
-                 "--report, or --families names only families no training set holds)")
+    given = {"A": args.fold_a, "B": args.fold_b}
+    missing = [f"--fold-{k.lower()}" for k in FOLDS if not given[k]
+               and any(not args.families or f in args.families for f in FOLDS[k])]
+    if missing:
+        ap.error(f"{' and '.join(missing)} required to score the training families of that "
+                 "fold (unless --report, or --families names only families of folds given, or "
+                 "no training set holds)")
     if not DATA.is_dir():
         sys.exit(f"shared scenes not found at {DATA}: nothing to benchmark")
 
