@@ -45,7 +45,8 @@ def clean(tmp_path_factory):
     runs = {}
     for tile in (128, 512):
         folder = tmp_path_factory.mktemp(f"tile{tile}")
-        runs[tile] = _run(pan, ms, folder, tile_size=tile)
+        quicklook = str(folder / "look.png") if tile == 512 else None
+        runs[tile] = _run(pan, ms, folder, tile_size=tile, quicklook=quicklook)
     return runs
 
 
@@ -68,6 +69,19 @@ def test_the_error_image_is_on_the_output_grid_with_its_mask(clean):
     for b, band in zip(bands, values):
         assert b["mean"] == pytest.approx(band.mean(), rel=1e-4)
         assert b["p99"] == pytest.approx(np.percentile(band, 99), rel=0.03)
+
+
+@requires_data
+def test_the_quicklook_shows_the_expected_error_beside_the_result(clean):
+    from PIL import Image
+
+    _, out, _ = clean[512]
+    with rasterio.open(out) as ds:
+        width = ds.width
+    png = np.asarray(Image.open(out.parent / "look.png").convert("RGB"))
+    assert png.shape[1] == 2 * (width + 4)  # two panels: the result, its expected error
+    right = png[18:, width + 4:]
+    assert right[..., 0].std() > 10  # a heat map that varies, not an empty panel
 
 
 @requires_data
