@@ -178,7 +178,6 @@ def to_output_dtype(data: np.ndarray, valid: np.ndarray, spec: OutputSpec) -> np
     return out
 
 
-
 def error_spec(spec: OutputSpec) -> OutputSpec:
     """The grid of ``spec`` for an image of expected errors (``sharpen --uncertainty``): float32
     in the output's units (``--scale``'s gain applies, not its offset), the output's pixels

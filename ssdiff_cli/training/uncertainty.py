@@ -49,8 +49,9 @@ def reduced_errors(pan, ms, options: SharpenOptions | None = None) -> ReducedErr
     band_std, pan_std = scene_scales(pair.ms[:, ms_ok], pan_lr[ms_ok])
     model = fused["ssdiff"]
     error = np.abs(model - ref)
-    # Invalid pixels hold nodata; filled as sharpen fills them before fusing, so that the
-    # features' smoothing cannot carry them into valid pixels.
+    # Invalid pixels hold nodata (-1e30 or NaN): set to the band's valid mean so that the
+    # features' smoothing cannot carry them into valid pixels (sharpen's tiles never hold them:
+    # it fills its inputs locally before fusing).
     model, base, lms = (_filled(a, valid) for a in (model, fused["mtf-glp-fs"],
                                                     fused["upsample (baseline)"]))
     return ReducedErrors(model=model, base=base, lms=lms, pan=_filled(pair.pan[None, :h, :w], valid)[0],
@@ -58,7 +59,8 @@ def reduced_errors(pan, ms, options: SharpenOptions | None = None) -> ReducedErr
 
 
 def _filled(arr: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``arr`` (C, H, W) with each band's invalid or non-finite pixels set to its valid mean."""
+    """``arr`` (C, H, W) with each band's invalid or non-finite pixels set to its valid mean
+    (what the shipped head was fitted with)."""
     out = np.array(arr, np.float32)
     for band in out:
         ok = valid & np.isfinite(band)
