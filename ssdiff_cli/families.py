@@ -61,6 +61,8 @@ class Family:
         Whether ``--adapt`` applies to it.
     training : str or None
         ``module:function`` of its training entry in :mod:`ssdiff_cli.training`.
+    training_config : str or None
+        ``module:Class`` of the options its training entry takes (a dataclass).
     """
 
     name: str
@@ -77,6 +79,7 @@ class Family:
     precision: str
     adapts: bool
     training: str | None
+    training_config: str | None = None
 
     @property
     def any_layout(self) -> bool:
@@ -115,12 +118,14 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            network="ssdiff_cli.nn:SSDiffDenoiser", bands=None, ratios=None,
            normalisations=("fixed", "scene"), base=None, chunk=768, scale_chunk_by_bands=False,
            compiles=False, precision="auto", adapts=True,
-           training="ssdiff_cli.training.loop:train_scenes"),
+           training="ssdiff_cli.training.loop:train_scenes",
+           training_config="ssdiff_cli.training.loop:TrainConfig"),
     Family(name="generalist", method="ssdiff", config="ssdiff_cli.nn.generalist:GeneralistConfig",
            network="ssdiff_cli.nn.generalist:GeneralistDenoiser", bands=ANY_BANDS,
            ratios=ANY_RATIOS, normalisations=("band-standardised",), base="mtf-glp-fs",
            chunk=768, scale_chunk_by_bands=True, compiles=True, precision="auto", adapts=True,
-           training="ssdiff_cli.training.generalist:train_generalist"),
+           training="ssdiff_cli.training.generalist:train_generalist",
+           training_config="ssdiff_cli.training.generalist:GeneralistTrainConfig"),
     # KSDiff: one plain CNN pass a tile given the scene's prior; fp32 (bf16 measured slower on
     # this CPU, nn/ksdiff.py); its per-band tensors are thin, so the chunk does not shrink
     # with the band count.
@@ -128,7 +133,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            network="ssdiff_cli.nn.ksdiff:KSDiffNetwork", bands=ANY_BANDS, ratios=ANY_RATIOS,
            normalisations=("band-standardised",), base="mtf-glp-fs", chunk=768,
            scale_chunk_by_bands=False, compiles=False, precision="fp32", adapts=False,
-           training="ssdiff_cli.training.ksdiff:train_ksdiff"),
+           training="ssdiff_cli.training.ksdiff:train_ksdiff",
+           training_config="ssdiff_cli.training.ksdiff:KSDiffTrainConfig"),
 )}
 
 
@@ -162,3 +168,11 @@ def training_entry(family: Family):
     if family.training is None:
         raise ModelError(f"model family {family.name} has no training entry")
     return _resolve(family.training)
+
+
+def training_config(family: Family):
+    """The class of the options the family's training entry takes (imported now;
+    orchestration only)."""
+    if family.training_config is None:
+        raise ModelError(f"model family {family.name} has no training entry")
+    return _resolve(family.training_config)

@@ -1,8 +1,11 @@
-"""``ssdiff train``: an SSDiff model from real scenes (Wald protocol) or PanCollection, or the
-generalist model (``--generalist``), by :mod:`ssdiff_cli.training`."""
+"""``ssdiff train``: a model of one family (``--family``, :mod:`ssdiff_cli.families`): a
+per-sensor SSDiff model from real scenes (Wald protocol) or PanCollection, or a band- and
+ratio-agnostic one (the generalist, KSDiff) from every scene given, each by its family's
+training entry in :mod:`ssdiff_cli.training`."""
 
 from __future__ import annotations
 
+import enum
 import os
 from pathlib import Path
 from typing import Annotated
@@ -29,7 +32,11 @@ from ssdiff_cli.cli.reporting import (
     require_stdout,
     stderr,
 )
-from ssdiff_cli.errors import BadInputError
+from ssdiff_cli.errors import BadInputError, UsageError
+from ssdiff_cli.families import FAMILIES, LEGACY_FAMILY
+
+#: ``--family``: the registry's families.
+FamilyName = enum.Enum("FamilyName", {name: name for name in FAMILIES}, type=str)
 
 
 def train(
@@ -56,8 +63,11 @@ def train(
     eval_steps: Annotated[int, typer.Option("--eval-steps", min=1, help="DDIM steps from t=999.")] = 1,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1)] = 20000,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.0)] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
-    crop: Annotated[int, typer.Option("--crop", min=4, help="Crop size (reduced PAN px).")] = 32,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", min=1, help="Crops a step (per version for the band- and ratio-agnostic "
+        "families); default: the family's (16; generalist 2 x 8, ksdiff 2 x 4).")] = None,
+    crop: Annotated[int | None, typer.Option("--crop", min=4, help="Crop size (reduced PAN px); "
+                                             "default: the family's (32; ksdiff 64).")] = None,
     lr: Annotated[float, typer.Option("--lr")] = 1e-3,
     ema: Annotated[float, typer.Option("--ema", min=0.0, max=1.0)] = 0.999,
     variant: Annotated[Variant, typer.Option("--variant")] = Variant.fast,
@@ -66,36 +76,47 @@ def train(
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads.")] = None,
     device: TrainDeviceOpt = "cpu",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved at -o.")] = False,
+    family: Annotated[FamilyName | None, typer.Option(
+        "--family", help="Model family: ssdiff (per-sensor, the default), or a band- and "
+        "ratio-agnostic one, generalist or ksdiff (two stages), from every scene (ratios 2 and "
+        "4, jittered MTFs and decimation phases; learning rate at most 5e-4).",
+        show_default=False)] = None,
     generalist: Annotated[bool, typer.Option(
-        "--generalist", help="Train the band- and ratio-agnostic generalist model (every scene, "
-        "ratios 2 and 4, jittered MTFs; learning rate at most 5e-4) instead of a per-sensor "
-        "one.")] = False,
+        "--generalist", help="The same as --family generalist.")] = False,
     init: Annotated[str | None, typer.Option(
-        "--init", help="--generalist: start from this generalist model (e.g. ssdiff-generalist) "
-        "to fine-tune it on your scenes.")] = None,
+        "--init", help="--family generalist: start from this generalist model (e.g. "
+        "ssdiff-generalist) to fine-tune it on your scenes.")] = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     json_out: Annotated[bool, json_option("Print a JSON summary.")] = False,
 ) -> None:
-    """Train an SSDiff model on real scenes (Wald protocol) or PanCollection; Ctrl-C or
-    SIGTERM saves."""
+    """Train a model (per-sensor SSDiff, the generalist or KSDiff: --family) on real scenes
+    (Wald protocol) or PanCollection; Ctrl-C or SIGTERM saves."""
     if json_out:
         with reporting(quiet):
             require_stdout("the JSON summary")
-    if generalist:
-        _train_generalist(scenes or [], output, init, max_steps, max_minutes, lr, seed,
-                          threads, resume, overwrite, quiet, json_out)
+    with reporting(quiet):
+        fam = FAMILIES[_family_name(family, generalist)]
+        from ssdiff_cli.families import training_config, training_entry
+
+        entry, config_class = training_entry(fam), training_config(fam)
+    sizes = {k: v for k, v in (("crop", crop), ("batch", batch_size)) if v is not None}
+    if fam.any_layout:
+        _train_any_layout(entry, config_class, scenes or [], output, init, max_steps,
+                          max_minutes, lr, seed, threads, sizes, resume, overwrite, quiet,
+                          json_out)
         return
     with reporting(quiet):
         from ssdiff_cli.training.crops import parse_scene_arg
-        from ssdiff_cli.training.loop import TrainConfig, train_scenes
 
-        cfg = TrainConfig(name=output.with_suffix("").name if output.suffix in (".json", ".safetensors")
-                          else output.name, output=str(output), sensor=sensor, variant=variant.value,
-                          crop=crop, batch=batch_size, lr=lr, ema=ema, max_steps=max_steps,
-                          max_minutes=max_minutes, eval_every=eval_every, eval_steps=eval_steps,
-                          seed=seed, precision=precision.value, threads=threads, device=device,
-                          norm=norm.value, holdout=holdout)
+        if init is not None:
+            raise UsageError("--init applies to --family generalist only")
+        cfg = config_class(name=output.with_suffix("").name if output.suffix in (".json", ".safetensors")
+                           else output.name, output=str(output), sensor=sensor, variant=variant.value,
+                           lr=lr, ema=ema, max_steps=max_steps, max_minutes=max_minutes,
+                           eval_every=eval_every, eval_steps=eval_steps, seed=seed,
+                           precision=precision.value, threads=threads, device=device,
+                           norm=norm.value, holdout=holdout, **sizes)
         _check_run_files(output, scenes or [], pancollection, resume, overwrite)
         if device == "cpu" and threads is None:
             import torch
@@ -114,8 +135,8 @@ def train(
                     raise BadInputError("no scene given (SCENE is PAN,MS or a folder)")
                 pairs = [parse_scene_arg(s) for s in scenes]
                 log = None if quiet else (lambda m: stderr.print(m, highlight=False))
-                res = train_scenes(pairs, cfg, mtf_gains=_gains(mtf_gains), pan_gain=pan_gain,
-                                   resume=resume, progress=bar, log=log)
+                res = entry(pairs, cfg, mtf_gains=_gains(mtf_gains), pan_gain=pan_gain,
+                            resume=resume, progress=bar, log=log)
         summary = {"step": res.step, "elapsed_s": round(res.elapsed_s, 1), "interrupted": res.interrupted,
                    "checkpoint": res.checkpoint, "state": res.state, "log": res.log,
                    "best": res.best, "last_loss": res.last_loss}
@@ -133,11 +154,20 @@ def train(
             raise typer.Exit(interrupt_exit_code())
 
 
+def _family_name(family, generalist: bool) -> str:
+    """``--family`` (``--generalist`` is ``--family generalist``); the per-sensor family by
+    default."""
+    name = getattr(family, "value", family)
+    if generalist:
+        if name not in (None, "generalist"):
+            raise UsageError(f"--generalist and --family {name} contradict each other")
+        return "generalist"
+    return name or LEGACY_FAMILY
+
+
 def _gains(text: str | None) -> list[float] | None:
     if not text:
         return None
-    from ssdiff_cli.errors import BadInputError
-
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
@@ -151,17 +181,22 @@ def scene_files(scenes: list[str]) -> list[str]:
     return [str(p) for text in scenes for p in parse_scene_arg(text)]
 
 
-def _train_generalist(scenes: list[str], output: Path, init: str | None, max_steps: int,
-                      max_minutes: float | None, lr: float, seed: int, threads: int | None,
-                      resume: bool, overwrite: bool, quiet: bool, json_out: bool) -> None:
-    """``train --generalist``: each scene is its own acquisition (family) unless they share a
-    folder name; the card records every scene and its terms."""
+def _train_any_layout(entry, config_class, scenes: list[str], output: Path, init: str | None,
+                      max_steps: int, max_minutes: float | None, lr: float, seed: int,
+                      threads: int | None, sizes: dict, resume: bool, overwrite: bool,
+                      quiet: bool, json_out: bool) -> None:
+    """``train --family generalist|ksdiff``: the family's training ``entry`` with its
+    ``config_class`` (:mod:`ssdiff_cli.families`); each scene is its own acquisition (family)
+    unless they share a folder name; the card records every scene and its terms."""
     with reporting(quiet):
+        import inspect
+
         from ssdiff_cli.output import check_destination
         from ssdiff_cli.training.crops import parse_scene_arg, scene_terms
-        from ssdiff_cli.training.generalist import GeneralistTrainConfig, train_generalist
         from ssdiff_cli.training.loop import state_path
 
+        if init is not None and "init" not in inspect.signature(entry).parameters:
+            raise UsageError("--init applies to --family generalist only")
         if not scenes:
             raise BadInputError("no scene given (SCENE is PAN,MS or a folder)")
         pairs = [parse_scene_arg(s) for s in scenes]
@@ -175,13 +210,13 @@ def _train_generalist(scenes: list[str], output: Path, init: str | None, max_ste
                      state_path(prefix)) if _folder_exists(prefix) else ():
             check_destination(path, overwrite=overwrite or resume, inputs=inputs,
                               role="training output")
-        cfg = GeneralistTrainConfig(output=str(prefix), name=prefix.name, max_steps=max_steps,
-                                    max_minutes=max_minutes, lr=min(lr, 5e-4), seed=seed,
-                                    threads=threads)
+        cfg = config_class(output=str(prefix), name=prefix.name, max_steps=max_steps,
+                           max_minutes=max_minutes, lr=min(lr, 5e-4), seed=seed,
+                           threads=threads, **sizes)
         log = (lambda m: None) if quiet or json_out else (lambda m: stderr.print(m, highlight=False))
-        trainer = train_generalist(
+        trainer = entry(
             [(pan, ms, Path(pan).resolve().parent.name, scene_terms(pan)) for pan, ms in pairs],
-            cfg, init=init, resume=resume, log=log)
+            cfg, resume=resume, log=log, **({"init": init} if init is not None else {}))
         summary = {"step": trainer.step, "elapsed_s": round(trainer.elapsed, 1),
                    "checkpoint": str(prefix.with_suffix(".safetensors")),
                    "state": str(state_path(prefix))}

@@ -412,10 +412,11 @@ def run_interruptibly(trainer, train_step, record, save_on_error: bool) -> None:
             signal.signal(s, h)
 
 
-def train_generalist(scenes: list[tuple], config: GeneralistTrainConfig, init: str | None = None,
-                     resume: bool = False, extra: dict | None = None, log=print) -> GeneralistTrainer:
-    """Train (or, from ``init``, fine-tune) a generalist on ``scenes``: ``(pan, ms, family,
-    terms)`` tuples; a family is one acquisition (crops of one acquisition share one)."""
+def training_versions(scenes: list[tuple], config: GeneralistTrainConfig,
+                      extra: dict | None = None, log=print) -> tuple[list[Version], dict]:
+    """Every training version of ``scenes`` (``(pan, ms, family, terms)`` tuples) at
+    ``config``'s ratios, jitters, crop and phases, and the card's facts about them (every scene,
+    its files, family, terms, versions and phases; ``extra`` added)."""
     versions, described = [], []
     for i, (pan, ms, family, terms) in enumerate(scenes):
         vs = build_versions(pan, ms, family, config.ratios, config.jitters, config.jitter,
@@ -429,8 +430,15 @@ def train_generalist(scenes: list[tuple], config: GeneralistTrainConfig, init: s
                           "family": family, "terms": terms, "versions": len(vs),
                           "phases": [v.phase for v in vs]})
         log(f"{pan}: {len(vs)} versions")
-    card_extra = {"scenes": described, "families": sorted({s[2] for s in scenes}),
-                  "terms": sorted({s[3] for s in scenes}), **(extra or {})}
+    return versions, {"scenes": described, "families": sorted({s[2] for s in scenes}),
+                      "terms": sorted({s[3] for s in scenes}), **(extra or {})}
+
+
+def train_generalist(scenes: list[tuple], config: GeneralistTrainConfig, init: str | None = None,
+                     resume: bool = False, extra: dict | None = None, log=print) -> GeneralistTrainer:
+    """Train (or, from ``init``, fine-tune) a generalist on ``scenes``: ``(pan, ms, family,
+    terms)`` tuples; a family is one acquisition (crops of one acquisition share one)."""
+    versions, card_extra = training_versions(scenes, config, extra, log)
     trainer = GeneralistTrainer(VersionSampler(versions, config.crop, config.seed), config,
                                 card_extra, resume=resume)
     if init is not None:  # a resumed run keeps its own weights but still records its start

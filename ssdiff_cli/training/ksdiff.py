@@ -39,9 +39,9 @@ from ssdiff_cli.nn.ksdiff_config import KSDiffConfig
 from ssdiff_cli.training.generalist import (
     GeneralistTrainConfig,
     VersionSampler,
-    build_versions,
     run_interruptibly,
     toolbox_phase,
+    training_versions,
 )
 from ssdiff_cli.training.loop import (
     EMA,
@@ -252,20 +252,7 @@ def train_ksdiff(scenes: list[tuple], config: KSDiffTrainConfig, resume: bool = 
                  extra: dict | None = None, log=print) -> KSDiffTrainer:
     """Train a KSDiff model on ``scenes``: ``(pan, ms, family, terms)`` tuples (a family is one
     acquisition), from the generalist's training versions at ``config.crop``."""
-    versions, described = [], []
-    for i, (pan, ms, family, terms) in enumerate(scenes):
-        vs = build_versions(pan, ms, family, config.ratios, config.jitters, config.jitter,
-                            config.crop, seed=config.seed + i, phases=tuple(config.phases),
-                            phase_jitter=config.phase_jitter,
-                            misregistration=config.misregistration,
-                            misregistered=config.misregistered)
-        versions += vs
-        described.append({"name": Path(pan).parent.as_posix() if not Path(pan).is_absolute()
-                          else Path(pan).parent.name, "family": family, "terms": terms,
-                          "versions": len(vs), "phases": [v.phase for v in vs]})
-        log(f"{pan}: {len(vs)} versions")
-    card_extra = {"scenes": described, "families": sorted({s[2] for s in scenes}),
-                  "terms": sorted({s[3] for s in scenes}), **(extra or {})}
+    versions, card_extra = training_versions(scenes, config, extra, log)
     trainer = KSDiffTrainer(VersionSampler(versions, config.crop, config.seed), config,
                             card_extra, resume=resume)
     trainer.run(log=log)
