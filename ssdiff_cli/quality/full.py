@@ -191,6 +191,7 @@ def full_resolution_from(
     strip_rows: int | None = None,
     workers: int | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    scorer=None,
 ) -> dict:
     """:func:`full_resolution` over any :class:`FullResInputs`, strip by strip (``strip_rows``
     rows, by default as many as fit :data:`STRIP_BYTES` of float32 image at this width).
@@ -199,13 +200,15 @@ def full_resolution_from(
     (reading rasters then overlaps the arithmetic), and each strip's groups of blocks are spread
     over ``workers`` threads (default: one per core); sums are added in a fixed order, so the
     result does not depend on ``workers``. ``progress(strips_done, strips_total, pixels_done)``
-    is called after each strip (the pipeline's progress signature).
+    is called after each strip (the pipeline's progress signature). ``scorer`` (default a
+    :class:`FullScorer`) receives the strips top to bottom and gives the result: anything with
+    its ``update`` and ``result``, such as :class:`~ssdiff_cli.quality.full_blocks.BlockScorer`.
     """
     c, h, w = inputs.shape
     step = full_strip_rows(ratio, w, c, block, strip_rows)
     halo = full_res_halo(ratio)
     gains = np.broadcast_to(np.asarray(ms_gnyq, dtype=np.float64), (c,))
-    sc = FullScorer(ratio, c, block)
+    sc = scorer if scorer is not None else FullScorer(ratio, c, block)
     strips = [(y0, min(h, y0 + step)) for y0 in range(0, h, step)]
     scratch: dict = {}  # buffers reused from strip to strip
 

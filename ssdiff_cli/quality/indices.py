@@ -27,7 +27,8 @@ This module is the public face of the indices; each job lives in its own module:
 * :mod:`~ssdiff_cli.quality.full`: :class:`FullScorer`, :func:`full_resolution` and
   :func:`full_resolution_from` (any :class:`FullResInputs`, from
   :mod:`~ssdiff_cli.quality.full_inputs`; ``evaluate`` reads raster files window by window
-  through one) for D_lambda, D_s, HQNR and QNR;
+  through one) for D_lambda, D_s, HQNR and QNR; :mod:`~ssdiff_cli.quality.full_blocks` keeps
+  them per block of a scene (:func:`~ssdiff_cli.quality.full_blocks.full_resolution_blocks`);
 * :mod:`~ssdiff_cli.quality.reference`: the whole-array definition of each index (:func:`sam`,
   :func:`q2n`, :func:`scc`, :func:`hqnr`, :func:`qnr`, ...);
 * :mod:`~ssdiff_cli.quality.strips`: strip sizes and the thread pool (:func:`worker_pool`) that
