@@ -132,7 +132,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family(name="ksdiff", method="ksdiff", config="ssdiff_cli.nn.ksdiff_config:KSDiffConfig",
            network="ssdiff_cli.nn.ksdiff:KSDiffNetwork", bands=ANY_BANDS, ratios=ANY_RATIOS,
            normalisations=("band-standardised",), base="mtf-glp-fs", chunk=768,
-           scale_chunk_by_bands=False, compiles=False, precision="fp32", adapts=False,
+           scale_chunk_by_bands=False, compiles=False, precision="fp32", adapts=True,
            training="ssdiff_cli.training.ksdiff:train_ksdiff",
            training_config="ssdiff_cli.training.ksdiff:KSDiffTrainConfig"),
 )}

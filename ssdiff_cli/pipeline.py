@@ -131,13 +131,18 @@ def resolve_method(name: str, scene: Scene, detection: Detection) -> str:
     return "ssdiff" if default_model(scene, detection.preset) is not None else "mtf-glp"
 
 
+#: What an adaptation that did not pass its check leaves, by what it adapted.
+UNDONE = {"weights": "the model is used as shipped", "prior": "the prior is used as sampled"}
+
+
 def adapt_scene(method: FusionMethod, scene: Scene, sample: SceneSample, opts: SharpenOptions,
                 report: Report, progress: Callable | None = None, sensor=None) -> None:
     """``--adapt N``: fine-tune the prepared SSDiff model on this scene before fusing. A
     per-sensor model trains L-BAF adapters on reduced-resolution crops
     (:func:`ssdiff_cli.training.scene_adapt.adapt_per_sensor`, MTF gains of ``sensor``, the
     detected preset) and the method runs the merged network; a generalist model is fine-tuned in
-    place (:func:`ssdiff_cli.training.scene_adapt.adapt_generalist`, objective
+    place, a KSDiff model's scene prior z optimised
+    (:func:`ssdiff_cli.training.scene_adapt.adapt_generalist`, objective
     ``opts.adapt_objective``). What it did goes into the report."""
     steps = int(getattr(method, "adapt", 0) or 0)
     if steps <= 0 or getattr(method, "net", None) is None:
@@ -167,8 +172,8 @@ def adapt_scene(method: FusionMethod, scene: Scene, sample: SceneSample, opts: S
         "seconds": round(time.perf_counter() - start, 2), **result.summary()}
     if not result.kept:
         warnings.warn(f"{scene.pan_path}: --adapt did not lower the error at reduced resolution "
-                      f"({result.check_before:.4f} -> {result.check_after:.4f}): the model is "
-                      "used as shipped", SsdiffWarning, stacklevel=2)
+                      f"({result.check_before:.4f} -> {result.check_after:.4f}): "
+                      + UNDONE[result.adapted], SsdiffWarning, stacklevel=2)
 
 
 def calibrate_scene(method: FusionMethod, scene: Scene, sample: SceneSample, report: Report) -> None:

@@ -1,7 +1,9 @@
 """``--method ksdiff`` (``ssdiff_cli.methods.ksdiff``) on real shared scenes: an untrained model
 returns the generalist's base, tiles of any size give the same image bit for bit, the prior is
 computed once per scene, a seed reproduces a run, a KSDiff card round-trips through ``models
-show`` and a hostile one is refused before anything is built; ``auto`` never picks KSDiff."""
+show`` and a hostile one is refused before anything is built; ``auto`` never picks KSDiff;
+``--adapt`` optimises the prior z alone, lowering the full-resolution objective, undone when the
+reduced-resolution check gets worse, once per scene before the tiles (seeds and tiles exact)."""
 
 from __future__ import annotations
 
@@ -187,3 +189,77 @@ def test_each_method_refuses_the_other_familys_model(tmp_path):
     result = runner.invoke(app, ["sharpen", str(pan), str(ms), "-o", str(tmp_path / "o.tif"),
                                  "-m", "ksdiff"])
     assert result.exit_code == EXIT_MODEL and "no shipped model" in result.stderr
+
+
+def _prepared(model: str, scene: str = "landsat_istanbul"):
+    """A KSDiff method prepared on a real scene (its prior computed), and the scene's fills."""
+    from ssdiff_cli.methods import SceneContext, get_method
+    from ssdiff_cli.scene import fill_values, prepare_scene
+
+    pan, ms = scene_paths(scene)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared, det, sample = prepare_scene(pan, [ms])
+    method = get_method("ksdiff", model=model)
+    method.prepare(SceneContext(prepared, sample, det.preset))
+    return method, prepared.spec, fill_values(sample)
+
+
+@requires_data
+def test_adapting_the_prior_lowers_the_full_resolution_objective_and_leaves_the_weights(tmp_path):
+    from ssdiff_cli.training.scene_adapt import adapt_generalist, full_objective
+
+    method, spec, fills = _prepared(str(_save(_random_ksdiff(), tmp_path)))
+    fusion = method.generalist
+    weights = {k: v.clone() for k, v in fusion.net.state_dict().items()}
+    z = fusion.z.clone()
+    before = full_objective(fusion, spec, fills)
+    result = adapt_generalist(fusion, spec, fills, 30, "full")
+    after = full_objective(fusion, spec, fills)
+    assert result.adapted == "prior" and len(result.losses) == 30
+    assert after < 0.9 * before, (before, after)  # 0.251 -> 0.200 when written
+    assert result.kept and result.check_after < result.check_before
+    # z alone moved, within the prior's range, and it sets the kernels every tile runs with
+    assert not torch.equal(fusion.z, z) and fusion.z.abs().max() <= 1.0
+    assert all(torch.equal(v, weights[k]) for k, v in fusion.net.state_dict().items())
+    with torch.no_grad():
+        kernels = fusion.net.kernels(fusion.z)
+    assert all(torch.equal(kernels[k], v) for k, v in fusion.kernels.items())
+
+
+@requires_data
+def test_a_prior_adaptation_that_does_worse_on_the_reduced_check_is_undone(tmp_path, monkeypatch):
+    from ssdiff_cli.training import scene_adapt
+
+    method, spec, fills = _prepared(str(_save(_random_ksdiff(), tmp_path)))
+    fusion = method.generalist
+    z, kernels = fusion.z.clone(), {k: v.clone() for k, v in fusion.kernels.items()}
+    # an objective that rewards a correction of +3 band standard deviations everywhere
+    monkeypatch.setattr(scene_adapt, "_full_loss", lambda fused, b, data: (
+        fused - torch.from_numpy(b["base"]) - 3.0).abs().mean())
+    result = scene_adapt.adapt_generalist(fusion, spec, fills, 30, "full")
+    assert result.losses[-1] < result.losses[0]  # it did learn towards the offset ...
+    assert not result.kept and result.check_after > result.check_before  # ... which is worse
+    assert torch.equal(fusion.z, z)
+    assert all(torch.equal(v, kernels[k]) for k, v in fusion.kernels.items())
+
+
+@requires_data
+def test_sharpen_adapt_reports_the_prior_and_keeps_seeds_and_tiles_exact(tmp_path):
+    """--adapt runs once per scene, before any tile: a seed reproduces the adapted run, and two
+    tile sizes give the same image bit for bit."""
+    model = str(_save(_random_ksdiff(), tmp_path))
+    options = {"model": model, "seed": 3, "adapt": 12, "calibrate": False}
+    before = KSDiffFusion.prior_calls
+    runs = [_fuse("landsat_istanbul", tmp_path / f"{i}.tif", "ksdiff", tile_size=size,
+                  method_options=options) for i, size in enumerate((128, 128, 320))]
+    assert KSDiffFusion.prior_calls == before + 3 and runs[0].tiles > runs[2].tiles
+    a, b, c = (_read(tmp_path / f"{i}.tif") for i in range(3))
+    assert np.array_equal(a, b) and np.array_equal(a, c)
+    report = runs[0].method["adaptation"]
+    assert report["steps"] == 12 and report["adapted"] == "prior" and report["kept"]
+    assert report["loss_last"] < report["loss_first"] and report["seconds"] > 0
+    assert report["check"]["reduced_l1_after"] < report["check"]["reduced_l1_before"]
+    plain = _fuse("landsat_istanbul", tmp_path / "plain.tif", "ksdiff",
+                  method_options={**options, "adapt": 0})
+    assert "adaptation" not in plain.method and not np.array_equal(a, _read(tmp_path / "plain.tif"))

@@ -47,10 +47,12 @@ def evaluate(
         help="--reduced: ssdiff (its own degradation and scoring) or toolbox (the pansharpening "
         "toolbox's: FIR, nearest decimation, pair without georeferencing, 21-px border cut, its "
         "Q2n and SCC).")] = Protocol.ssdiff,
-    model: Annotated[str | None, typer.Option(help="Model for -m ssdiff (zoo name or path).")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Model for -m ssdiff or -m ksdiff (zoo name or path).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, max=1000, help="DDIM steps for -m ssdiff.")] = None,
     adapt: Annotated[int | None, typer.Option(
-        min=0, help="-m ssdiff adapts to each (degraded) scene for N steps first.")] = None,
+        min=0, help="-m ssdiff adapts to each (degraded) scene for N steps first (-m ksdiff: "
+        "its prior z).")] = None,
     reference: Annotated[Path | None, typer.Option(help="Reference image for FUSED.")] = None,
     pan: Annotated[str | None, typer.Option(help="PAN for scoring FUSED without reference.")] = None,
     ms: Annotated[list[str] | None, typer.Option(help="MS for scoring FUSED without reference.")] = None,

@@ -63,10 +63,11 @@ def sharpen(
         min=1, max=1000, help="DDIM sampling steps (ssdiff), at most T = 1000.")] = None,
     seed: Annotated[int, seed_option("Seed of the diffusion noise (ssdiff).")] = 0,
     adapt: Annotated[int, typer.Option(
-        min=0, help="Fine-tune the model N steps on this scene before fusing it (ssdiff).")] = 0,
+        min=0, help="Fine-tune the model N steps on this scene before fusing it (ssdiff; "
+        "ksdiff: its scene prior z alone).")] = 0,
     adapt_objective: Annotated[AdaptObjective, typer.Option(
-        help="--adapt objective of a generalist model: full (unsupervised, full resolution, "
-        "Z-PNN style) or reduced (Wald protocol on the scene).")] = AdaptObjective.full,
+        help="--adapt objective of a generalist or KSDiff model: full (unsupervised, full "
+        "resolution, Z-PNN style) or reduced (Wald protocol on the scene).")] = AdaptObjective.full,
     calibrate: Annotated[bool, typer.Option(
         help="Scale a generalist model's correction per band to what the scene's own reduced "
         "resolution supports (gains in [0, 1], fitted once per scene).")] = True,

@@ -165,6 +165,9 @@ class GeneralistFusion:
     (the on-disk kernel cache, or this process's earlier compile).
     """
 
+    #: What ``--adapt`` optimises: every weight of the network (the pipeline's adaptation).
+    adapted = "weights"
+
     def __init__(self, net, scheduler, steps: int, t_start: int | None, seed: int,
                  device: str = "cpu", dtype=None) -> None:
         self.scheduler = scheduler

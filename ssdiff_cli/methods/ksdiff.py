@@ -40,6 +40,8 @@ class KSDiffFusion(GeneralistFusion):
     the prior was computed (once per :meth:`prepare`)."""
 
     prior_calls = 0
+    #: What ``--adapt`` optimises: the prior z alone (:meth:`set_prior` takes the result).
+    adapted = "prior"
 
     def prepare(self, ctx) -> None:
         """Fit the base (as the generalist), then compute the scene's prior and its kernels."""
@@ -125,8 +127,10 @@ class KSDiffFusion(GeneralistFusion):
 
 class KSDiffMethod(SSDiffMethod):
     """``--method ksdiff``: a KSDiff model (see the module docstring). Options as
-    :class:`~ssdiff_cli.methods.ssdiff.SSDiffMethod`'s; ``--adapt`` and adapters do not apply
-    yet, and its family does not run compiled (``--compile auto`` runs it eagerly)."""
+    :class:`~ssdiff_cli.methods.ssdiff.SSDiffMethod`'s; ``--adapt N`` optimises the scene's
+    prior z alone (run by the pipeline after :meth:`prepare`, once per scene, before any
+    tile), adapters do not apply yet, and its family does not run compiled (``--compile auto``
+    runs it eagerly)."""
 
     name = "ksdiff"
 
@@ -134,11 +138,11 @@ class KSDiffMethod(SSDiffMethod):
                  steps: int | None = None, seed: int = 0, device: str = "auto",
                  precision: str = "auto", batch: int = 16, adapt: int = 0,
                  chunk: int | None = None, compile: str = "auto", calibrate: bool = True):
-        if adapter or adapt:
-            raise ModelError("--adapt and --adapter do not apply to --method ksdiff yet")
+        if adapter:
+            raise ModelError("--adapter does not apply to --method ksdiff yet")
         super().__init__(model=model, steps=steps, seed=seed, device=device,
-                         precision=precision, batch=batch, chunk=chunk, compile=compile,
-                         calibrate=calibrate)
+                         precision=precision, batch=batch, adapt=adapt, chunk=chunk,
+                         compile=compile, calibrate=calibrate)
 
     def make_fusion(self) -> KSDiffFusion:
         """The KSDiff fusion (unprepared)."""

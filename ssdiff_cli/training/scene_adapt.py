@@ -1,5 +1,5 @@
 """Scene adaptation (``sharpen --adapt N``): a per-sensor model's L-BAF on the scene, and a
-generalist model's fine-tuning with one of two objectives.
+generalist model's fine-tuning, or a KSDiff model's prior, with one of two objectives.
 
 A per-sensor model (:func:`adapt_per_sensor`) trains rank-4 L-BAF adapters on reduced-resolution
 (Wald) crops of a central window of the scene (:func:`ssdiff_cli.training.finetune.adapt_to_scene`)
@@ -19,8 +19,12 @@ A generalist model (:func:`adapt_generalist`) has two objectives.
 ``reduced``: the Wald protocol on the scene itself (degrade the window by the ratio, learn the
 correction of the classical base against the original MS), as in training.
 
-Both fine-tune every weight of the network (it is small) with Adam on random crops of a central
-window of the scene, from the network's one-step output at t = T - 1 (what inference runs).
+Both fine-tune every weight of a generalist's network (it is small) with Adam on random crops of
+a central window of the scene, from the network's one-step output at t = T - 1 (what inference
+runs). A KSDiff model (:class:`ssdiff_cli.methods.ksdiff.KSDiffFusion`) keeps its weights: its
+scene prior z alone (N x C_z numbers, computed once per scene) is optimised, kept within the
+(-1, 1) the prior is trained and sampled in, and fixes every tile's kernels afterwards. What a
+fusion adapts is its class's ``adapted`` (:data:`PARTS`).
 
 Then a check (:func:`reduced_check`) decides whether to keep the result: the network's error
 against the scene's own reference under the Wald protocol (the window degraded by the ratio: L1
@@ -108,19 +112,111 @@ def local_correlation(a: torch.Tensor, b: torch.Tensor, size: int) -> torch.Tens
     return cov / torch.sqrt(va * vb)
 
 
+class _Weights:
+    """A generalist's adaptation: every weight of its network, run one step from the card's
+    start timestep (what inference runs)."""
+
+    name = "weights"
+    lr = 1e-4
+
+    def __init__(self, fusion: GeneralistFusion) -> None:
+        self.fusion = fusion
+
+    def start(self) -> list[torch.Tensor]:
+        """The tensors to optimise, made trainable."""
+        self.fusion.net.train().requires_grad_(True)
+        return list(self.fusion.net.parameters())
+
+    def stepped(self) -> None:
+        """After each optimiser step."""
+
+    def finish(self) -> None:
+        """Back to inference."""
+        self.fusion.net.eval().requires_grad_(False)
+
+    def snapshot(self) -> dict:
+        """What :meth:`restore` puts back exactly."""
+        return {k: v.detach().clone() for k, v in self.fusion.net.state_dict().items()}
+
+    def restore(self, saved: dict) -> None:
+        """Undo the adaptation."""
+        self.fusion.net.load_state_dict(saved)
+
+    def correction(self, cond: dict, noise: torch.Tensor) -> torch.Tensor:
+        """The network's correction (B, C, H, W) on a batch of conditions, from ``noise``."""
+        f = self.fusion
+        t = torch.full((len(noise),), float(_start_timestep(f)))
+        with torch.autocast("cpu", dtype=f.dtype, enabled=f.dtype is not None):
+            return f.net(noise, t, cond["base"], cond["lms"], cond["pan"], cond["pan_lp"],
+                         f.ratio).float()
+
+
+class _Prior:
+    """A KSDiff model's adaptation: the scene's prior z (1, N, C_z) alone, the weights frozen;
+    z stays within (-1, 1), the range it was trained and is sampled in."""
+
+    name = "prior"
+    lr = 1e-2
+
+    def __init__(self, fusion) -> None:
+        self.fusion = fusion
+        self.z = fusion.z.detach().clone()  # a plain tensor: the fusion's is an inference one
+
+    def start(self) -> list[torch.Tensor]:
+        """z, made trainable (the network's weights are not)."""
+        self.fusion.net.requires_grad_(False)
+        return [self.z.requires_grad_(True)]
+
+    def stepped(self) -> None:
+        """Keep z in (-1, 1)."""
+        with torch.no_grad():
+            self.z.clamp_(-1.0, 1.0)
+
+    def finish(self) -> None:
+        """The fusion's kernels from the adapted z."""
+        self.fusion.set_prior(self.z.detach().clone())
+
+    def snapshot(self) -> torch.Tensor:
+        """The prior now."""
+        return self.z.detach().clone()
+
+    def restore(self, saved: torch.Tensor) -> None:
+        """Back to the prior ``saved`` (and its kernels)."""
+        self.z = saved.clone()
+        self.fusion.set_prior(saved.clone())
+
+    def correction(self, cond: dict, noise: torch.Tensor) -> torch.Tensor:
+        """The network's correction (B, C, H, W) with the kernels of z (``noise`` unused: given
+        its kernels the pass is deterministic)."""
+        f = self.fusion
+        return f.net(cond["base"], cond["lms"], cond["pan"], cond["pan_lp"], f.ratio,
+                     f.net.kernels(self.z)).float()
+
+
+#: What ``--adapt`` optimises, by the fusion class's ``adapted``.
+PARTS = {"weights": _Weights, "prior": _Prior}
+
+
+def adapted_part(fusion):
+    """What ``--adapt`` optimises for ``fusion`` (its class's ``adapted``: :data:`PARTS`)."""
+    return PARTS[fusion.adapted](fusion)
+
+
 @dataclass
 class Adaptation:
-    """What :func:`adapt_generalist` did: the loss of every step, the check before and after
-    (None where the window is too small for it) and whether the adapted network was kept."""
+    """What :func:`adapt_generalist` did: what it adapted (``weights`` or ``prior``), the loss
+    of every step, the check before and after (None where the window is too small for it) and
+    whether the adaptation was kept."""
 
     losses: list[float] = field(default_factory=list)
     check_before: float | None = None
     check_after: float | None = None
     kept: bool = True
+    adapted: str = "weights"
 
     def summary(self) -> dict:
         """The report's ``adaptation`` fields."""
-        out = {"loss_first": round(self.losses[0], 5),
+        out = {"adapted": self.adapted, "loss_first": round(self.losses[0], 5),
                "loss_last": round(float(np.mean(self.losses[-10:])), 5), "kept": self.kept}
         if self.check_before is not None:
             out["check"] = {"reduced_l1_before": round(self.check_before, 5),
@@ -129,10 +225,11 @@ class Adaptation:
 
 
 def adapt_generalist(fusion: GeneralistFusion, spec, fills, steps: int, objective: str = "full",
-                     crop: int = 64, batch: int = 4, lr: float = 1e-4, seed: int = 0,
+                     crop: int = 64, batch: int = 4, lr: float | None = None, seed: int = 0,
                      progress: Callable[[int, int, float], None] | None = None) -> Adaptation:
-    """Fine-tune ``fusion.net`` on the scene in place, keeping the result only if it passes
-    :func:`reduced_check` (else the network is restored exactly).
+    """Adapt ``fusion`` to the scene in place (a generalist's network, a KSDiff model's prior:
+    :func:`adapted_part`), keeping the result only if it passes :func:`reduced_check` (else it
+    is restored exactly). ``lr`` None: the adapted part's (1e-4 for weights, 1e-2 for z).
 
     ``progress(step, steps, loss)`` is called after each step.
     """
@@ -154,25 +251,19 @@ def adapt_generalist(fusion: GeneralistFusion, spec, fills, steps: int, objectiv
             reduced = None
     else:
         data = reduced = reduced_window(fusion, tile)
-    net = fusion.net
-    result = Adaptation()
+    part = adapted_part(fusion)
+    result = Adaptation(adapted=part.name)
     result.check_before = None if reduced is None else reduced_check(fusion, reduced, crop, seed)
-    original = (None if result.check_before is None
-                else {k: v.detach().clone() for k, v in net.state_dict().items()})
-    net.train().requires_grad_(True)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    original = None if result.check_before is None else part.snapshot()
+    opt = torch.optim.Adam(part.start(), lr=part.lr if lr is None else lr)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    t_start = _start_timestep(fusion)
     losses = []
     for step in range(steps):
         batch_data = _crops(data, crop, batch, rng, data["ratio"])
         cond = {k: torch.from_numpy(batch_data[k]) for k in ("base", "lms", "pan", "pan_lp")}
         noise = torch.randn(cond["base"].shape, generator=gen)
-        t = torch.full((batch,), float(t_start))
-        with torch.autocast("cpu", dtype=fusion.dtype, enabled=fusion.dtype is not None):
-            x0 = net(noise, t, cond["base"], cond["lms"], cond["pan"], cond["pan_lp"],
-                     data["ratio"]).float()
+        x0 = part.correction(cond, noise)
         if objective == "full":
             loss = _full_loss(x0 + cond["base"], batch_data, data)
         else:
@@ -180,16 +271,17 @@ def adapt_generalist(fusion: GeneralistFusion, spec, fills, steps: int, objectiv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        part.stepped()
         losses.append(float(loss.detach()))
         if progress is not None:
             progress(step + 1, steps, losses[-1])
-    net.eval().requires_grad_(False)
+    part.finish()
     result.losses = losses
     if result.check_before is not None:
         result.check_after = reduced_check(fusion, reduced, crop, seed)
         result.kept = result.check_after < result.check_before
         if not result.kept:
-            net.load_state_dict(original)
+            part.restore(original)
     return result
 
 
@@ -211,10 +303,8 @@ def reduced_check(fusion: GeneralistFusion, reduced: dict, crop: int, seed: int)
     valid = torch.from_numpy(np.stack([reduced["valid"][y:y + size, x:x + size]
                                        for y in ys for x in xs]))[:, None].float()
     noise = torch.randn(b["base"].shape, generator=torch.Generator().manual_seed(seed + 1))
-    t_start = _start_timestep(fusion)
-    with torch.no_grad(), torch.autocast("cpu", dtype=fusion.dtype, enabled=fusion.dtype is not None):
-        x0 = fusion.net(noise, torch.full((len(noise),), float(t_start)), b["base"], b["lms"],
-                        b["pan"], b["pan_lp"], r).float()
+    with torch.no_grad():
+        x0 = adapted_part(fusion).correction(b, noise)
     err = (x0 - b["target"]).abs() * valid
     return float(err.sum() / (valid.sum() * x0.shape[1]).clamp_min(1))
 
@@ -291,10 +381,8 @@ def full_objective(fusion: GeneralistFusion, spec, fills, crop: int = 64, batch:
     b = _crops(data, crop, batch, np.random.default_rng(seed), r)
     cond = {k: torch.from_numpy(b[k]) for k in ("base", "lms", "pan", "pan_lp")}
     noise = torch.randn(cond["base"].shape, generator=torch.Generator().manual_seed(seed))
-    t_start = _start_timestep(fusion)
     with torch.no_grad():
-        x0 = fusion.net(noise, torch.full((batch,), float(t_start)), cond["base"], cond["lms"],
-                        cond["pan"], cond["pan_lp"], r).float()
+        x0 = adapted_part(fusion).correction(cond, noise)
         return float(_full_loss(x0 + cond["base"], b, data))
 
 
