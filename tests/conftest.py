@@ -8,6 +8,28 @@ from pathlib import Path
 
 import pytest
 
+#: At most this many test worker processes (pyproject's ``-n auto``): each may hold a model and
+#: a scene (1-2 GB), and beyond a few the shared scenes' reads contend.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per core, at most :data:`MAX_WORKERS`."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def _share_the_cores() -> None:
+    """Under several workers each gets its share of the cores for PyTorch, OpenMP and the
+    child processes it starts (inherited), instead of every worker taking them all."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ.setdefault("OMP_NUM_THREADS", share)
+        os.environ.setdefault("MKL_NUM_THREADS", share)
+
+
+_share_the_cores()
+
 # The shared real scenes live beside the project; SSDIFF_TEST_DATA points elsewhere (for example
 # on a GPU machine that receives only the repository). The one definition every test module uses.
 DATA = Path(os.environ.get("SSDIFF_TEST_DATA")
@@ -23,6 +45,18 @@ requires_data = pytest.mark.skipif(
 def scene_paths(name: str) -> tuple[Path, Path]:
     """(pan, ms) of a shared scene."""
     return DATA / name / "pan.tif", DATA / name / "ms.tif"
+
+
+def use_generalist_base(monkeypatch) -> None:
+    """Make ``-m mtf-glp-fs`` the model families' own base for the test (cubic lms, the
+    project's low-pass: what the generalist and KSDiff correct), not the toolbox-matched
+    method. A zero generalist gives exactly this base (tests/test_generalist.py)."""
+    from ssdiff_cli import pipeline
+    from ssdiff_cli.methods.classical import MTFGLP
+
+    real = pipeline.get_method
+    monkeypatch.setattr(pipeline, "get_method", lambda name, **kw: MTFGLP("fs", matched=False)
+                        if name == "mtf-glp-fs" else real(name, **kw))
 
 
 @pytest.fixture(scope="session")

