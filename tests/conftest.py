@@ -59,6 +59,35 @@ def use_generalist_base(monkeypatch) -> None:
                         if name == "mtf-glp-fs" else real(name, **kw))
 
 
+@pytest.fixture
+def one_thread():
+    """PyTorch on one thread for the test (the machine is shared), restored after it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def detail_injected_scene(gains) -> tuple:
+    """(fused, pan, lms, ms), synthetic for index formulas: a smooth 320 x 256 PAN, 4 MS bands
+    that follow it degraded with ``gains`` at ratio 4, the cubic lms, and a fused image that
+    injects the PAN's detail (float32, as the pipeline's)."""
+    import numpy as np
+
+    from ssdiff_cli import filters
+
+    rng = np.random.default_rng(0)
+    pan = (800 + rng.normal(0, 40, (320, 256)).cumsum(axis=0).cumsum(axis=1) / 50).astype(np.float32)
+    hi = np.stack([pan * g + rng.normal(0, 5, pan.shape)
+                   for g in (0.8, 1.0, 1.1, 0.6)]).astype(np.float32)
+    ms = filters.degrade(hi, gains, 4)
+    lms = filters.upsample_cubic(ms, 4)
+    fused = (lms * (pan / lms.mean(axis=0))[None]).astype(np.float32)
+    return fused, pan, lms, ms
+
+
 @pytest.fixture(scope="session")
 def fixture_pairs(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     """The generated pairs of ``tests/make_fixtures.py`` (``{name: (pan, ms)}``: ``ms4_r4``,

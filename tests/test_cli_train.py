@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 import rasterio
-import torch
 from conftest import requires_data, scene_paths
 from typer.testing import CliRunner
 
@@ -24,13 +23,8 @@ SCENE = "landsat_istanbul"
 TINY = ["--crop", "32", "--batch-size", "2", "--threads", "1", "-q"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The machine is shared: PyTorch on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: The machine is shared: PyTorch on one thread (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _show(model) -> dict:

@@ -28,13 +28,8 @@ from ssdiff_cli.pipeline import SharpenOptions, sharpen
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The machine is shared: PyTorch on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: The machine is shared: PyTorch on one thread (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _card(net, name: str) -> zoo.ModelCard:

@@ -28,13 +28,8 @@ from ssdiff_cli.quality import wald
 REAL = [("landsat_istanbul", 3, 2), ("ge1_grip", 4, 4), ("l7_fusebox/07", 6, 2), ("wv2_grip", 8, 4)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The machine is shared: every test here runs PyTorch on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: The machine is shared: every test here runs PyTorch on one thread (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _crop(scene: str, size: int):

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from ssdiff_cli import filters
 from ssdiff_cli.quality import reference as ref
 from ssdiff_cli.quality.full import full_res_halo, full_resolution, full_resolution_from, full_strip_rows
 from ssdiff_cli.quality.full_inputs import ArrayInputs
 from ssdiff_cli.quality.masks import full_res_erosion
+from tests.conftest import detail_injected_scene
 
 GAINS = [0.3, 0.3, 0.28, 0.25]
 PAN_GAIN = 0.15
@@ -20,15 +20,8 @@ PAN_GAIN = 0.15
 
 @pytest.fixture(scope="module")
 def scene():
-    """A smooth PAN, an MS degraded from bands that follow it, the lms, and a fused image that
-    injects the PAN's detail (float32, as the pipeline's)."""
-    rng = np.random.default_rng(0)
-    pan = (800 + rng.normal(0, 40, (320, 256)).cumsum(axis=0).cumsum(axis=1) / 50).astype(np.float32)
-    hi = np.stack([pan * g + rng.normal(0, 5, pan.shape) for g in (0.8, 1.0, 1.1, 0.6)]).astype(np.float32)
-    ms = filters.degrade(hi, GAINS, 4)
-    lms = filters.upsample_cubic(ms, 4)
-    fused = (lms * (pan / lms.mean(axis=0))[None]).astype(np.float32)
-    return fused, pan, lms, ms
+    """conftest's detail-injected synthetic scene (320 x 256 PAN px, 4 bands, ratio 4)."""
+    return detail_injected_scene(GAINS)
 
 
 def test_strips_agree_with_the_whole_array_definitions(scene):

@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pytest
 
-from ssdiff_cli import filters
 from ssdiff_cli.quality.full import full_resolution, full_resolution_from
 from ssdiff_cli.quality.full_blocks import (
     BlockScorer,
@@ -19,7 +18,7 @@ from ssdiff_cli.quality.full_blocks import (
     full_resolution_blocks,
 )
 from ssdiff_cli.quality.full_inputs import ArrayInputs
-from tests.conftest import requires_data, scene_paths
+from tests.conftest import detail_injected_scene, requires_data, scene_paths
 
 GAINS = [0.3, 0.3, 0.28, 0.25]
 PAN_GAIN = 0.15
@@ -28,15 +27,8 @@ KEYS = ("D_lambda", "D_s", "HQNR", "QNR_D_lambda", "QNR_D_s", "QNR")
 
 @pytest.fixture(scope="module")
 def scene():
-    """A smooth PAN, an MS degraded from bands that follow it, the lms, and a fused image that
-    injects the PAN's detail (as tests/test_quality_full.py's), 320 x 256 px."""
-    rng = np.random.default_rng(0)
-    pan = (800 + rng.normal(0, 40, (320, 256)).cumsum(axis=0).cumsum(axis=1) / 50).astype(np.float32)
-    hi = np.stack([pan * g + rng.normal(0, 5, pan.shape) for g in (0.8, 1.0, 1.1, 0.6)]).astype(np.float32)
-    ms = filters.degrade(hi, GAINS, 4)
-    lms = filters.upsample_cubic(ms, 4)
-    fused = (lms * (pan / lms.mean(axis=0))[None]).astype(np.float32)
-    return fused, pan, lms, ms
+    """conftest's detail-injected synthetic scene (320 x 256 PAN px, 4 bands, ratio 4)."""
+    return detail_injected_scene(GAINS)
 
 
 def test_one_block_over_the_scene_is_the_scenes_indices(scene):
