@@ -265,15 +265,6 @@ def _synthetic_crop(bands=4, size=32, ratio=4, seed=0):
     return gt, lms, pan, ms
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: far steadier than two when other processes share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
 def test_small_model_overfits_one_crop(one_thread):
     """~200 steps, batch 4, 32x32 crop: about 10-25 s on one core."""
